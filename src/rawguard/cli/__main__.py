@@ -1,0 +1,5 @@
+import sys
+
+from rawguard.cli import main
+
+sys.exit(main())
