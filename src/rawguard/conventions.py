@@ -28,6 +28,10 @@ LABEL_NAMES: dict[int, str] = {BONAFIDE: "bonafide", SPOOF: "spoof"}
 DEFAULT_WINDOW: int = 64_600
 """Training / scoring window in samples (RawNet2 / AASIST convention, ~4.04 s at 16 kHz)."""
 
+INT16_SCALE: float = 32768.0
+"""Caches store ``round(x * INT16_SCALE)`` clipped to int16; read back as ``int16 / INT16_SCALE``
+(the same mapping libsndfile uses for 16-bit PCM, so 16-bit FLAC/WAV round-trips exactly)."""
+
 HIGHER_SCORE_IS_BONAFIDE: bool = True
 """Score direction: a higher score means more bona fide (ASVspoof convention)."""
 
