@@ -1,0 +1,142 @@
+"""``rawnet-lite``: the seed network (Conv1d -> BN -> 2 residual blocks -> BiGRU -> FC), made fast.
+
+The seed ran its GRU over every one of the 64,600 samples of a 4 s clip; here the front-end is
+strided and every stage max-pools, so the GRU sees ~150 steps and a clip costs ~25 MFLOP.
+
+Data flow for a ``[B, T]`` waveform (default config; sizes for T = 64,600):
+
+=========================================  ==================  ===========
+stage                                      output              T = 64,600
+=========================================  ==================  ===========
+front-end conv 1 -> 32, k 64, stride 16    ``[B, 32, F]``      4,034
+``|x|``, max-pool 3, BN, LeakyReLU         ``[B, 32, F/3]``    1,344
+res block 32 -> 32, max-pool 3, FMS        ``[B, 32, F/9]``      448
+res block 32 -> 64, max-pool 3, FMS        ``[B, 64, F/27]``     149
+BN, LeakyReLU, BiGRU(64 -> 64 per dir.)    ``[B, 128]``  (final fwd + bwd states)
+linear 128 -> 2                            ``[B, 2]`` logits
+=========================================  ==================  ===========
+
+The front-end is a plain learnable ``Conv1d`` (``frontend="conv"``) or SincNet-style band-pass
+filters with learnable edges (``frontend="sinc"``). Residual block: [BN -> LeakyReLU, skipped in
+the first block because the front-end just applied them] -> conv k3 -> BN -> LeakyReLU -> conv k3,
+plus identity or 1x1-conv skip, then max-pool and filter-wise feature-map scaling (FMS, as in
+RawNet2). The GRU's final hidden states summarise the whole clip, so the output shape does not
+depend on ``T``; any ``T >= min_samples`` (480 by default) works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from rawguard.conventions import SAMPLE_RATE
+from rawguard.models import register_model
+from rawguard.models.layers import FeatureMapScaling, check_waveform, min_input_length, output_length
+from rawguard.models.sinc import LearnableSincConv, odd_kernel_size
+
+
+@dataclass
+class RawNetLiteConfig:
+    """Hyper-parameters of :class:`RawNetLite` (defaults: ~0.1 M parameters)."""
+
+    frontend: Literal["conv", "sinc"] = "conv"
+    frontend_channels: int = 32
+    frontend_kernel: int = 64  # taps (4 ms at 16 kHz); a sinc front-end makes it odd
+    frontend_stride: int = 16
+    frontend_pool: int = 3
+    block_channels: tuple[int, ...] = (32, 64)  # output channels of the residual blocks (the seed has 2)
+    block_pools: tuple[int, ...] = (3, 3)  # max-pool after each block
+    negative_slope: float = 0.3
+    feature_scaling: bool = True  # RawNet2's filter-wise feature-map scaling after each block
+    gru_hidden: int = 64  # per direction
+    dropout: float = 0.0  # before the classifier
+    sample_rate: int = SAMPLE_RATE
+
+    def __post_init__(self) -> None:
+        for key in ("frontend_channels", "frontend_kernel", "frontend_stride", "frontend_pool", "gru_hidden"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"rawnet-lite config: {key} must be >= 1, got {getattr(self, key)}")
+        if len(self.block_channels) != len(self.block_pools):
+            raise ValueError(
+                f"rawnet-lite config: block_channels {self.block_channels} and block_pools {self.block_pools} "
+                "must have the same length"
+            )
+        if not self.block_channels or min(self.block_channels) < 1 or min(self.block_pools) < 1:
+            raise ValueError("rawnet-lite config: block_channels / block_pools must be non-empty and positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
+
+
+class LiteBlock(nn.Module):
+    """Residual block with max-pool. ``[B, C_in, N]`` -> ``[B, C_out, N // pool]``."""
+
+    def __init__(self, c_in: int, c_out: int, first: bool, negative_slope: float, pool: int) -> None:
+        super().__init__()
+        self.pre = None if first else nn.Sequential(nn.BatchNorm1d(c_in), nn.LeakyReLU(negative_slope))
+        # Convs feed a BN, so their bias would be cancelled: leave it out.
+        self.conv1 = nn.Conv1d(c_in, c_out, kernel_size=3, padding=1, bias=False)
+        self.bn = nn.BatchNorm1d(c_out)
+        self.act = nn.LeakyReLU(negative_slope)
+        self.conv2 = nn.Conv1d(c_out, c_out, kernel_size=3, padding=1)
+        self.skip = nn.Conv1d(c_in, c_out, kernel_size=1) if c_in != c_out else None
+        self.pool = nn.MaxPool1d(pool)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x if self.pre is None else self.pre(x)
+        out = self.conv2(self.act(self.bn(self.conv1(out))))
+        identity = x if self.skip is None else self.skip(x)
+        return self.pool(out + identity)
+
+
+@register_model("rawnet-lite", RawNetLiteConfig)
+class RawNetLite(nn.Module):
+    """The seed's network with a strided front-end and pooling. ``[B, T]`` -> ``[B, 2]`` logits."""
+
+    def __init__(self, config: RawNetLiteConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or RawNetLiteConfig()
+        c0 = config.frontend_channels
+        if config.frontend == "sinc":
+            self.frontend = LearnableSincConv(c0, config.frontend_kernel, config.sample_rate, config.frontend_stride)
+            kernel = odd_kernel_size(config.frontend_kernel)
+        else:
+            self.frontend = nn.Conv1d(1, c0, config.frontend_kernel, stride=config.frontend_stride, bias=False)
+            kernel = config.frontend_kernel
+        self.frontend_pool = nn.MaxPool1d(config.frontend_pool)
+        self.frontend_bn = nn.BatchNorm1d(c0)
+        self.frontend_act = nn.LeakyReLU(config.negative_slope)
+        blocks, scalings = [], []
+        c_in = c0
+        for index, (c_out, pool) in enumerate(zip(config.block_channels, config.block_pools)):
+            blocks.append(LiteBlock(c_in, c_out, index == 0, config.negative_slope, pool))
+            scalings.append(FeatureMapScaling(c_out) if config.feature_scaling else nn.Identity())
+            c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.fms = nn.ModuleList(scalings)
+        self.gru_bn = nn.BatchNorm1d(c_in)
+        self.gru_act = nn.LeakyReLU(config.negative_slope)
+        self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc = nn.Linear(2 * config.gru_hidden, 2)
+        self._kernel = kernel
+        self._pools = [config.frontend_pool, *config.block_pools]
+        self.min_samples = min_input_length(kernel, config.frontend_stride, self._pools)
+
+    def gru_steps(self, num_samples: int) -> int:
+        """Number of GRU time steps for an input of ``num_samples`` (149 for 64,600 by default)."""
+        return output_length(num_samples, self._kernel, self.config.frontend_stride, self._pools)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` float waveform in [-1, 1], ``T >= min_samples`` -> ``[B, 2]`` logits."""
+        check_waveform(x, self.min_samples, "rawnet-lite")
+        x = self.frontend(x.unsqueeze(1)).abs()  # [B, C0, F]
+        x = self.frontend_act(self.frontend_bn(self.frontend_pool(x)))  # [B, C0, F / 3]
+        for block, fms in zip(self.blocks, self.fms):
+            x = fms(block(x))  # [B, C, N / pool]
+        x = self.gru_act(self.gru_bn(x)).transpose(1, 2)  # [B, N, C]
+        _, hidden = self.gru(x)  # [2, B, H]: final forward state, final backward state
+        summary = torch.cat([hidden[0], hidden[1]], dim=-1)  # [B, 2H]
+        return self.fc(self.dropout(summary))  # [B, 2]
