@@ -1,0 +1,498 @@
+"""Decode-once cache: every clip of a protocol as int16 in one memory-mapped file plus an index.
+
+Layout of a cache folder (``CACHE/``)::
+
+    samples.int16   all accepted clips concatenated, raw little-endian int16 (``x * INT16_SCALE``)
+    index.tsv       header + one row per clip: utt_id offset length label speaker system path extra(JSON)
+    rejected.tsv    header + one row per unusable file: utt_id path reason
+    meta.json       format, version, sample rate, counts, hours per class/system, fingerprint
+    COMPLETE        written last, after everything above is fsync'ed; Cache.open needs it
+
+While ``prepare_cache`` runs, the folder also holds ``prepare.json`` (fingerprint of the items and
+options) and ``journal.tsv`` (one line per finished item, in protocol order). Each clip's samples
+are written to the kernel *before* its journal line, so after a SIGKILL the journal is a prefix of
+the work that is really on disk; a re-run truncates ``samples.int16`` to the journalled offset and
+goes on from the next item. The result is byte-identical to an uninterrupted run, because clips are
+always appended in protocol order and nothing in the output depends on timing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rawguard.audio import AudioError, load_audio
+from rawguard.checkpoint import fsync_directory
+from rawguard.conventions import INT16_SCALE, SAMPLE_RATE, label_name, parse_label
+from rawguard.data.protocols import Item
+
+CACHE_FORMAT = "rawguard-cache"
+CACHE_VERSION = 1
+
+SAMPLES_FILE = "samples.int16"
+INDEX_FILE = "index.tsv"
+REJECTED_FILE = "rejected.tsv"
+META_FILE = "meta.json"
+COMPLETE_FILE = "COMPLETE"
+STATE_FILE = "prepare.json"
+JOURNAL_FILE = "journal.tsv"
+
+INDEX_COLUMNS = ("utt_id", "offset", "length", "label", "speaker", "system", "path", "extra")
+REJECTED_COLUMNS = ("utt_id", "path", "reason")
+
+# fsync at most this often: durable against power loss without an fsync per clip.
+_FSYNC_SECONDS = 2.0
+
+
+class CacheError(RuntimeError):
+    """A cache folder is incomplete, inconsistent, belongs to other data, or nothing was usable."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding (runs in worker processes)
+
+
+def to_int16(wave: np.ndarray) -> np.ndarray:
+    """float32 ``(T,)`` in [-1, 1] -> little-endian int16 ``(T,)`` (``round(x * INT16_SCALE)``, clipped)."""
+    return np.clip(np.rint(wave * INT16_SCALE), -32768, 32767).astype("<i2")
+
+
+def _decode(task: tuple[str, int, float | None]) -> tuple[bool, bytes | str]:
+    """Worker: ``(True, int16 bytes)`` or ``(False, reason)``; never raises for one bad file."""
+    path, sample_rate, max_duration = task
+    try:
+        return True, to_int16(load_audio(path, sample_rate, max_duration)).tobytes()
+    except AudioError as error:
+        return False, error.reason
+    except Exception as error:  # a decoder bug on one file must not abort a 70k-file run
+        return False, f"unexpected decoder error: {type(error).__name__}: {error}"
+
+
+def _worker_init() -> None:
+    """Make workers die with the parent: a SIGKILLed prepare must not leave decoders running."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the parent
+
+
+def default_workers() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _decoded(tasks: list[tuple[str, int, float | None]], workers: int) -> Iterator[tuple[bool, bytes | str]]:
+    """Decode results in task order, in ``workers`` processes (inline for ``workers <= 1``)."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_decode, tasks)
+        return
+    # spawn, not fork: safe when the caller already runs threads (torch, tqdm) and on every OS.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(tasks)), initializer=_worker_init) as pool:
+        yield from pool.imap(_decode, tasks, chunksize=4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Small file helpers
+
+
+_TSV_UNSAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
+
+
+def _clean(text: str) -> str:
+    """One TSV cell: tabs and line breaks would break the row."""
+    return str(text).translate(_TSV_UNSAFE)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fingerprint(items: Sequence[Item], sample_rate: int, max_duration: float | None) -> str:
+    digest = hashlib.sha256(json.dumps([CACHE_VERSION, sample_rate, max_duration]).encode())
+    for item in items:
+        row = [item.utt_id, os.path.abspath(item.path), item.label, item.speaker, item.system, item.extra]
+        digest.update(json.dumps(row, sort_keys=True).encode() + b"\n")
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Journal: the crash-safe record of finished items
+
+
+@dataclass
+class _Entry:
+    ok: bool
+    length: int  # samples (0 when rejected)
+    reason: str = ""
+
+
+class _Journal:
+    """Appends clips to ``samples.int16`` and one line per item to ``journal.tsv``, in order."""
+
+    def __init__(self, directory: Path):
+        self.samples_path = directory / SAMPLES_FILE
+        self.journal_path = directory / JOURNAL_FILE
+        self.entries: list[_Entry] = []
+        self.offset = 0
+        self._recover()
+        self._samples = open(self.samples_path, "ab")
+        self._journal = open(self.journal_path, "ab")
+        self._last_sync = time.monotonic()
+
+    def _recover(self) -> None:
+        """Keep the longest consistent journal prefix; cut both files back to it."""
+        raw = self.journal_path.read_bytes() if self.journal_path.exists() else b""
+        size = self.samples_path.stat().st_size if self.samples_path.exists() else 0
+        good_bytes = 0
+        for line in raw.split(b"\n")[:-1]:  # the last piece lacks "\n": unfinished or empty
+            entry = self._parse(line, len(self.entries))
+            if entry is None or 2 * (self.offset + entry.length) > size:
+                break  # damaged line, or samples that never reached the disk (power loss)
+            self.entries.append(entry)
+            self.offset += entry.length
+            good_bytes += len(line) + 1
+        with open(self.samples_path, "ab") as handle:
+            handle.truncate(2 * self.offset)
+        with open(self.journal_path, "ab") as handle:
+            handle.truncate(good_bytes)
+
+    @staticmethod
+    def _parse(line: bytes, position: int) -> _Entry | None:
+        parts = line.decode("utf-8", errors="replace").split("\t")
+        if len(parts) != 4 or parts[0] != str(position) or parts[1] not in ("ok", "rej") or not parts[2].isdigit():
+            return None
+        return _Entry(parts[1] == "ok", int(parts[2]), parts[3])
+
+    def append(self, result: tuple[bool, bytes | str]) -> None:
+        ok, payload = result
+        if ok:
+            self._samples.write(payload)
+            self._samples.flush()  # samples reach the kernel before the line that vouches for them
+            entry = _Entry(True, len(payload) // 2)
+        else:
+            entry = _Entry(False, 0, _clean(payload))
+        line = f"{len(self.entries)}\t{'ok' if entry.ok else 'rej'}\t{entry.length}\t{entry.reason}\n"
+        self._journal.write(line.encode("utf-8"))
+        self._journal.flush()
+        self.entries.append(entry)
+        self.offset += entry.length
+        if time.monotonic() - self._last_sync > _FSYNC_SECONDS:
+            self.sync()
+
+    def sync(self) -> None:
+        os.fsync(self._samples.fileno())
+        os.fsync(self._journal.fileno())
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        self.sync()
+        self._samples.close()
+        self._journal.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Summary
+
+
+@dataclass
+class PrepareSummary:
+    """What a cache holds: clip counts and seconds per class and per system."""
+
+    out_dir: Path
+    clips: int
+    rejected: int
+    resumed: int = 0  # items already finished by an earlier, interrupted run
+    decoded: int = 0  # items decoded by this run
+    seconds: float = 0.0
+    per_class: dict[str, list] = field(default_factory=dict)  # name -> [clips, seconds]
+    per_system: dict[str, list] = field(default_factory=dict)
+
+    def _progress_note(self) -> str:
+        if self.resumed and not self.decoded:
+            return " (already complete: nothing decoded)"
+        return f" (resumed: {self.resumed} items were already done)" if self.resumed else ""
+
+    def format(self) -> str:
+        """Human-readable table (clips and hours per class and system)."""
+        lines = [f"cache {self.out_dir}: {self.clips} clips, {self.seconds / 3600:.3f} h, {self.rejected} rejected"
+                 + self._progress_note()]
+        for title, table in (("class", self.per_class), ("system", self.per_system)):
+            lines.append(f"  {title:<12} {'clips':>8} {'hours':>9}")
+            lines.extend(f"  {name:<12} {n:>8} {sec / 3600:>9.3f}" for name, (n, sec) in sorted(table.items()))
+        return "\n".join(lines)
+
+
+def _tally(labels: np.ndarray, systems: Sequence[str], lengths: np.ndarray, sample_rate: int):
+    per_class: dict[str, list] = {}
+    per_system: dict[str, list] = {}
+    for label, system, length in zip(labels.tolist(), systems, lengths.tolist()):
+        seconds = length / sample_rate
+        for table, key in ((per_class, label_name(label)), (per_system, system)):
+            entry = table.setdefault(key, [0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+    rounded = lambda table: {k: [n, round(s, 3)] for k, (n, s) in sorted(table.items())}  # noqa: E731
+    return rounded(per_class), rounded(per_system)
+
+
+# ----------------------------------------------------------------------------------------------
+# prepare
+
+
+def _check_items(items: Sequence[Item]) -> None:
+    if not items:
+        raise CacheError("no items to prepare")
+    for item in items:
+        for name in ("utt_id", "speaker", "system"):
+            value = getattr(item, name)
+            if not value or value != _clean(value):
+                raise CacheError(f"item {item.utt_id!r}: field {name} {value!r} is empty or has a tab or line break")
+
+
+def _claim_folder(out_dir: Path, fingerprint: str, n_items: int) -> None:
+    """Record which items/options this folder holds; refuse a folder that holds something else."""
+    state_path = out_dir / STATE_FILE
+    if state_path.exists():
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError) as error:
+            raise CacheError(f"{state_path}: unreadable ({error}); delete the folder to start over") from None
+        if state.get("fingerprint") != fingerprint:
+            raise CacheError(
+                f"{out_dir}: holds an unfinished cache of a different protocol or options; "
+                "use another --out folder or delete this one"
+            )
+        return
+    if (out_dir / SAMPLES_FILE).exists() or (out_dir / JOURNAL_FILE).exists():
+        raise CacheError(f"{out_dir}: has cache files but no {STATE_FILE}; use another --out folder or delete this one")
+    _write_atomic(state_path, json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION,
+                                          "fingerprint": fingerprint, "items": n_items}) + "\n")
+    fsync_directory(out_dir)
+
+
+def prepare_cache(
+    items: Sequence[Item],
+    out_dir: str | os.PathLike,
+    workers: int | None = None,
+    progress: bool = True,
+    sample_rate: int = SAMPLE_RATE,
+    max_duration: float | None = None,
+) -> PrepareSummary:
+    """Decode every item once into a cache folder (atomic, resumable; see the module docstring).
+
+    Args:
+        items: utterances in the order they are stored (e.g. from :func:`read_protocol`).
+        out_dir: cache folder (created). If it already holds the complete cache of the same items
+            and options, nothing is decoded; an interrupted one is resumed.
+        workers: decoder processes (default: all usable cores; ``<= 1`` decodes in this process).
+        progress: show a tqdm bar (rate, ETA).
+        sample_rate: stored sample rate.
+        max_duration: reject clips longer than this (seconds); ``None``: no limit.
+
+    Returns:
+        :class:`PrepareSummary` (``rejected > 0`` means see ``rejected.tsv``).
+
+    Raises:
+        CacheError: the folder holds a cache of other items/options, an item has an unusable field,
+            or no file at all could be decoded (``rejected.tsv`` then lists why).
+    """
+    out_dir = Path(out_dir)
+    _check_items(items)
+    fingerprint = _fingerprint(items, sample_rate, max_duration)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / COMPLETE_FILE).exists():
+        cache = Cache.open(out_dir)
+        if cache.meta.get("fingerprint") != fingerprint:
+            raise CacheError(f"{out_dir}: holds a complete cache of a different protocol or options; "
+                             "use another --out folder or delete this one")
+        return _summary(out_dir, cache.labels, cache.systems, cache.lengths, sample_rate,
+                        rejected=cache.meta["rejected"], resumed=len(items))
+    _claim_folder(out_dir, fingerprint, len(items))
+    journal = _Journal(out_dir)
+    resumed = len(journal.entries)
+    tasks = [(os.path.abspath(item.path), sample_rate, max_duration) for item in items[resumed:]]
+    bar = tqdm(total=len(items), initial=resumed, unit="clip", desc="prepare", disable=not progress, smoothing=0.1)
+    try:
+        for result in _decoded(tasks, workers if workers is not None else default_workers()):
+            journal.append(result)
+            bar.update(1)
+    finally:
+        bar.close()
+        journal.close()
+    return _finish(out_dir, items, journal.entries, fingerprint, sample_rate, max_duration, resumed)
+
+
+def _summary(out_dir, labels, systems, lengths, sample_rate, rejected, resumed, decoded=0) -> PrepareSummary:
+    per_class, per_system = _tally(labels, systems, lengths, sample_rate)
+    return PrepareSummary(out_dir, len(labels), rejected, resumed, decoded, float(lengths.sum()) / sample_rate,
+                          per_class, per_system)
+
+
+def _finish(out_dir: Path, items: Sequence[Item], entries: list[_Entry], fingerprint: str,
+            sample_rate: int, max_duration: float | None, resumed: int) -> PrepareSummary:
+    """Write index, rejected list and meta from the journal, then COMPLETE; drop the journal."""
+    index_rows, rejected_rows = ["\t".join(INDEX_COLUMNS)], ["\t".join(REJECTED_COLUMNS)]
+    offset = 0
+    kept: list[int] = []
+    for position, (item, entry) in enumerate(zip(items, entries, strict=True)):
+        path = _clean(os.path.abspath(item.path))
+        if entry.ok:
+            extra = json.dumps(item.extra, sort_keys=True, ensure_ascii=False)
+            index_rows.append("\t".join([item.utt_id, str(offset), str(entry.length), label_name(item.label),
+                                         item.speaker, item.system, path, _clean(extra)]))
+            offset += entry.length
+            kept.append(position)
+        else:
+            rejected_rows.append("\t".join([item.utt_id, path, entry.reason]))
+    _write_atomic(out_dir / REJECTED_FILE, "\n".join(rejected_rows) + "\n")
+    if not kept:
+        fsync_directory(out_dir)
+        raise CacheError(f"{out_dir}: none of the {len(items)} files could be decoded; "
+                         f"reasons in {out_dir / REJECTED_FILE}")
+    labels = np.array([items[i].label for i in kept], dtype=np.int64)
+    lengths = np.array([entries[i].length for i in kept], dtype=np.int64)
+    summary = _summary(out_dir, labels, [items[i].system for i in kept], lengths, sample_rate,
+                       rejected=len(items) - len(kept), resumed=resumed, decoded=len(items) - resumed)
+    meta = {
+        "format": CACHE_FORMAT, "version": CACHE_VERSION, "sample_rate": sample_rate, "dtype": "<i2",
+        "int16_scale": INT16_SCALE, "clips": summary.clips, "rejected": summary.rejected,
+        "samples": int(lengths.sum()), "seconds": round(summary.seconds, 3), "max_duration": max_duration,
+        "per_class": summary.per_class, "per_system": summary.per_system, "fingerprint": fingerprint,
+    }
+    _write_atomic(out_dir / INDEX_FILE, "\n".join(index_rows) + "\n")
+    _write_atomic(out_dir / META_FILE, json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    fsync_directory(out_dir)
+    _write_atomic(out_dir / COMPLETE_FILE, f"{CACHE_FORMAT} {CACHE_VERSION}\n")
+    fsync_directory(out_dir)
+    for name in (JOURNAL_FILE, STATE_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+class Cache:
+    """A finished cache: index arrays in memory, samples memory-mapped on first use per process.
+
+    Attributes:
+        ids, speakers, systems, paths: ``list[str]``, one per clip.
+        labels, offsets, lengths: ``np.ndarray[int64] (N,)``; offsets/lengths in samples.
+        meta: contents of ``meta.json``.
+    """
+
+    def __init__(self, directory: Path, rows: list[list[str]], meta: dict):
+        self.directory = directory
+        self.meta = meta
+        self.sample_rate = int(meta.get("sample_rate", SAMPLE_RATE))
+        columns = list(zip(*rows)) if rows else [()] * len(INDEX_COLUMNS)
+        self.ids: list[str] = list(columns[0])
+        self.offsets = np.array(columns[1], dtype=np.int64)
+        self.lengths = np.array(columns[2], dtype=np.int64)
+        self.labels = np.array([parse_label(v) for v in columns[3]], dtype=np.int64)
+        self.speakers: list[str] = list(columns[4])
+        self.systems: list[str] = list(columns[5])
+        self.paths: list[str] = list(columns[6])
+        self._extra_json: list[str] = list(columns[7])
+        self._samples: np.ndarray | None = None
+        self._pid: int | None = None
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike) -> Cache:
+        """Open a complete cache folder.
+
+        Raises:
+            CacheError: naming the folder/file, when it is missing, unfinished (no ``COMPLETE``),
+                of another format version, or its index is malformed or does not fit the samples.
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise CacheError(f"{directory}: cache folder not found")
+        if not (directory / COMPLETE_FILE).exists():
+            raise CacheError(f"{directory}: not a complete cache (no {COMPLETE_FILE} marker); "
+                             "run `rawguard prepare` again to finish it")
+        try:
+            meta = json.loads((directory / META_FILE).read_text())
+            lines = (directory / INDEX_FILE).read_text(encoding="utf-8").splitlines()
+        except (OSError, ValueError) as error:
+            raise CacheError(f"{directory}: cannot read cache metadata: {error}") from None
+        if meta.get("format") != CACHE_FORMAT or meta.get("version") != CACHE_VERSION:
+            raise CacheError(f"{directory / META_FILE}: not a {CACHE_FORMAT} v{CACHE_VERSION} cache")
+        index_path = directory / INDEX_FILE
+        if not lines or tuple(lines[0].split("\t")) != INDEX_COLUMNS:
+            raise CacheError(f"{index_path}:1: expected header {' '.join(INDEX_COLUMNS)}")
+        rows = [line.split("\t") for line in lines[1:]]
+        for number, row in enumerate(rows, 2):
+            if len(row) != len(INDEX_COLUMNS) or not (row[1].isdigit() and row[2].isdigit()):
+                raise CacheError(f"{index_path}:{number}: malformed row {row!r}")
+        try:
+            cache = cls(directory, rows, meta)
+        except ValueError as error:  # unknown label spelling
+            raise CacheError(f"{index_path}: {error}") from None
+        size = (directory / SAMPLES_FILE).stat().st_size if (directory / SAMPLES_FILE).exists() else -1
+        end = int((cache.offsets + cache.lengths).max()) if len(cache) else 0
+        if size < 2 * end:
+            raise CacheError(f"{directory / SAMPLES_FILE}: holds {max(size, 0) // 2} samples, index needs {end}")
+        return cache
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getstate__(self) -> dict:
+        # Pickled into DataLoader workers / DDP ranks: each process maps the file itself.
+        state = self.__dict__.copy()
+        state["_samples"], state["_pid"] = None, None
+        return state
+
+    @property
+    def samples(self) -> np.ndarray:
+        """All samples, ``np.memmap[int16] (total,)``, mapped read-only on first use in each process."""
+        if self._samples is None or self._pid != os.getpid():
+            path = self.directory / SAMPLES_FILE
+            if path.stat().st_size == 0:
+                self._samples = np.zeros(0, dtype="<i2")
+            else:
+                self._samples = np.memmap(path, dtype="<i2", mode="r")
+            self._pid = os.getpid()
+        return self._samples
+
+    def waveform(self, i: int) -> np.ndarray:
+        """Clip ``i`` as an int16 view ``(lengths[i],)`` (no copy; ``/ INT16_SCALE`` for float)."""
+        offset = self.offsets[i]
+        return self.samples[offset:offset + self.lengths[i]]
+
+    @property
+    def extras(self) -> list[dict]:
+        """Extra protocol fields per clip (codec, vocoder, ...), parsed on first use."""
+        if not hasattr(self, "_extras"):
+            self._extras = [json.loads(text) for text in self._extra_json]
+        return self._extras
+
+    @property
+    def seconds(self) -> float:
+        """Total audio duration in seconds."""
+        return float(self.lengths.sum()) / self.sample_rate

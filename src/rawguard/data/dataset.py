@@ -1,0 +1,231 @@
+"""Training and evaluation windows from a :class:`~rawguard.data.cache.Cache`.
+
+Batches are int16 tensors ``[B, window]`` straight from the memory map (half the memory traffic of
+float32); the model side converts with :func:`to_float`.
+
+Policies (documented in ``docs/data.md``):
+
+- **long clips** (``length > window``): training takes a uniformly random crop; evaluation takes
+  windows at :func:`window_starts` (hop apart, the last one aligned to the end of the clip).
+- **short clips** (``length < window``): repeated end to end ("tiled") until the window is full,
+  as the RawNet2 / AASIST baselines do, in training and evaluation alike. Zero padding would let a
+  model learn "silence at the end = short clip", which correlates with class in several corpora.
+- **determinism**: everything random in epoch ``e``, batch ``b`` comes from generators seeded by
+  ``(seed, e)`` (order) and ``(seed, e, b)`` (crops), so ``epoch(e, start_batch=b)`` yields exactly
+  the batches an uninterrupted epoch yields from ``b`` on, whatever was consumed before.
+- **sharding** (DDP): one global order per epoch; global batch ``b`` is
+  ``order[b*B*W : (b+1)*B*W]`` for batch size ``B`` and world size ``W``, and rank ``r`` takes the
+  ``r``-th slice of ``B``. Crops are drawn for the whole global batch, so the ranks together see
+  exactly what one process with batch ``B*W`` would see. The incomplete last global batch is
+  dropped (every rank must run the same number of steps).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SPOOF
+from rawguard.data.cache import Cache
+
+# Distinguishes the crop stream from the order stream of the same (seed, epoch).
+_ORDER_STREAM, _CROP_STREAM = 0, 1
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """int16 batch ``[B, T]`` -> float32 ``[B, T]`` in [-1, 1) (``x / INT16_SCALE``), on x's device."""
+    if x.dtype != torch.int16:
+        raise TypeError(f"expected an int16 batch, got {x.dtype}")
+    return x.float() / INT16_SCALE
+
+
+def window_starts(length: int, window: int, hop: int) -> np.ndarray:
+    """Start offsets of evaluation windows over a clip of ``length`` samples, ``int64 (K,)``.
+
+    ``[0]`` for ``length <= window`` (the clip is then tiled); otherwise ``0, hop, 2*hop, ...`` while
+    the window fits, plus a last window aligned to the end so that no sample is left out.
+    """
+    if window <= 0 or hop <= 0:
+        raise ValueError(f"window and hop must be positive, got window={window}, hop={hop}")
+    if length <= window:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, length - window + 1, hop, dtype=np.int64)
+    if starts[-1] + window < length:
+        starts = np.append(starts, length - window)
+    return starts
+
+
+def _fill(out: np.ndarray, wave: np.ndarray, start: int) -> None:
+    """Write the window of ``wave`` starting at ``start`` into ``out`` ``(window,)``, tiling short clips."""
+    window = out.shape[0]
+    if wave.shape[0] >= window:
+        out[:] = wave[start:start + window]
+        return
+    # Repeat-pad with slice copies: no temporary tiled array, one memcpy per repetition.
+    filled = 0
+    while filled < window:
+        n = min(wave.shape[0], window - filled)
+        out[filled:filled + n] = wave[:n]
+        filled += n
+
+
+def crop_or_pad(wave: np.ndarray, window: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One training window ``(window,)`` of ``wave`` ``(T,)``, same dtype.
+
+    Long clips: a uniformly random crop (``rng``) or, with ``rng=None``, the first ``window`` samples.
+    Short clips: the clip repeated end to end and cut to ``window`` (RawNet2 policy).
+    """
+    if wave.ndim != 1 or wave.shape[0] == 0:
+        raise ValueError(f"expected a non-empty 1-D waveform, got shape {tuple(wave.shape)}")
+    start = 0
+    if rng is not None and wave.shape[0] > window:
+        start = int(rng.integers(0, wave.shape[0] - window + 1))
+    out = np.empty(window, dtype=wave.dtype)
+    _fill(out, wave, start)
+    return out
+
+
+def _prefetch(batches: Iterable, depth: int) -> Iterator:
+    """Run ``batches`` in a background thread, ``depth`` items ahead (numpy copies release the GIL)."""
+    if depth <= 0:
+        yield from batches
+        return
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        slots.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(done)
+        except BaseException as error:  # re-raised in the consumer
+            slots.put(error)
+
+    worker = threading.Thread(target=produce, name="rawguard-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # consumer left early (break, exception): let the producer finish
+        worker.join()
+
+
+class TrainBatches:
+    """Deterministic, shardable, optionally class-balanced training batches from a cache.
+
+    Args:
+        cache: an open :class:`Cache`.
+        window: samples per training window (default :data:`DEFAULT_WINDOW`).
+        batch_size: windows per batch *per rank*; the global batch is ``batch_size * world_size``.
+        seed: base seed; batches are a pure function of ``(seed, epoch, batch index)``.
+        balanced: draw each epoch half bona fide, half spoof (see :meth:`epoch_order`).
+        rank, world_size: DDP sharding (see the module docstring).
+        prefetch: batches prepared ahead in a background thread (0: none).
+    """
+
+    def __init__(self, cache: Cache, window: int = DEFAULT_WINDOW, batch_size: int = 32, seed: int = 0,
+                 balanced: bool = False, rank: int = 0, world_size: int = 1, prefetch: int = 2):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
+        if window <= 0 or batch_size <= 0:
+            raise ValueError(f"window and batch_size must be positive, got {window}, {batch_size}")
+        if len(cache) == 0:
+            raise ValueError(f"{cache.directory}: empty cache")
+        self.cache, self.window, self.batch_size, self.seed = cache, window, batch_size, seed
+        self.balanced, self.rank, self.world_size, self.prefetch = balanced, rank, world_size, prefetch
+        self._by_class = [np.flatnonzero(cache.labels == c) for c in (SPOOF, BONAFIDE)]
+        if balanced and any(len(members) == 0 for members in self._by_class):
+            raise ValueError(f"{cache.directory}: balanced sampling needs both classes in the cache")
+        self.epoch_size = 2 * max(len(m) for m in self._by_class) if balanced else len(cache)
+        global_batch = batch_size * world_size
+        self.batches_per_epoch = self.epoch_size // global_batch
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"{cache.directory}: {self.epoch_size} windows per epoch is less than one global "
+                             f"batch ({batch_size} x {world_size} ranks)")
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Clip indices of one epoch, ``int64 (epoch_size,)``, identical on every rank.
+
+        Plain: a permutation of all clips. Balanced: both classes contribute ``max(class sizes)``
+        draws, the larger class as one permutation, the smaller one as as many concatenated
+        permutations as needed (each of its clips appears equally often, +-1), then all shuffled.
+        """
+        rng = np.random.default_rng([self.seed, epoch, _ORDER_STREAM])
+        if not self.balanced:
+            return rng.permutation(len(self.cache))
+        per_class = self.epoch_size // 2
+        draws = []
+        for members in self._by_class:
+            repeats = -(-per_class // len(members))
+            draws.append(np.concatenate([rng.permutation(members) for _ in range(repeats)])[:per_class])
+        return rng.permutation(np.concatenate(draws))
+
+    def _batch(self, order: np.ndarray, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        global_batch = self.batch_size * self.world_size
+        indices = order[b * global_batch:(b + 1) * global_batch]
+        # Crop positions for the whole global batch, so sharding does not change what is seen.
+        spans = np.maximum(self.cache.lengths[indices] - self.window + 1, 1)
+        starts = (np.random.default_rng([self.seed, epoch, b, _CROP_STREAM]).random(global_batch) * spans).astype(np.int64)
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        x = np.empty((self.batch_size, self.window), dtype=np.int16)
+        for row, (i, start) in enumerate(zip(indices[mine].tolist(), starts[mine].tolist())):
+            _fill(x[row], self.cache.waveform(i), start)
+        return torch.from_numpy(x), torch.from_numpy(self.cache.labels[indices[mine]])
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(x int16 [B, window], y int64 [B])`` for batches ``start_batch .. batches_per_epoch-1``."""
+        if not 0 <= start_batch <= self.batches_per_epoch:
+            raise ValueError(f"start_batch {start_batch} outside 0..{self.batches_per_epoch}")
+        order = self.epoch_order(epoch)
+        batches = (self._batch(order, epoch, b) for b in range(start_batch, self.batches_per_epoch))
+        return _prefetch(batches, self.prefetch)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+
+def eval_batches(cache: Cache, window: int | None = DEFAULT_WINDOW, hop: int | None = None,
+                 batch_size: int = 32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Deterministic evaluation windows covering every utterance, in cache order.
+
+    Args:
+        cache: an open :class:`Cache`.
+        window: window length; clips ``<= window`` give one tiled window, longer ones the windows at
+            :func:`window_starts`. ``None``: full-length evaluation, one utterance per batch
+            (``x`` is ``[1, length]``).
+        hop: distance between window starts (default: ``window``, no overlap).
+        batch_size: windows per batch (the last batch may be smaller).
+
+    Yields:
+        ``(x int16 [B, window], utt_index int64 [B])``; average the scores of equal ``utt_index``.
+    """
+    if window is None:
+        for i in range(len(cache)):
+            yield torch.from_numpy(np.array(cache.waveform(i))[None]), torch.tensor([i], dtype=torch.int64)
+        return
+    hop = window if hop is None else hop
+    plan = [(i, int(s)) for i, length in enumerate(cache.lengths.tolist()) for s in window_starts(length, window, hop)]
+    for first in range(0, len(plan), batch_size):
+        chunk = plan[first:first + batch_size]
+        x = np.empty((len(chunk), window), dtype=np.int16)
+        for row, (i, start) in enumerate(chunk):
+            _fill(x[row], cache.waveform(i), start)
+        yield torch.from_numpy(x), torch.tensor([i for i, _ in chunk], dtype=torch.int64)
