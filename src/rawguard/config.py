@@ -1,0 +1,492 @@
+"""Run configuration: dataclasses with defaults, YAML recipes, ``--set key=value`` overrides.
+
+A run is described by one :class:`RunConfig` with six sections::
+
+    data     training windows and batches         (window, batch_size, balanced)
+    model    architecture name + constructor overrides, checked against the model's own config class
+    optim    optimizer, learning-rate schedule, gradient clipping
+    train    when to stop, precision, device, seed, logging and checkpoint cadence
+    eval     dev evaluation cadence, scoring windows, early-stopping patience
+    augment  the augmentation engineer's ``AugmentConfig`` (see :mod:`rawguard.augment`)
+
+Precedence: dataclass defaults < YAML file < ``--set`` overrides (applied left to right). Every value
+is type-checked against its field, and every error is a :class:`ConfigError` naming the offending key
+(``optim.lr``), with close matches suggested for unknown keys. The resolved configuration is written
+to ``RUN/config.yaml`` and into every checkpoint, so ``load_config(RUN/config.yaml)`` reproduces a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from rawguard.conventions import DEFAULT_WINDOW
+
+
+class ConfigError(ValueError):
+    """A configuration file, key or value is invalid; the message names the key (and file)."""
+
+
+@dataclass
+class DataConfig:
+    """Training windows drawn from the train cache (``rawguard.data.dataset.TrainBatches``)."""
+
+    window: int = DEFAULT_WINDOW
+    """Training crop length in samples (random crop of longer clips, padding of shorter ones)."""
+    batch_size: int = 32
+    """Global batch size: split evenly across DDP ranks and gradient-accumulation micro-batches."""
+    balanced: bool = False
+    """Draw bona fide and spoof clips equally often (an alternative to ``train.class_weights``)."""
+
+
+@dataclass
+class ModelConfig:
+    """Architecture name (``rawguard.models.list_models()``) and keyword overrides of its config."""
+
+    name: str = "rawnet-lite"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Written flat in YAML (``model: {name: rawnet2, gru_layers: 1}``) and ``--set model.gru_layers=1``."""
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule: linear warm-up, then cosine decay (or constant)."""
+
+    name: str = "adamw"
+    """``adam`` (L2 penalty in the gradient, as the RawNet2 baseline) or ``adamw`` (decoupled decay)."""
+    lr: float = 1e-3
+    """Peak learning rate, reached at the end of warm-up."""
+    weight_decay: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: str = "cosine"
+    """``cosine`` (decay to ``min_lr_ratio * lr`` over ``decay_steps``) or ``constant``."""
+    warmup_steps: int = 0
+    """Linear warm-up from ~0 to ``lr`` over this many optimizer steps."""
+    decay_steps: int = 0
+    """Length of the whole schedule in steps; 0 = derived from ``train.max_steps`` / ``train.max_epochs``."""
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 disables clipping."""
+
+
+@dataclass
+class TrainConfig:
+    """When to stop, how to compute, how often to log and checkpoint."""
+
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0 = no step limit)."""
+    max_epochs: int = 0
+    """Stop after this many passes over the train cache (0 = no epoch limit)."""
+    max_minutes: float = 0.0
+    """Wall-clock budget in minutes, summed over resumed sessions (0 = none). Not reproducible."""
+    precision: str = "auto"
+    """``fp32``, ``bf16`` (autocast, CPU or CUDA), ``fp16`` (autocast + grad scaler, CUDA only) or ``auto``."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; under torchrun the local rank's GPU."""
+    threads: int = 0
+    """CPU threads for torch (0 = torch's default). Fix it for bit-exact resume on CPU."""
+    seed: int = 0
+    """Seeds the batch order, crops, initialisation, dropout and augmentation."""
+    class_weights: list[float] | None = None
+    """Cross-entropy weights indexed by label id: ``[spoof, bonafide]`` (RawNet2 baseline: [0.1, 0.9])."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (the global batch is split; same result as more GPUs)."""
+    sync_batchnorm: bool = True
+    """Under multi-GPU DDP, convert BatchNorm to SyncBatchNorm (CUDA only; CPU/gloo keeps per-rank stats)."""
+    deterministic: bool = False
+    """Ask torch for deterministic kernels (slower on CUDA; CPU training is deterministic already)."""
+    log_every: int = 10
+    """Write a ``metrics.jsonl`` line (mean loss since the previous one) every N steps."""
+    checkpoint_every: int = 100
+    """Write ``last.pt`` every N steps (also at every dev evaluation, on SIGTERM/SIGINT and at the end)."""
+
+
+@dataclass
+class EvalConfig:
+    """Dev-set evaluation: selects ``best.pt`` by dev EER and drives early stopping."""
+
+    every: int = 500
+    """Evaluate on the dev cache every N steps (and always at the end); 0 = only at the end."""
+    window: int = DEFAULT_WINDOW
+    """Scoring window in samples; an utterance's score is the mean over its windows."""
+    hop: int = DEFAULT_WINDOW
+    """Hop between scoring windows in samples."""
+    batch_size: int = 64
+    patience: int = 0
+    """Stop after this many dev evaluations without a lower EER (0 = never stop early)."""
+
+
+def _augment_config_class() -> type:
+    try:
+        from rawguard.augment import AugmentConfig
+    except ImportError as error:  # not installed / not built yet: only that module may be missing
+        if error.name != "rawguard.augment":
+            raise
+    else:
+        return AugmentConfig
+
+    @dataclass
+    class AugmentConfig:  # noqa: D401 - placeholder until rawguard.augment exists
+        """No augmentation available in this installation: the section accepts no keys."""
+
+    return AugmentConfig
+
+
+AugmentConfig = _augment_config_class()
+
+
+@dataclass
+class RunConfig:
+    """The complete, resolved configuration of a training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    augment: Any = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (YAML- and checkpoint-safe); the model section is written flat."""
+        out: dict[str, Any] = {}
+        for section in dataclasses.fields(self):
+            value = getattr(self, section.name)
+            if section.name == "model":
+                out["model"] = {"name": value.name, **value.overrides}
+            else:
+                out[section.name] = dataclasses.asdict(value)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        """Build and validate a config from a nested dict (as written by :meth:`to_dict`)."""
+        config = cls()
+        _merge(config, data, source)
+        validate(config)
+        return config
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and overriding
+
+
+def load_config(
+    yaml_path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> RunConfig:
+    """Defaults, then the YAML file, then ``key=value`` overrides; validated.
+
+    Args:
+        yaml_path: a recipe (``configs/shared_corpus.yaml``) or a run's ``config.yaml``; None = defaults.
+        overrides: ``["optim.lr=3e-4", "train.max_steps=200"]``; values are parsed as YAML scalars
+            (or flow lists: ``train.class_weights=[0.1,0.9]``) and type-checked against the field.
+
+    Raises:
+        ConfigError: naming the file and key, for unreadable YAML, unknown keys, wrong types or
+            out-of-range values.
+    """
+    config = RunConfig()
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read config file: {error.strerror or error}") from error
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: invalid YAML: {error}") from error
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+        _merge(config, data, str(path))
+    for item in overrides:
+        key, value = parse_override(item)
+        set_value(config, key, value, source="--set")
+    validate(config)
+    return config
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"optim.lr=3e-4"`` -> ``("optim.lr", 0.0003)``: the value parsed as a YAML scalar or list."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=3e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {error}") from error
+    return key, value
+
+
+def set_value(config: RunConfig, key: str, value: Any, source: str = "--set") -> None:
+    """Set one dotted key with type checking.
+
+    ``section.field`` for flat sections, deeper paths for nested sections
+    (``augment.rawboost_lnl.p``), and ``model.X`` for a model override (checked in :func:`validate`
+    against the model's own config class, which depends on ``model.name``).
+    """
+    parts = key.split(".")
+    section_name = parts[0]
+    sections = {f.name for f in dataclasses.fields(config)}
+    if section_name not in sections:
+        raise ConfigError(f"{source}: unknown config section {section_name!r} in {key!r}{_suggest(key, all_keys(config))}")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"{source}: {key!r} names a section; set one of its keys, e.g. {section_name}.<key>=VALUE")
+    if section_name == "model":
+        if len(parts) != 2:
+            raise ConfigError(f"{source}: {key!r}: model keys are flat (model.<field>)")
+        if parts[1] == "name":
+            config.model.name = _check_type(value, str, f"{source}: model.name")
+        else:
+            config.model.overrides[parts[1]] = value
+        return
+    target: Any = config
+    for depth, name in enumerate(parts):
+        fields = {f.name for f in dataclasses.fields(target)}
+        if name not in fields:
+            raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(key, all_keys(config))}")
+        annotation = typing.get_type_hints(type(target))[name]
+        current = getattr(target, name)
+        if depth == len(parts) - 1:
+            if dataclasses.is_dataclass(current):
+                # A whole nested section given as a mapping (YAML): set its keys one by one.
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{source}: {key}: expected a mapping of keys, got {value!r}")
+                for sub_key, sub_value in value.items():
+                    set_value(config, f"{key}.{sub_key}", sub_value, source)
+                return
+            setattr(target, name, _check_type(value, annotation, f"{source}: {key}"))
+            return
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"{source}: {key!r}: {'.'.join(parts[: depth + 1])} is a value, not a section")
+        target = current
+
+
+def all_keys(config: RunConfig) -> list[str]:
+    """Every settable dotted key (model overrides excepted, as they depend on the model)."""
+
+    def walk(obj: Any, prefix: str) -> list[str]:
+        keys = []
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                keys.extend(walk(value, f"{prefix}{f.name}."))
+            else:
+                keys.append(f"{prefix}{f.name}")
+        return keys
+
+    keys = []
+    for section in dataclasses.fields(config):
+        if section.name == "model":
+            keys.append("model.name")
+        else:
+            keys.extend(walk(getattr(config, section.name), f"{section.name}."))
+    return keys
+
+
+def _merge(config: RunConfig, data: dict[str, Any], source: str) -> None:
+    for section_name, section_data in data.items():
+        if section_data is None:
+            continue
+        if not isinstance(section_data, dict):
+            raise ConfigError(
+                f"{source}: section {section_name!r} must be a mapping of keys, got {type(section_data).__name__}"
+                f"{_suggest(str(section_name), [f.name for f in dataclasses.fields(config)])}"
+            )
+        for field_name, value in section_data.items():
+            set_value(config, f"{section_name}.{field_name}", value, source=source)
+
+
+def _suggest(key: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+    if not close:
+        tail = key.rpartition(".")[2]
+        close = [c for c in candidates if c.rpartition(".")[2] == tail][:3]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Return ``value`` converted to ``annotation`` where that is lossless, else raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if annotation is Any:
+        return value
+    if origin is typing.Literal:
+        choices = typing.get_args(annotation)
+        if value in choices:
+            return value
+        raise ConfigError(f"{where}: must be one of {', '.join(map(str, choices))}, got {value!r}")
+    if origin is list:
+        (item_type,) = typing.get_args(annotation) or (Any,)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_check_type(item, item_type, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is tuple:
+        # Kept as a list so the config stays YAML-safe; the model constructor gets a tuple back.
+        args = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(value)
+        elif args and len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {value!r}")
+        return [_check_type(item, args[i] if args else Any, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        number = _as_number(value)
+        if number is not None and float(number).is_integer():
+            return int(number)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if annotation is float:
+        number = _as_number(value)
+        if number is not None:
+            return float(number)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if isinstance(annotation, type) and isinstance(value, annotation):
+        return value
+    raise ConfigError(f"{where}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
+
+
+def _as_number(value: Any) -> float | int | None:
+    # PyYAML (YAML 1.1) reads "1e-4" as a string: accept numeric strings for numeric fields.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("cosine", "constant")
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Check ranges and choices, and the model overrides against the model's config class.
+
+    Raises:
+        ConfigError: naming the first offending key.
+    """
+    checks: list[tuple[str, bool, str]] = [
+        ("data.window", config.data.window > 0, "must be > 0"),
+        ("data.batch_size", config.data.batch_size > 0, "must be > 0"),
+        ("optim.name", config.optim.name in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
+        ("optim.lr", config.optim.lr > 0, "must be > 0"),
+        ("optim.weight_decay", config.optim.weight_decay >= 0, "must be >= 0"),
+        ("optim.betas", len(config.optim.betas) == 2 and all(0 <= b < 1 for b in config.optim.betas),
+         "must be two numbers in [0, 1)"),
+        ("optim.eps", config.optim.eps > 0, "must be > 0"),
+        ("optim.schedule", config.optim.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),
+        ("optim.warmup_steps", config.optim.warmup_steps >= 0, "must be >= 0"),
+        ("optim.decay_steps", config.optim.decay_steps >= 0, "must be >= 0"),
+        ("optim.min_lr_ratio", 0 <= config.optim.min_lr_ratio <= 1, "must be in [0, 1]"),
+        ("optim.grad_clip", config.optim.grad_clip >= 0, "must be >= 0 (0 disables clipping)"),
+        ("train.max_steps", config.train.max_steps >= 0, "must be >= 0"),
+        ("train.max_epochs", config.train.max_epochs >= 0, "must be >= 0"),
+        ("train.max_minutes", config.train.max_minutes >= 0, "must be >= 0"),
+        ("train.precision", config.train.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
+        ("train.device", config.train.device == "auto" or config.train.device.split(":")[0] in ("cpu", "cuda"),
+         "must be auto, cpu, cuda or cuda:N"),
+        ("train.threads", config.train.threads >= 0, "must be >= 0 (0 = torch default)"),
+        ("train.class_weights", config.train.class_weights is None
+         or (len(config.train.class_weights) == 2 and all(w > 0 for w in config.train.class_weights)),
+         "must be null or two positive numbers [spoof, bonafide]"),
+        ("train.grad_accum", config.train.grad_accum >= 1, "must be >= 1"),
+        ("train.grad_accum", config.data.batch_size % config.train.grad_accum == 0,
+         f"must divide data.batch_size ({config.data.batch_size})"),
+        ("train.log_every", config.train.log_every >= 1, "must be >= 1"),
+        ("train.checkpoint_every", config.train.checkpoint_every >= 0, "must be >= 0"),
+        ("eval.every", config.eval.every >= 0, "must be >= 0 (0 = only at the end)"),
+        ("eval.window", config.eval.window > 0, "must be > 0"),
+        ("eval.hop", config.eval.hop > 0, "must be > 0"),
+        ("eval.batch_size", config.eval.batch_size > 0, "must be > 0"),
+        ("eval.patience", config.eval.patience >= 0, "must be >= 0 (0 disables early stopping)"),
+    ]
+    for key, ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {message}, got {_get(config, key)!r}")
+    _validate_model(config.model)
+    check = getattr(config.augment, "validate", None)
+    if check is not None:
+        try:
+            check("augment")
+        except ValueError as error:  # AugmentConfigError: the message already names augment.<x>.<y>
+            raise ConfigError(str(error)) from error
+    return config
+
+
+def _get(config: RunConfig, key: str) -> Any:
+    section, _, name = key.partition(".")
+    return getattr(getattr(config, section), name)
+
+
+def _validate_model(model: ModelConfig) -> None:
+    from rawguard.models import build_config, get_config_class, list_models
+
+    try:
+        config_cls = get_config_class(model.name)
+    except (KeyError, ValueError) as error:  # ModelConfigError is a ValueError
+        known = list_models()
+        raise ConfigError(
+            f"model.name: unknown model {model.name!r}{_suggest(model.name, known)} (known: {', '.join(known)})"
+        ) from error
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    for key, value in list(model.overrides.items()):
+        if key not in fields:
+            raise ConfigError(
+                f"model.{key}: not a field of {model.name!r} ({config_cls.__name__})"
+                f"{_suggest(key, sorted(fields))}"
+            )
+        model.overrides[key] = _check_type(value, hints.get(key, Any), f"model.{key}")
+    try:  # the model's own range checks (__post_init__)
+        build_config(model.name, **model.overrides)
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from error

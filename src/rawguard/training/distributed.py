@@ -1,0 +1,78 @@
+"""Process-group setup for DDP launched by ``torchrun`` (NCCL on GPUs, gloo on CPU).
+
+``torchrun --nproc_per_node N -m rawguard.cli train ...`` sets ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK``; without them everything runs as a single process and no process group is created.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistContext:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 logs, evaluates and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_kind: str) -> DistContext:
+    """Join the process group described by torchrun's environment variables (if any).
+
+    Args:
+        device_kind: ``"cuda"`` or ``"cpu"``: picks NCCL or gloo.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_initialized():
+        return DistContext(rank, world_size, local_rank, initialized_here=False)
+    backend = "nccl" if device_kind == "cuda" else "gloo"
+    if device_kind == "cuda":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend)
+    return DistContext(rank, world_size, local_rank, initialized_here=True)
+
+
+def shutdown_distributed(ctx: DistContext) -> None:
+    if ctx.initialized_here and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_object(value: Any, ctx: DistContext) -> Any:
+    """Rank 0's ``value`` on every rank (identity in a single process)."""
+    if not ctx.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank if ``flag`` is true on any rank (e.g. a SIGTERM delivered to one rank)."""
+    if not ctx.enabled:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0])
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item() > 0)

@@ -1,0 +1,45 @@
+"""Numeric precision: autocast dtype and gradient scaler for ``fp32`` / ``bf16`` / ``fp16`` / ``auto``."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager
+
+import torch
+
+from rawguard.config import ConfigError
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Turn ``auto`` into a concrete choice and reject combinations that cannot work.
+
+    ``auto``: on CUDA, bf16 where the GPU supports it (Ampere and newer: as fast as fp16 with fp32's
+    range, no scaler), else fp16 with a scaler; on CPU fp32, because CPU bf16 autocast only pays off
+    with AMX/AVX512-BF16 kernels and small 1-D convolutions often run slower in it (see BENCHMARKS.md).
+
+    Raises:
+        ConfigError: naming ``train.precision``, for fp16 on CPU (no scaler support there) or an
+            unknown value.
+    """
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"train.precision: unknown precision {precision!r} (expected auto, fp32, bf16 or fp16)")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision: fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> ContextManager:
+    """Autocast context for the forward pass (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """A gradient scaler, enabled only for fp16 (bf16 has fp32's exponent range and needs none)."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
