@@ -55,7 +55,9 @@ def codec_simulation(x: torch.Tensor, cfg: CodecConfig, generator: torch.Generat
     n_fft = cfg.n_fft
     hop = n_fft // 2
     window = torch.hann_window(n_fft, device=x.device)
-    spec = torch.stft(x, n_fft, hop_length=hop, window=window, return_complex=True)  # [B, F, frames]
+    # Zero (not reflect) padding at the ends: works for clips shorter than half a frame too.
+    spec = torch.stft(x, n_fft, hop_length=hop, window=window, pad_mode="constant",
+                      return_complex=True)  # [B, F, frames]
     bands = _band_index(n_fft, cfg.n_bands, x.device)
     onehot = torch.nn.functional.one_hot(bands, cfg.n_bands).float()  # [F, K]
     power = spec.real ** 2 + spec.imag ** 2
