@@ -46,7 +46,7 @@ def _scores_and_labels(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     unknown = ~np.isin(labels, [BONAFIDE, SPOOF])
     if unknown.any():
         first = int(np.flatnonzero(unknown)[0])
-        raise CalibrationError(f"labels: value {labels[first]!r} at index {first} is not {BONAFIDE} or {SPOOF}")
+        raise CalibrationError(f"labels: value {labels[first].item()!r} at index {first} is not {BONAFIDE} or {SPOOF}")
     return scores, labels == BONAFIDE
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "act_dcf",
     "cllr",
     "per_attack_eer",
+    "summarize",
 ]
 
 
@@ -369,3 +370,63 @@ def per_attack_eer(scores, labels, attacks: Sequence[str]) -> dict[str, float]:
         str(attack): compute_eer(bona, scores[is_spoof & (attacks == attack)])[0]
         for attack in sorted(set(attacks[is_spoof].tolist()))
     }
+
+
+def summarize(
+    scores,
+    labels,
+    attacks: Sequence[str] | None = None,
+    asv_scores: Mapping[str, np.ndarray] | None = None,
+) -> dict:
+    """Every metric of a scored set, as the JSON-ready dict written to ``metrics.json``.
+
+    Args:
+        scores: ``[N]`` CM scores (higher = more bona fide).
+        labels: ``[N]`` label ids.
+        attacks: ``[N]`` attack ids (spoof rows) for the per-attack EERs; ``None`` skips them.
+        asv_scores: ``{"target", "nontarget", "spoof"}`` ASV score arrays; enables ``min_tdcf``.
+
+    Returns:
+        dict with ``n_trials``, ``n_bonafide``, ``n_spoof``, ``eer_percent``, ``eer_threshold``,
+        ``min_dcf`` / ``act_dcf`` / ``cllr`` (ASVspoof 5 stand-alone CM metrics; the last two read
+        scores as LLRs), ``min_tdcf_asvspoof5``, and with ASV scores ``min_tdcf_legacy`` (ASVspoof 2019),
+        ``min_tdcf`` (the same value: rawguard's primary t-DCF) and ``asv`` (its EER and error
+        rates); with attacks ``per_attack_eer_percent`` and ``per_attack_counts``.
+    """
+    from rawguard.conventions import BONAFIDE, SPOOF
+
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if scores.size != labels.size:
+        raise MetricsError(f"scores and labels differ in length ({scores.size} vs {labels.size})")
+    bona = _as_scores(scores[labels == BONAFIDE], "bonafide_scores")
+    spoof = _as_scores(scores[labels == SPOOF], "spoof_scores")
+    eer, threshold = compute_eer(bona, spoof)
+    result: dict = {
+        "n_trials": int(scores.size),
+        "n_bonafide": int(bona.size),
+        "n_spoof": int(spoof.size),
+        "eer_percent": 100 * eer,
+        "eer_threshold": threshold,
+        "min_dcf": min_dcf(bona, spoof)[0],
+        "act_dcf": act_dcf(bona, spoof)[0],
+        "cllr": cllr(bona, spoof),
+        "min_tdcf_asvspoof5": min_tdcf_asvspoof5(bona, spoof)[0],
+    }
+    if asv_scores is not None:
+        missing = [key for key in ("target", "nontarget", "spoof") if key not in asv_scores]
+        if missing:
+            raise MetricsError(f"asv_scores: missing trial type(s) {', '.join(missing)}")
+        asv_eer, _ = compute_eer(asv_scores["target"], asv_scores["nontarget"])
+        rates = asv_error_rates(asv_scores["target"], asv_scores["nontarget"], asv_scores["spoof"])
+        values, _ = tdcf_curve(bona, spoof, rates["Pfa_asv"], rates["Pmiss_asv"], rates["Pmiss_spoof_asv"])
+        result["min_tdcf_legacy"] = result["min_tdcf"] = float(values.min())
+        result["asv"] = {"eer_percent": 100 * asv_eer, **rates}
+    if attacks is not None:
+        attacks = np.asarray(attacks).reshape(-1)
+        per_attack = per_attack_eer(scores, labels, attacks)
+        result["per_attack_eer_percent"] = {name: 100 * value for name, value in per_attack.items()}
+        result["per_attack_counts"] = {
+            name: int(np.sum((labels == SPOOF) & (attacks == name))) for name in per_attack
+        }
+    return result
