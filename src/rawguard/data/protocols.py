@@ -113,6 +113,9 @@ def _label(value: str, where: str) -> int:
 
 
 def _is_label(value: str) -> bool:
+    """A word label (``0``/``1`` are accepted when reading but too ambiguous to detect a layout by)."""
+    if value.isdigit():
+        return False
     try:
         parse_label(value)
     except ValueError:
@@ -235,8 +238,10 @@ def _read_csv(path: Path, audio_dir: Path | None, name: str) -> list[tuple[int, 
 
 
 def _read_folder(root: Path) -> list[tuple[int, Item]]:
-    classes = sorted((entry.name, _FOLDER_CLASSES[entry.name.lower()]) for entry in root.iterdir()
-                     if entry.is_dir() and entry.name.lower() in _FOLDER_CLASSES)
+    # Bona fide folders first, then spoof; files sorted by path: a stable order on every OS.
+    classes = sorted(((entry.name, _FOLDER_CLASSES[entry.name.lower()]) for entry in root.iterdir()
+                      if entry.is_dir() and entry.name.lower() in _FOLDER_CLASSES),
+                     key=lambda pair: (pair[1] != BONAFIDE, pair[0]))
     if not classes:
         raise ProtocolError(f"{root}: folder layout needs class subfolders bonafide/ + spoof/ (or real/ + fake/)")
     items = []

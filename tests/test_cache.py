@@ -1,0 +1,194 @@
+"""prepare / Cache end to end on the real smoke set (40 clips of ../shared/corpus), with bad files,
+a SIGKILL in the middle of a run, and damaged cache folders."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rawguard.cli import main as cli_main
+from rawguard.data import cache as cache_module
+from rawguard.data.cache import (COMPLETE_FILE, INDEX_FILE, JOURNAL_FILE, META_FILE, REJECTED_FILE, SAMPLES_FILE,
+                                 STATE_FILE, Cache, CacheError, prepare_cache)
+from rawguard.data.protocols import Item, read_protocol
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+SMOKE = CORPUS / "protocols" / "smoke.txt"
+FLAC = CORPUS / "flac"
+OUTPUTS = (SAMPLES_FILE, INDEX_FILE, REJECTED_FILE, META_FILE, COMPLETE_FILE)
+
+pytestmark = pytest.mark.skipif(not SMOKE.is_file(), reason="needs ../shared/corpus beside the repository")
+
+
+@pytest.fixture(scope="module")
+def smoke_cache(tmp_path_factory) -> Path:
+    """The smoke set prepared once through the CLI with two worker processes."""
+    out = tmp_path_factory.mktemp("smoke") / "cache"
+    code = cli_main(["prepare", str(SMOKE), "--audio-dir", str(FLAC), "--out", str(out), "--workers", "2", "--quiet"])
+    assert code == 0
+    return out
+
+
+def _count_decodes(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = cache_module._decode
+
+    def counting(task):
+        calls.append(task[0])
+        return real(task)
+
+    monkeypatch.setattr(cache_module, "_decode", counting)
+    return calls
+
+
+def test_smoke_cache_holds_every_clip_exactly(smoke_cache):
+    cache = Cache.open(smoke_cache)
+    items = read_protocol(SMOKE, audio_dir=FLAC)
+    assert len(cache) == 40 and cache.ids == [i.utt_id for i in items]
+    assert (smoke_cache / REJECTED_FILE).read_text().splitlines() == ["utt_id\tpath\treason"]
+    assert cache.labels.dtype == np.int64 and cache.labels.tolist() == [i.label for i in items]
+    assert cache.systems == [i.system for i in items] and cache.speakers == [i.speaker for i in items]
+    for i in range(len(cache)):  # 16-bit FLAC -> int16 cache is lossless
+        expected, rate = sf.read(cache.paths[i], dtype="int16")
+        assert rate == 16000
+        np.testing.assert_array_equal(cache.waveform(i), expected)
+    assert cache.offsets[0] == 0 and np.array_equal(cache.offsets[1:], np.cumsum(cache.lengths)[:-1])
+    assert cache.meta["clips"] == 40 and cache.meta["per_class"]["bonafide"][0] == 20
+    assert not (smoke_cache / JOURNAL_FILE).exists() and not (smoke_cache / STATE_FILE).exists()
+
+
+def test_rerun_of_complete_cache_decodes_nothing(smoke_cache, monkeypatch):
+    calls = _count_decodes(monkeypatch)
+    summary = prepare_cache(read_protocol(SMOKE, audio_dir=FLAC), smoke_cache, workers=1, progress=False)
+    assert calls == [] and summary.clips == 40 and summary.decoded == 0 and summary.rejected == 0
+
+
+def test_bad_files_are_rejected_not_fatal(tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.flac"
+    corrupt.write_bytes((FLAC / "RG_D_000004.flac").read_bytes()[:2000])
+    rows = ["path,label"] + [f"{FLAC / u}.flac,bonafide" for u in ("RG_D_000004", "RG_D_000034")]
+    rows += [f"{corrupt},spoof", f"{tmp_path / 'missing.wav'},spoof"]
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "cache"
+    code = cli_main(["prepare", str(tmp_path / "list.csv"), "--out", str(out), "--workers", "1", "--quiet"])
+    assert code == 0
+    assert "2 of 4 files rejected" in capsys.readouterr().err
+    rejected = (out / REJECTED_FILE).read_text().splitlines()[1:]
+    assert len(rejected) == 2
+    assert rejected[0].startswith(f"{corrupt.with_suffix('')}\t{corrupt}\tunreadable or corrupt audio")
+    assert rejected[1].endswith("file not found")
+    assert len(Cache.open(out)) == 2
+
+
+def test_cli_errors_exit_non_zero(tmp_path, capsys):
+    (tmp_path / "bad.txt").write_text("SPK UTT - A01 spoof\nSPK UTT2 - A01 maybe\n")
+    assert cli_main(["prepare", str(tmp_path / "bad.txt"), "--out", str(tmp_path / "c"), "--format",
+                     "asvspoof2019", "--audio-dir", str(FLAC)]) == 2
+    assert "unknown label 'maybe'" in capsys.readouterr().err
+    (tmp_path / "junk.wav").write_text("junk")
+    (tmp_path / "all_bad.csv").write_text(f"path,label\n{tmp_path / 'junk.wav'},spoof\n")
+    assert cli_main(["prepare", str(tmp_path / "all_bad.csv"), "--out", str(tmp_path / "c"), "--quiet"]) == 1
+    assert "none of the 1 files could be decoded" in capsys.readouterr().err
+    assert not (tmp_path / "c" / COMPLETE_FILE).exists()
+    with pytest.raises(CacheError, match="not a complete cache"):
+        Cache.open(tmp_path / "c")
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from rawguard.data import cache
+    from rawguard.data.protocols import read_protocol
+
+    kill_after = int(sys.argv[3])
+    append = cache._Journal.append
+
+    def append_then_die(self, result):
+        append(self, result)
+        if len(self.entries) == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    cache._Journal.append = append_then_die
+    cache.prepare_cache(read_protocol(sys.argv[1], audio_dir=sys.argv[2]), sys.argv[4], workers=2, progress=False)
+""")
+
+
+def test_sigkill_then_resume_is_identical_to_clean_run(smoke_cache, tmp_path, monkeypatch):
+    out = tmp_path / "cache"
+    run = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, str(SMOKE), str(FLAC), "12", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == -9, run.stderr
+    assert not (out / COMPLETE_FILE).exists()
+    with pytest.raises(CacheError, match="not a complete cache"):
+        Cache.open(out)
+    assert len((out / JOURNAL_FILE).read_text().splitlines()) == 12
+    # Also what a kill in the middle of a write leaves: stray samples and half a journal line.
+    with open(out / SAMPLES_FILE, "ab") as handle:
+        handle.write(b"\x01\x02" * 999)
+    with open(out / JOURNAL_FILE, "ab") as handle:
+        handle.write(b"12\tok\t99")
+    calls = _count_decodes(monkeypatch)
+    summary = prepare_cache(read_protocol(SMOKE, audio_dir=FLAC), out, workers=1, progress=False)
+    assert (summary.resumed, summary.decoded, len(calls)) == (12, 28, 28)
+    for name in OUTPUTS:
+        assert filecmp.cmp(out / name, smoke_cache / name, shallow=False), name
+    assert sorted(os.listdir(out)) == sorted(OUTPUTS)
+
+
+def test_folder_of_other_items_is_refused(smoke_cache, tmp_path):
+    items = read_protocol(SMOKE, audio_dir=FLAC)
+    with pytest.raises(CacheError, match="complete cache of a different protocol"):
+        prepare_cache(items[:5], smoke_cache, workers=1, progress=False)
+    with pytest.raises(CacheError, match="complete cache of a different protocol"):
+        prepare_cache(items, smoke_cache, workers=1, progress=False, max_duration=3.0)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / STATE_FILE).write_text('{"fingerprint": "something else"}')
+    with pytest.raises(CacheError, match="unfinished cache of a different protocol"):
+        prepare_cache(items, partial, workers=1, progress=False)
+
+
+def test_item_fields_with_tabs_are_refused(tmp_path):
+    item = Item("a\tb", FLAC / "RG_D_000004.flac", 1, "spk", "-", {})
+    with pytest.raises(CacheError, match="field utt_id .* tab or line break"):
+        prepare_cache([item], tmp_path / "c", workers=1, progress=False)
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for name in OUTPUTS:
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
+def test_damaged_cache_folders_are_refused(smoke_cache, tmp_path):
+    with pytest.raises(CacheError, match="cache folder not found"):
+        Cache.open(tmp_path / "nothing")
+    short = _copy(smoke_cache, tmp_path / "short")
+    os.truncate(short / SAMPLES_FILE, 1000)
+    with pytest.raises(CacheError, match="holds 500 samples, index needs"):
+        Cache.open(short)
+    bad_row = _copy(smoke_cache, tmp_path / "bad_row")
+    lines = (bad_row / INDEX_FILE).read_text().splitlines()
+    lines[3] = lines[3].replace("\t", " ", 2)
+    (bad_row / INDEX_FILE).write_text("\n".join(lines) + "\n")
+    with pytest.raises(CacheError, match=rf"{INDEX_FILE}:4: malformed row"):
+        Cache.open(bad_row)
+
+
+def test_cache_pickles_without_its_memmap(smoke_cache):
+    cache = Cache.open(smoke_cache)
+    first = np.array(cache.waveform(5))
+    assert isinstance(cache.samples, np.memmap)
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone._samples is None  # re-mapped lazily in the receiving process
+    np.testing.assert_array_equal(clone.waveform(5), first)
+    assert clone.seconds == pytest.approx(cache.meta["seconds"], abs=1e-3)
