@@ -98,20 +98,24 @@ def _prefetch(batches: Iterable, depth: int) -> Iterator:
     stop = threading.Event()
     done = object()
 
+    def offer(item) -> bool:
+        # Never block forever: the consumer may have left (break, exception) with the queue full.
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for batch in batches:
-                while not stop.is_set():
-                    try:
-                        slots.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(batch):
                     return
-            slots.put(done)
+            offer(done)
         except BaseException as error:  # re-raised in the consumer
-            slots.put(error)
+            offer(error)
 
     worker = threading.Thread(target=produce, name="rawguard-prefetch", daemon=True)
     worker.start()

@@ -1,0 +1,193 @@
+"""Training / evaluation windows over a real cache of the smoke set: policies and determinism."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SPOOF
+from rawguard.data.cache import Cache, prepare_cache
+from rawguard.data.dataset import TrainBatches, crop_or_pad, eval_batches, to_float, window_starts
+from rawguard.data.protocols import read_protocol
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+SMOKE = CORPUS / "protocols" / "smoke.txt"
+needs_corpus = pytest.mark.skipif(not SMOKE.is_file(), reason="needs ../shared/corpus beside the repository")
+
+
+@pytest.fixture(scope="module")
+def smoke_items():
+    return read_protocol(SMOKE, audio_dir=CORPUS / "flac")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, smoke_items) -> Cache:
+    out = tmp_path_factory.mktemp("ds") / "cache"
+    prepare_cache(smoke_items, out, workers=1, progress=False)
+    return Cache.open(out)
+
+
+# ---- pure functions ----------------------------------------------------------------------------
+
+def test_window_starts_cover_every_sample():
+    assert window_starts(100, 200, 50).tolist() == [0]
+    assert window_starts(200, 200, 50).tolist() == [0]
+    assert window_starts(250, 100, 100).tolist() == [0, 100, 150]  # last aligned to the end
+    assert window_starts(300, 100, 100).tolist() == [0, 100, 200]  # already ends at the end
+    for length in (101, 64_601, 100_003):
+        starts = window_starts(length, 64_600 if length > 1000 else 100, 16_000 if length > 1000 else 30)
+        window = 64_600 if length > 1000 else 100
+        covered = np.zeros(length, bool)
+        for s in starts:
+            covered[s:s + window] = True
+        assert covered.all() and starts[-1] + window == length and np.all(np.diff(starts) > 0)
+    with pytest.raises(ValueError, match="hop must be positive"):
+        window_starts(10, 5, 0)
+
+
+def test_crop_or_pad_tiles_short_and_crops_long():
+    wave = np.arange(1, 8, dtype=np.int16)
+    np.testing.assert_array_equal(crop_or_pad(wave, 17, np.random.default_rng(0)), np.tile(wave, 3)[:17])
+    long = np.arange(1000, dtype=np.int16)
+    np.testing.assert_array_equal(crop_or_pad(long, 100), long[:100])
+    crops = [crop_or_pad(long, 100, np.random.default_rng(seed)) for seed in range(5)]
+    for crop in crops:  # contiguous slices of the clip
+        np.testing.assert_array_equal(crop, long[crop[0]:crop[0] + 100])
+    assert len({int(c[0]) for c in crops}) > 1
+    np.testing.assert_array_equal(crops[3], crop_or_pad(long, 100, np.random.default_rng(3)))
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        crop_or_pad(np.zeros(0, np.int16), 10)
+
+
+def test_to_float_scale_and_type():
+    x = torch.tensor([[-32768, 0, 16384, 32767]], dtype=torch.int16)
+    y = to_float(x)
+    assert y.dtype == torch.float32 and y.shape == (1, 4)
+    assert y[0, 0] == -1.0 and y[0, 2] == 0.5 and y[0, 3] == 32767 / INT16_SCALE
+    with pytest.raises(TypeError, match="int16"):
+        to_float(y)
+
+
+# ---- training batches --------------------------------------------------------------------------
+
+def _is_window_of(row: np.ndarray, wave: np.ndarray) -> bool:
+    if wave.shape[0] < row.shape[0]:
+        return np.array_equal(row, crop_or_pad(wave, row.shape[0]))
+    starts = np.flatnonzero(wave[: wave.shape[0] - row.shape[0] + 1] == row[0])
+    return any(np.array_equal(wave[s:s + row.shape[0]], row) for s in starts)
+
+
+@needs_corpus
+def test_epoch_is_a_permutation_of_valid_windows(cache):
+    batches = TrainBatches(cache, window=DEFAULT_WINDOW, batch_size=8, seed=7)
+    assert batches.batches_per_epoch == len(batches) == 5
+    seen = []
+    order = batches.epoch_order(0)
+    for b, (x, y) in enumerate(batches.epoch(0)):
+        assert x.dtype == torch.int16 and x.shape == (8, DEFAULT_WINDOW) and y.dtype == torch.int64
+        indices = order[b * 8:(b + 1) * 8]
+        assert y.tolist() == cache.labels[indices].tolist()
+        for row, i in zip(x.numpy(), indices):
+            assert _is_window_of(row, cache.waveform(i))
+        seen.extend(indices.tolist())
+    assert sorted(seen) == list(range(40))
+
+
+@needs_corpus
+def test_batches_are_a_function_of_seed_epoch_and_index(cache):
+    a = TrainBatches(cache, window=16_000, batch_size=8, seed=1)
+    first = [x.clone() for x, _ in a.epoch(3)]
+    again = [x for x, _ in TrainBatches(cache, window=16_000, batch_size=8, seed=1, prefetch=0).epoch(3)]
+    assert all(torch.equal(p, q) for p, q in zip(first, again))
+    resumed = [x for x, _ in a.epoch(3, start_batch=2)]
+    assert len(resumed) == 3 and all(torch.equal(p, q) for p, q in zip(first[2:], resumed))
+    other_epoch = [x for x, _ in a.epoch(4)]
+    other_seed = [x for x, _ in TrainBatches(cache, window=16_000, batch_size=8, seed=2).epoch(3)]
+    assert not torch.equal(first[0], other_epoch[0]) and not torch.equal(first[0], other_seed[0])
+    with pytest.raises(ValueError, match="start_batch 6 outside"):
+        a.epoch(0, start_batch=6)
+
+
+@needs_corpus
+def test_ranks_split_the_global_batch(cache):
+    whole = list(TrainBatches(cache, window=20_000, batch_size=10, seed=5).epoch(2))
+    parts = [list(TrainBatches(cache, window=20_000, batch_size=5, seed=5, rank=r, world_size=2).epoch(2))
+             for r in range(2)]
+    assert len(parts[0]) == len(parts[1]) == len(whole) == 4
+    for b, (x, y) in enumerate(whole):
+        assert torch.equal(torch.cat([parts[0][b][0], parts[1][b][0]]), x)
+        assert torch.equal(torch.cat([parts[0][b][1], parts[1][b][1]]), y)
+    with pytest.raises(ValueError, match="rank 2 outside world_size 2"):
+        TrainBatches(cache, batch_size=5, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="less than one global batch"):
+        TrainBatches(cache, batch_size=32, world_size=2)
+
+
+@needs_corpus
+def test_balanced_sampling_on_a_skewed_cache(tmp_path, smoke_items):
+    skewed = [i for i in smoke_items if i.label == BONAFIDE] + [i for i in smoke_items if i.label == SPOOF][:5]
+    prepare_cache(skewed, tmp_path / "c", workers=1, progress=False)
+    cache = Cache.open(tmp_path / "c")
+    batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True)
+    order = batches.epoch_order(0)
+    assert len(order) == batches.epoch_size == 40
+    spoof_draws = np.bincount(order[cache.labels[order] == SPOOF], minlength=len(cache))[20:]
+    assert spoof_draws.tolist() == [4] * 5  # each of the 5 spoof clips 4 times
+    assert sorted(order[cache.labels[order] == BONAFIDE].tolist()) == list(range(20))
+    y = torch.cat([y for _, y in batches.epoch(0)])
+    assert (y == BONAFIDE).sum() == (y == SPOOF).sum() == 20
+
+
+@needs_corpus
+def test_prefetch_stops_when_consumer_leaves_and_forwards_errors(cache, monkeypatch):
+    before = threading.active_count()
+    batches = TrainBatches(cache, window=8000, batch_size=4, seed=0, prefetch=2)
+    for _ in zip(range(2), batches.epoch(0)):
+        pass
+    assert threading.active_count() == before
+    calls = {"n": 0}
+    real = cache.waveform
+
+    def failing(i):
+        calls["n"] += 1
+        if calls["n"] > 6:
+            raise OSError("disk gone")
+        return real(i)
+
+    monkeypatch.setattr(cache, "waveform", failing)
+    with pytest.raises(OSError, match="disk gone"):
+        list(batches.epoch(0))
+    assert threading.active_count() == before
+
+
+# ---- evaluation --------------------------------------------------------------------------------
+
+@needs_corpus
+def test_eval_batches_cover_every_utterance_deterministically(cache):
+    window, hop = 32_000, 16_000
+    expected = [(i, s) for i, n in enumerate(cache.lengths.tolist()) for s in window_starts(n, window, hop)]
+    rows, owners = [], []
+    for x, utt in eval_batches(cache, window, hop, batch_size=16):
+        assert x.dtype == torch.int16 and x.shape[1] == window and x.shape[0] <= 16
+        rows.extend(x.numpy())
+        owners.extend(utt.tolist())
+    assert owners == [i for i, _ in expected] and set(owners) == set(range(len(cache)))
+    for row, (i, start) in zip(rows, expected):
+        wave = cache.waveform(i)
+        want = wave[start:start + window] if wave.shape[0] >= window else crop_or_pad(wave, window)
+        np.testing.assert_array_equal(row, want)
+    again = [x for x, _ in eval_batches(cache, window, hop, batch_size=16)]
+    assert torch.equal(torch.cat(again), torch.from_numpy(np.stack(rows)))
+
+
+@needs_corpus
+def test_eval_full_length(cache):
+    batches = list(eval_batches(cache, window=None, batch_size=16))
+    assert len(batches) == len(cache)
+    for i, (x, utt) in enumerate(batches[:5]):
+        assert utt.tolist() == [i] and x.shape == (1, cache.lengths[i])
+        np.testing.assert_array_equal(x[0].numpy(), cache.waveform(i))
