@@ -133,9 +133,14 @@ def companding(x: torch.Tensor, cfg: CompandingConfig, generator: torch.Generato
     bits = randint((b, 1), cfg.min_bits, cfg.max_bits, generator, x.device)
     # Mid-tread rounding (a level at zero) so digital silence stays silent.
     half_levels = 2.0 ** (bits.float() - 1)
-    compressed = torch.where(use_mu, _mu_compress(x), _a_compress(x))
-    quantised = torch.round(compressed * half_levels) / half_levels
-    return torch.where(use_mu, _mu_expand(quantised), _a_expand(quantised))
+    out = torch.empty_like(x)
+    # Each law only on its own rows: the log/exp passes are the cost of this augmentation.
+    for rows, compress, expand in ((use_mu[:, 0], _mu_compress, _mu_expand),
+                                   (~use_mu[:, 0], _a_compress, _a_expand)):
+        if rows.any():
+            levels = half_levels[rows]
+            out[rows] = expand(torch.round(compress(x[rows]) * levels) / levels)
+    return out
 
 
 def random_gain(x: torch.Tensor, cfg: GainConfig, generator: torch.Generator) -> torch.Tensor:

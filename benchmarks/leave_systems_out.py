@@ -1,0 +1,241 @@
+"""Effect of augmentation on unseen spoofing systems: a leave-systems-out experiment.
+
+Train rawnet-lite on the shared corpus *without* some spoofing systems (by default one per family:
+S06 Griffin-Lim copy synthesis, S10 VITS TTS, S21 HiFi-GAN copy synthesis, S24 neural voice
+conversion), with and without augmentation, under the same number of optimizer steps, for several
+seeds. Then score the whole dev set and report
+
+- **unseen EER**: dev bona fide vs dev spoofs of the held-out systems (never seen in training);
+- **seen EER**: dev bona fide vs dev spoofs of the other systems;
+
+as mean +- sd over seeds, per condition, with a per-system breakdown, a markdown table and a plot.
+Model selection never sees the held-out systems: the training loop's dev cache is the dev set
+without them, and the reported numbers are of the *last* weights (``eval.every=0``), not a best
+checkpoint picked on them.
+
+Conditions are augmentation override files, ``configs/augment/<name>.yaml`` (``none``, ``default``,
+``rawboost``, ``channel``), applied on top of the built-in defaults. Everything is resumable:
+caches are prepared once, and a condition/seed whose ``lso_result.json`` exists is not retrained.
+
+Example (what BENCHMARKS.md quotes)::
+
+    python benchmarks/leave_systems_out.py --conditions none default --seeds 0 1 2 \\
+        --steps 300 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+DEFAULT_HELD_OUT = ["S06", "S10", "S21", "S24"]
+
+
+def flatten(data: dict, prefix: str = "") -> list[str]:
+    """``{"augment": {"gain": {"p": 0.1}}}`` -> ``["augment.gain.p=0.1"]`` (for ``load_config``)."""
+    out = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.extend(flatten(value, f"{prefix}{key}."))
+        else:
+            out.append(f"{prefix}{key}={json.dumps(value)}")
+    return out
+
+
+def condition_overrides(name: str) -> list[str]:
+    path = ROOT / "configs" / "augment" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (ROOT / "configs" / "augment").glob("*.yaml"))
+        raise SystemExit(f"unknown condition {name!r}: no {path} (known: {', '.join(known)})")
+    return flatten(yaml.safe_load(path.read_text()) or {})
+
+
+def prepare(work: Path, held_out: list[str]) -> dict[str, Path]:
+    """Caches: train without the held-out systems, the whole dev set, dev without them."""
+    from rawguard.data.cache import prepare_cache
+    from rawguard.data.protocols import read_protocol
+
+    audio = CORPUS / "flac"
+    train_items = read_protocol(CORPUS / "protocols" / "train.txt", audio_dir=audio)
+    dev_items = read_protocol(CORPUS / "protocols" / "dev.txt", audio_dir=audio)
+    missing = sorted(set(held_out) - {item.system for item in train_items})
+    if missing:
+        raise SystemExit(f"--held-out: {', '.join(missing)} not in {CORPUS / 'protocols' / 'train.txt'}")
+    tag = "-".join(sorted(held_out))
+    sets = {
+        "train_seen": [i for i in train_items if i.system not in held_out],
+        "dev": dev_items,
+        "dev_seen": [i for i in dev_items if i.system not in held_out],
+    }
+    paths = {}
+    for name, items in sets.items():
+        folder = work / (f"{name}_{tag}" if name != "dev" else name)
+        prepare_cache(items, folder, progress=True)
+        paths[name] = folder
+    return paths
+
+
+def load_weights(run_dir: Path):
+    from rawguard.checkpoint import load_checkpoint
+    from rawguard.models import create_model
+
+    state = load_checkpoint(run_dir / "last.pt")
+    model = create_model(state["model_name"], **state["model_config"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def evaluate(run_dir: Path, dev_dir: Path, held_out: list[str], config) -> dict:
+    """Score the whole dev cache with the run's last weights; EERs on unseen / seen systems."""
+    from rawguard.conventions import BONAFIDE, SPOOF
+    from rawguard.data.cache import Cache
+    from rawguard.metrics import compute_eer
+    from rawguard.scoring import score_cache
+
+    dev = Cache.open(dev_dir)
+    scores = score_cache(load_weights(run_dir), dev, config.eval.window, config.eval.hop,
+                         config.eval.batch_size, "cpu", "fp32")
+    labels, systems = np.asarray(dev.labels), np.asarray(dev.systems)
+    bona = scores[labels == BONAFIDE]
+    unseen = (labels == SPOOF) & np.isin(systems, held_out)
+    seen = (labels == SPOOF) & ~np.isin(systems, held_out)
+    per_system = {s: float(compute_eer(bona, scores[(labels == SPOOF) & (systems == s)])[0])
+                  for s in sorted(set(systems[labels == SPOOF].tolist()))}
+    np.savez(run_dir / "lso_scores.npz", scores=scores, labels=labels, systems=systems)
+    return {
+        "unseen_eer": float(compute_eer(bona, scores[unseen])[0]),
+        "seen_eer": float(compute_eer(bona, scores[seen])[0]),
+        "all_eer": float(compute_eer(bona, scores[labels == SPOOF])[0]),
+        "per_system_eer": per_system,
+        "n_unseen": int(unseen.sum()), "n_seen": int(seen.sum()), "n_bonafide": int(len(bona)),
+    }
+
+
+def run_one(condition: str, seed: int, args, caches: dict[str, Path]) -> dict:
+    from rawguard.config import load_config
+    from rawguard.train import train
+
+    run_dir = args.runs / f"{condition}_seed{seed}"
+    done = run_dir / "lso_result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    overrides = condition_overrides(condition) + [
+        f"train.seed={seed}", f"train.max_steps={args.steps}", f"train.threads={args.threads}",
+        f"data.batch_size={args.batch_size}", f"data.window={args.window}", f"eval.window={args.window}",
+        f"eval.hop={args.window}", "eval.every=0", "train.precision=fp32", "train.device=cpu",
+        f"optim.warmup_steps={max(1, args.steps // 20)}", "train.log_every=10",
+        f"train.checkpoint_every={max(50, args.steps // 4)}", *args.set,
+    ]
+    config = load_config(None, overrides)
+    started = time.monotonic()
+    result = train(config, caches["train_seen"], caches["dev_seen"], run_dir, resume=True, progress=True)
+    train_s = time.monotonic() - started
+    metrics = evaluate(run_dir, caches["dev"], args.held_out, config)
+    record = {"condition": condition, "seed": seed, "steps": result.step, "train_s": round(train_s, 1),
+              "clips_per_s": round(result.clips_per_s, 2), "overrides": overrides, **metrics}
+    done.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def summarise(records: list[dict], held_out: list[str]) -> str:
+    """Markdown table: mean +- sd (over seeds) of unseen / seen EER per condition, and per system."""
+    conditions = list(dict.fromkeys(r["condition"] for r in records))
+    lines = ["| condition | seeds | unseen EER % (mean ± sd) | seen EER % (mean ± sd) | "
+             "per-seed unseen EER % | train clips/s |", "|---|---:|---:|---:|---|---:|"]
+    for c in conditions:
+        rows = [r for r in records if r["condition"] == c]
+        u = np.array([r["unseen_eer"] for r in rows]) * 100
+        s = np.array([r["seen_eer"] for r in rows]) * 100
+        sd = (lambda a: a.std(ddof=1) if len(a) > 1 else float("nan"))
+        lines.append(f"| {c} | {len(rows)} | {u.mean():.1f} ± {sd(u):.1f} | {s.mean():.1f} ± {sd(s):.1f} | "
+                     f"{', '.join(f'{v:.1f}' for v in u)} | {np.mean([r['clips_per_s'] for r in rows]):.1f} |")
+    systems = sorted(records[0]["per_system_eer"])
+    lines += ["", "Per-system dev EER % (mean over seeds; held-out systems in bold):", "",
+              "| condition | " + " | ".join(f"**{s}**" if s in held_out else s for s in systems) + " |",
+              "|---|" + "---:|" * len(systems)]
+    for c in conditions:
+        rows = [r for r in records if r["condition"] == c]
+        means = [np.mean([r["per_system_eer"][s] for r in rows]) * 100 for s in systems]
+        lines.append(f"| {c} | " + " | ".join(f"{m:.1f}" for m in means) + " |")
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conditions = list(dict.fromkeys(r["condition"] for r in records))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for k, (key, label, colour) in enumerate([("unseen_eer", "unseen systems", "tab:red"),
+                                              ("seen_eer", "seen systems", "tab:blue")]):
+        for i, c in enumerate(conditions):
+            values = np.array([r[key] for r in records if r["condition"] == c]) * 100
+            x = i + (k - 0.5) * 0.3
+            ax.bar(x, values.mean(), width=0.28, color=colour, alpha=0.35,
+                   label=label if i == 0 else None)
+            ax.scatter(np.full(len(values), x), values, color=colour, s=14, zorder=3)
+    ax.set_xticks(range(len(conditions)), conditions)
+    ax.set_ylabel("dev EER (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--held-out", nargs="+", default=DEFAULT_HELD_OUT, help="spoofing systems kept out of training")
+    parser.add_argument("--conditions", nargs="+", default=["none", "default"],
+                        help="configs/augment/<name>.yaml override files to compare")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per run (same for every condition)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--window", type=int, default=64_600)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (the machine is shared)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides for every run")
+    parser.add_argument("--work", type=Path, default=ROOT / "caches" / "lso", help="cache folder (git-ignored)")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "lso", help="run folders (git-ignored)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
+                        help="where the table (.md), records (.json) and plot (.png) go")
+    args = parser.parse_args(argv)
+    if not (CORPUS / "protocols" / "train.txt").is_file():
+        print(f"shared corpus not found at {CORPUS}", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+    caches = prepare(args.work, args.held_out)
+    records = []
+    for seed in args.seeds:  # seeds outermost: a cut-short sweep still has every condition paired
+        for condition in args.conditions:
+            record = run_one(condition, seed, args, caches)
+            records.append(record)
+            print(f"{condition} seed {seed}: unseen EER {record['unseen_eer']:.2%}, "
+                  f"seen EER {record['seen_eer']:.2%} ({record['train_s']:.0f} s)", flush=True)
+    table = summarise(records, args.held_out)
+    header = (f"Leave-systems-out: held out {', '.join(args.held_out)}; rawnet-lite, {args.steps} steps x "
+              f"batch {args.batch_size} x {args.window} samples, {args.threads} thread(s), seeds "
+              f"{', '.join(map(str, args.seeds))}.")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "augment_leave_systems_out.md").write_text(header + "\n\n" + table + "\n")
+    (args.out / "augment_leave_systems_out.json").write_text(json.dumps(records, indent=2))
+    plot(records, args.out / "augment_leave_systems_out.png",
+         f"held out {', '.join(args.held_out)}; {args.steps} steps, {len(args.seeds)} seeds")
+    print(header + "\n\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
