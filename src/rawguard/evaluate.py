@@ -214,3 +214,93 @@ def write_cm_scores(path: str | os.PathLike, utt_ids: Sequence[str], attacks: Se
             handle.write(f"{utt} {attack} {label_name(int(label))} {score:.6f}\n")
     os.replace(tmp, path)
     return path
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    data: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    asv_scores: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    precision: str = "fp32",
+    window: int | None | str = "checkpoint",
+    hop: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Score a prepared cache with a checkpoint and write scores, metrics, plots and a report.
+
+    Args:
+        checkpoint: trained rawguard checkpoint.
+        data: prepared cache folder (``rawguard prepare``).
+        out_dir: output folder: ``scores.txt`` (official CM format), ``metrics.json``, ``report.md``,
+            ``det.png``, ``score_hist.png``, ``per_attack_eer.png``, and ``reliability.png`` when the
+            checkpoint is calibrated.
+        asv_scores: ASVspoof ASV score file; adds the ASVspoof 2019 ``min_tdcf``.
+        batch_size: windows per forward pass.
+        device, precision: where and how to run the model (see :func:`rawguard.scoring.score_cache`).
+        window, hop: scoring window/hop in samples; default the checkpoint's dev-selection policy;
+            ``window=None`` scores each utterance at full length.
+        progress: tqdm bar while scoring.
+
+    Returns:
+        The metrics dict written to ``metrics.json`` (see :func:`rawguard.metrics.summarize`), plus
+        ``calibration`` (ECE/Brier on this set), ``at_threshold`` (error rates at the checkpoint's dev
+        threshold) and ``scoring`` (window, hop, checkpoint, data).
+
+    Raises:
+        CheckpointError, DetectorError, CacheError, ScoreFileError, MetricsError (e.g. a set with one
+        class: ``scores.txt`` is still written before the error).
+    """
+    import torch
+
+    from rawguard.calibration import apply_calibration, reliability
+    from rawguard.data.cache import Cache
+    from rawguard.detector import Detector
+    from rawguard.metrics import summarize
+    from rawguard.report import plot_det, plot_per_attack, plot_reliability, plot_score_hist, write_report
+    from rawguard.scoring import score_cache
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    asv = read_asv_scores(asv_scores) if asv_scores else None  # fail early, before scoring
+    detector = Detector.from_checkpoint(checkpoint, device=device, window=window, hop=hop, batch_size=batch_size)
+    cache = Cache.open(data)
+    scores = score_cache(
+        detector.model, cache, detector.window, detector.hop, batch_size, torch.device(device), precision, progress=progress
+    ).astype(np.float64)
+    labels = np.asarray(cache.labels)
+    attacks = np.asarray(cache.systems)
+    write_cm_scores(out_dir / "scores.txt", cache.ids, attacks, labels, scores)
+
+    metrics = summarize(scores, labels, attacks, asv_scores=asv)
+    bona, spoof = scores[labels == BONAFIDE], scores[labels == SPOOF]
+    metrics["at_threshold"] = {
+        "threshold": detector.threshold,
+        "frr_percent": 100 * float(np.mean(bona <= detector.threshold)),
+        "far_percent": 100 * float(np.mean(spoof > detector.threshold)),
+    }
+    plots = {
+        "DET curve": plot_det({"rawguard": (bona, spoof)}, out_dir / "det.png").name,
+        "Score distributions": plot_score_hist(scores, labels, out_dir / "score_hist.png", threshold=detector.threshold).name,
+        "EER per attack": plot_per_attack(metrics["per_attack_eer_percent"], out_dir / "per_attack_eer.png", metrics["eer_percent"]).name,
+    }
+    if detector.calibrated:
+        calibration = reliability(apply_calibration(scores, detector.calibration), labels)
+        metrics["calibration"] = {**detector.calibration, **calibration}
+        plots["Calibration reliability"] = plot_reliability(calibration, out_dir / "reliability.png").name
+    policy = "full length" if detector.window is None else (
+        f"mean over windows of {detector.window} samples, hop {detector.hop} (short clips tiled)"
+    )
+    metrics["scoring"] = {"checkpoint": str(checkpoint), "data": str(data), "window": detector.window,
+                          "hop": detector.hop, "policy": policy, "calibrated": detector.calibrated}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    notes = [
+        f"checkpoint: `{checkpoint}`" + ("" if detector.calibrated else " (no dev selection: threshold 0, uncalibrated)"),
+        f"data: `{data}` ({len(cache)} utterances)",
+        f"utterance score: {policy}",
+        f"at the dev threshold {detector.threshold:.4g}: miss rate {metrics['at_threshold']['frr_percent']:.2f} %, "
+        f"false acceptance {metrics['at_threshold']['far_percent']:.2f} %",
+    ]
+    write_report(metrics, out_dir / "report.md", plots, title="rawguard evaluation", notes=notes)
+    return metrics

@@ -1,0 +1,97 @@
+"""``rawguard score --checkpoint CKPT PATH... [--json] [--window S --hop S]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rawguard.conventions import SAMPLE_RATE
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``score`` and ``evaluate``: checkpoint, device, batch and scoring windows."""
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="trained checkpoint (best.pt)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=64, help="windows per forward pass (default: 64)")
+    parser.add_argument("--window", type=float, metavar="S", help="scoring window in seconds (default: the checkpoint's)")
+    parser.add_argument("--hop", type=float, metavar="S", help="hop between windows in seconds (default: the checkpoint's, or the window)")
+    parser.add_argument("--full-length", action="store_true", help="score each recording in one pass instead of windows")
+
+
+def seconds_to_samples(args: argparse.Namespace) -> tuple[int | None | str, int | None]:
+    """``(window, hop)`` in samples for :meth:`Detector.from_checkpoint` from the CLI options."""
+    for name in ("window", "hop"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name}: must be a positive number of seconds, got {value}")
+    if args.full_length:
+        return None, None
+    window = round(args.window * SAMPLE_RATE) if args.window is not None else "checkpoint"
+    hop = round(args.hop * SAMPLE_RATE) if args.hop is not None else None
+    return window, hop
+
+
+def register(subparsers, name: str, help: str) -> None:
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description="Score audio files and folders (recursively, any audio format). Recordings longer than "
+        "the window are scored by sliding windows; the file's score is their mean. Per file: score, calibrated "
+        "probability of bona fide, decision at the dev threshold, per-window scores and spoof-like time ranges. "
+        "Exit code 1 if any file failed (the others are still scored).",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file per line (JSON Lines)")
+    add_model_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _text_lines(result) -> list[str]:
+    lines = [
+        f"{result.path}\tscore {result.score:+.4f}\tP(bona fide) {result.probability_bonafide:.3f}\t{result.decision}"
+    ]
+    if len(result.windows) > 1:
+        for window in result.windows:
+            lines.append(f"  {window.start:8.2f}-{window.end:8.2f} s\tscore {window.score:+.4f}\tP(bona fide) {window.probability_bonafide:.3f}")
+        ranges = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in result.spoofed_ranges) or "none"
+        lines.append(f"  spoof-like ranges: {ranges}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from rawguard.checkpoint import CheckpointError
+    from rawguard.detector import Detector, DetectorError, find_audio_files
+
+    try:
+        window, hop = seconds_to_samples(args)
+        detector = Detector.from_checkpoint(args.checkpoint, device=args.device, window=window, hop=hop, batch_size=args.batch_size)
+    except (CheckpointError, DetectorError, ValueError) as error:
+        print(f"rawguard score: error: {error}", file=sys.stderr)
+        return 2
+    for note in detector.notes:
+        print(f"rawguard score: note: {note}", file=sys.stderr)
+    files = find_audio_files(args.paths)
+    if not files:
+        print(f"rawguard score: error: no audio files under {' '.join(args.paths)}", file=sys.stderr)
+        return 2
+    failed = 0
+    progress = tqdm(detector.score_files(files), total=len(files), desc="scoring", unit="file", file=sys.stderr, disable=None)
+    for path, outcome in progress:
+        if isinstance(outcome, Exception):
+            failed += 1
+            reason = getattr(outcome, "reason", None) or str(outcome)  # AudioError's message repeats the path
+            if args.json:
+                progress.write(json.dumps({"path": str(path), "error": reason}), file=sys.stdout)
+            else:
+                progress.write(f"{path}\tERROR\t{reason}", file=sys.stdout)
+            continue
+        if args.json:
+            progress.write(json.dumps(outcome.to_dict()), file=sys.stdout)
+        else:
+            progress.write("\n".join(_text_lines(outcome)), file=sys.stdout)
+    summary = f"scored {len(files) - failed} of {len(files)} files"
+    print(f"rawguard score: {summary}" + (f", {failed} failed" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
