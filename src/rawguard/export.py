@@ -110,9 +110,11 @@ def export_onnx(
     try:
         with warnings.catch_warnings():
             # The TorchScript exporter is deprecated in favour of torch.export, which cannot keep a
-            # GRU's time axis dynamic; its GRU batch-size warning concerns sequence-length inputs we
-            # do not use (checked below with several batch sizes).
-            warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
+            # GRU's time axis dynamic. Its tracer warnings (GRU hidden-size checks frozen as constants)
+            # and GRU batch-size warning concern variable-length sequence inputs, which we do not use;
+            # the export is checked below with several batch sizes and lengths.
+            for category in (DeprecationWarning, UserWarning, torch.jit.TracerWarning):
+                warnings.simplefilter("ignore", category)
             if exporter == "torchscript":
                 torch.onnx.export(
                     head, (example,), str(tmp), input_names=["waveform"], output_names=["logits", "score"],

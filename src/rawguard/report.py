@@ -33,7 +33,7 @@ __all__ = [
     "write_report",
 ]
 
-_DET_TICKS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4]  # fractions shown on DET axes
+_DET_TICKS = [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8]  # fractions shown on DET axes
 _MAX_DET_POINTS = 4000  # a DET line needs a few thousand points at most, not one per trial
 
 
@@ -75,7 +75,7 @@ def plot_det(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], out_png: str |
     names = [f"{100 * t:g}" for t in _DET_TICKS]
     ax.set_xticks(ticks, names)
     ax.set_yticks(ticks, names)
-    limits = (_probit(np.array([0.0005]))[0], _probit(np.array([0.5]))[0])
+    limits = (_probit(np.array([0.0005]))[0], _probit(np.array([0.85]))[0])
     ax.set_xlim(limits)
     ax.set_ylim(limits)
     ax.plot(limits, limits, color="grey", lw=0.6, ls=":")  # EER line: miss = false alarm
@@ -172,8 +172,13 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _panel(key: str) -> str:
+def _panel(key: str) -> str | None:
+    """Which panel a log field goes to; ``None`` for bookkeeping (wall-clock seconds)."""
     lowered = key.lower()
+    if "per_s" in lowered:
+        return "throughput"
+    if lowered.endswith("_s") or lowered in ("time", "timestamp", "wall_time", "epoch"):
+        return None
     for panel in ("loss", "eer", "lr"):
         if panel in lowered.split("_") or lowered.endswith(panel) or lowered.startswith(panel):
             return panel
@@ -185,7 +190,7 @@ def plot_training_curves(metrics_jsonl_path: str | os.PathLike, out_png: str | o
 
     The x axis is ``step`` (else ``epoch``, else the line number). Every other numeric field becomes
     a curve, grouped into panels by name: losses (``*loss*``), EERs (``*eer*``), learning rate
-    (``lr``), and the rest; a field logged only on some lines (e.g. dev EER per epoch) is drawn with
+    (``lr``), throughput (``*per_s``) and the rest; wall-clock fields (``*_s``) are skipped; a field logged only on some lines (e.g. dev EER per epoch) is drawn with
     markers at those steps.
     """
     path = Path(metrics_jsonl_path)
@@ -195,7 +200,7 @@ def plot_training_curves(metrics_jsonl_path: str | os.PathLike, out_png: str | o
     for index, row in enumerate(rows):
         x = row.get(x_key, index) if x_key else index
         for key, value in row.items():
-            if key in (x_key, "epoch", "time", "timestamp", "wall_time") or isinstance(value, bool):
+            if key == x_key or _panel(key) is None or isinstance(value, bool):
                 continue
             if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(x, (int, float)):
                 xs, ys = series.setdefault(key, ([], []))
@@ -206,7 +211,7 @@ def plot_training_curves(metrics_jsonl_path: str | os.PathLike, out_png: str | o
     panels: dict[str, list[str]] = {}
     for key in series:
         panels.setdefault(_panel(key), []).append(key)
-    order = [p for p in ("loss", "eer", "lr", "other") if p in panels]
+    order = [p for p in ("loss", "eer", "lr", "throughput", "other") if p in panels]
     fig, axes = plt.subplots(len(order), 1, figsize=(7, 2.6 * len(order)), sharex=True, squeeze=False)
     for ax, panel in zip(axes[:, 0], order):
         for key in panels[panel]:
