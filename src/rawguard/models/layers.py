@@ -51,6 +51,22 @@ def output_length(num_samples: int, kernel_size: int, stride: int, pools: list[i
     return frames
 
 
+def gru_fp32(gru: nn.GRU, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``gru`` on ``x [B, N, C]`` in float32, even inside a CPU autocast region.
+
+    Under CPU bf16 autocast a GRU becomes one small bf16 matmul per time step, and oneDNN's
+    per-call overhead for those made the GRU 2-3x slower than in fp32 (measured, see
+    BENCHMARKS.md); the recurrence is also better kept in fp32. Other devices keep autocast.
+
+    Returns:
+        ``(outputs [B, N, D * H], hidden [D * layers, B, H])`` as :class:`torch.nn.GRU`.
+    """
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return gru(x.float())
+    return gru(x)
+
+
 class FeatureMapScaling(nn.Module):
     """RawNet2's filter-wise feature-map scaling: ``x * s + s`` with ``s = sigmoid(W mean_t(x) + b)``.
 
@@ -67,4 +83,11 @@ class FeatureMapScaling(nn.Module):
         return x * scale + scale
 
 
-__all__ = ["FeatureMapScaling", "WaveformShapeError", "check_waveform", "min_input_length", "output_length"]
+__all__ = [
+    "FeatureMapScaling",
+    "WaveformShapeError",
+    "check_waveform",
+    "gru_fp32",
+    "min_input_length",
+    "output_length",
+]

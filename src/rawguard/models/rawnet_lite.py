@@ -34,7 +34,7 @@ from torch import nn
 
 from rawguard.conventions import SAMPLE_RATE
 from rawguard.models import register_model
-from rawguard.models.layers import FeatureMapScaling, check_waveform, min_input_length, output_length
+from rawguard.models.layers import FeatureMapScaling, check_waveform, gru_fp32, min_input_length, output_length
 from rawguard.models.sinc import LearnableSincConv, odd_kernel_size
 
 
@@ -137,6 +137,6 @@ class RawNetLite(nn.Module):
         for block, fms in zip(self.blocks, self.fms):
             x = fms(block(x))  # [B, C, N / pool]
         x = self.gru_act(self.gru_bn(x)).transpose(1, 2)  # [B, N, C]
-        _, hidden = self.gru(x)  # [2, B, H]: final forward state, final backward state
+        _, hidden = gru_fp32(self.gru, x)  # [2, B, H]: final forward state, final backward state
         summary = torch.cat([hidden[0], hidden[1]], dim=-1)  # [B, 2H]
         return self.fc(self.dropout(summary))  # [B, 2]

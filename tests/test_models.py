@@ -1,0 +1,261 @@
+"""Tests for rawguard.models: registry, rawnet-lite, rawnet2 (shapes, counts, numerics, export)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, SAMPLE_RATE
+from rawguard.models import ModelConfigError, create_model, get_config_class, list_models
+from rawguard.models.layers import WaveformShapeError
+from rawguard.models.sinc import FixedSincConv, mel_band_edges
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def rawnet2():
+    torch.manual_seed(0)
+    return create_model("rawnet2")
+
+
+@pytest.fixture(scope="module")
+def lite():
+    torch.manual_seed(0)
+    return create_model("rawnet-lite")
+
+
+@pytest.fixture(scope="module")
+def real_clips() -> list[np.ndarray]:
+    """The first 4 clips of the shared corpus' smoke protocol (1-6 s, two bona fide, two spoof)."""
+    protocol = CORPUS / "protocols" / "smoke.txt"
+    if not protocol.exists():
+        pytest.skip(f"shared corpus not found at {CORPUS}")
+    clips = []
+    for line in protocol.read_text().splitlines()[:4]:
+        wave, rate = sf.read(CORPUS / "flac" / f"{line.split()[1]}.flac", dtype="float32")
+        assert rate == SAMPLE_RATE
+        clips.append(wave)
+    return clips
+
+
+def trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def gru_input_steps(model: torch.nn.Module, num_samples: int) -> int:
+    """Time steps the model's GRU actually receives, observed with a forward hook."""
+    seen = []
+    handle = model.gru.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].shape[1]))
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, num_samples))
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_registry_lists_both_models_and_their_configs():
+    assert {"rawnet-lite", "rawnet2"} <= set(list_models())
+    assert "frontend" in {f.name for f in dataclasses.fields(get_config_class("rawnet-lite"))}
+    assert "seed-literal" not in list_models()  # benchmark-only
+
+
+def test_unknown_model_error_names_it_and_lists_choices():
+    with pytest.raises(ModelConfigError, match=r"'rawnet3'.*rawnet-lite.*rawnet2"):
+        create_model("rawnet3")
+    with pytest.raises(ModelConfigError, match="rawnet3"):
+        get_config_class("rawnet3")
+
+
+def test_unknown_override_key_error_lists_valid_keys():
+    with pytest.raises(ModelConfigError, match=r"'gru_size'.*valid keys:.*gru_hidden"):
+        create_model("rawnet-lite", gru_size=32)
+
+
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        ({"gru_hidden": "big"}, "gru_hidden"),
+        ({"gru_hidden": 1.5}, "gru_hidden"),
+        ({"frontend": "mel"}, r"frontend.*\['conv', 'sinc'\]"),
+        ({"block_channels": (32, 64, 64)}, "block_pools"),
+        ({"frontend_stride": 0}, "frontend_stride"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
+def test_bad_override_values_are_rejected_naming_the_key(overrides, pattern):
+    with pytest.raises(ModelConfigError, match=pattern):
+        create_model("rawnet-lite", **overrides)
+
+
+def test_config_round_trips_through_create_model(lite):
+    # Checkpoints store asdict(config); YAML gives lists where the dataclass has tuples.
+    stored = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(lite.config).items()}
+    rebuilt = create_model("rawnet-lite", **stored)
+    assert rebuilt.config == lite.config
+    rebuilt.load_state_dict(lite.state_dict())  # same architecture, strict key/shape match
+
+
+# ---------------------------------------------------------------- rawnet2
+
+
+def test_rawnet2_has_exactly_the_baseline_parameter_count(rawnet2):
+    assert trainable(rawnet2) == 17_621_410
+    assert not any(p.requires_grad for p in rawnet2.sinc.parameters())  # fixed filters: buffers only
+
+
+def test_rawnet2_reference_quirks_keep_the_count_and_zero_the_last_filter():
+    quirky = create_model("rawnet2", reference_quirks=True)
+    assert trainable(quirky) == 17_621_410
+    filters = quirky.sinc.filters.squeeze(1)  # [20, 1025]
+    assert filters.shape == (20, 1025)
+    assert torch.all(filters[-1] == 0) and torch.all(filters[:-1].abs().sum(1) > 0)
+
+
+def test_rawnet2_gru_sees_29_steps_for_a_4s_window(rawnet2):
+    assert rawnet2.gru_steps(DEFAULT_WINDOW) == 29
+    assert gru_input_steps(rawnet2, DEFAULT_WINDOW) == 29
+
+
+def test_rawnet2_shapes_and_minimum_length(rawnet2):
+    rawnet2.eval()
+    with torch.inference_mode():
+        for length in (rawnet2.min_samples, 20_000):
+            out = rawnet2(0.1 * torch.randn(2, length))
+            assert out.shape == (2, 2) and torch.isfinite(out).all()
+    with pytest.raises(WaveformShapeError, match=r"rawnet2.*3210 samples.*3211"):
+        rawnet2(torch.zeros(1, rawnet2.min_samples - 1))
+
+
+def test_rawnet2_gradients_reach_the_first_trainable_layer(rawnet2):
+    rawnet2.train()
+    rawnet2.zero_grad()
+    rawnet2(0.1 * torch.randn(2, 8000))[:, BONAFIDE].sum().backward()
+    grad = rawnet2.blocks[0].conv1.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    rawnet2.zero_grad()
+
+
+def test_fixed_sinc_filters_pass_their_own_mel_band():
+    sinc = FixedSincConv(20, 1024)
+    edges = mel_band_edges(20).numpy()
+    response = np.abs(np.fft.rfft(sinc.filters.squeeze(1).numpy(), n=8192, axis=-1))  # [20, 4097]
+    freqs = np.fft.rfftfreq(8192, 1 / SAMPLE_RATE)
+    assert edges[0] == 0 and abs(edges[-1] - SAMPLE_RATE / 2) < 1e-6
+    for i in range(20):
+        centre = freqs[np.argmax(response[i])]
+        assert edges[i] - 20 <= centre <= edges[i + 1] + 20, f"filter {i} peaks at {centre} Hz"
+        low, high = edges[i], edges[i + 1]
+        inside = (freqs > low) & (freqs < high)
+        far = (freqs < low - (high - low)) | (freqs > high + (high - low))  # a bandwidth away
+        assert response[i][inside].mean() > 10 * response[i][far].mean(), f"filter {i} leaks"
+
+
+# ---------------------------------------------------------------- rawnet-lite
+
+
+@pytest.mark.parametrize("frontend", ["conv", "sinc"])
+def test_rawnet_lite_is_small_and_its_gru_sees_100_to_200_steps(frontend):
+    model = create_model("rawnet-lite", frontend=frontend)
+    assert trainable(model) <= 1_000_000
+    steps = gru_input_steps(model, DEFAULT_WINDOW)
+    assert 100 <= steps <= 200
+    assert steps == model.gru_steps(DEFAULT_WINDOW)
+
+
+def test_rawnet_lite_output_shape_does_not_depend_on_length(lite):
+    lite.eval()
+    with torch.inference_mode():
+        for length in (lite.min_samples, lite.min_samples + 7, 16_000, 33_333, DEFAULT_WINDOW):
+            out = lite(0.1 * torch.randn(3, length))
+            assert out.shape == (3, 2), length
+            assert torch.isfinite(out).all(), length
+
+
+def test_rawnet_lite_scores_real_clips_of_their_own_lengths(lite, real_clips):
+    lite.eval()
+    with torch.inference_mode():
+        for wave in real_clips:
+            out = lite(torch.from_numpy(wave)[None])
+            assert out.shape == (1, 2) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    "bad, pattern",
+    [
+        (torch.zeros(16_000), r"\[B, T\].*\[16000\]"),
+        (torch.zeros(1, 1, 16_000), r"\[B, T\].*\[1, 1, 16000\]"),
+        (torch.zeros(1, 16_000, dtype=torch.int16), "torch.int16"),
+        (torch.zeros(1, 100), r"100 samples.*minimum"),
+    ],
+)
+def test_rawnet_lite_rejects_bad_input_naming_the_problem(lite, bad, pattern):
+    with pytest.raises(WaveformShapeError, match=pattern):
+        lite(bad)
+
+
+def test_rawnet_lite_eval_is_deterministic_and_batch_independent(lite, real_clips):
+    lite.eval()
+    window = 32_000
+    batch = torch.stack([torch.from_numpy(np.resize(w, window)) for w in real_clips])  # repeat-pad [4, T]
+    with torch.inference_mode():
+        first, second = lite(batch), lite(batch)
+        alone = lite(batch[2:3])
+    assert torch.equal(first, second)
+    torch.testing.assert_close(alone, first[2:3], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("frontend, first_param", [("conv", "frontend.weight"), ("sinc", "frontend.low_hz")])
+def test_rawnet_lite_gradients_reach_the_front_end(frontend, first_param, real_clips):
+    torch.manual_seed(0)
+    model = create_model("rawnet-lite", frontend=frontend).train()
+    batch = torch.stack([torch.from_numpy(np.resize(w, 16_000)) for w in real_clips])
+    labels = torch.tensor([1, 1, 0, 0])
+    torch.nn.functional.cross_entropy(model(batch), labels).backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    assert dict(model.named_parameters())[first_param].grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["rawnet-lite", "rawnet2"])
+def test_bf16_autocast_forward_on_cpu_tracks_fp32(name, lite, rawnet2, real_clips):
+    model = {"rawnet-lite": lite, "rawnet2": rawnet2}[name].eval()
+    batch = torch.stack([torch.from_numpy(np.resize(w, 24_000)) for w in real_clips])
+    with torch.inference_mode():
+        reference = model(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(batch)
+    assert low.shape == (4, 2) and torch.isfinite(low).all()
+    # bf16 keeps ~3 significant digits: the scores stay close to fp32's.
+    torch.testing.assert_close(low.float(), reference, rtol=0.1, atol=0.1)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(lite, tmp_path):
+    # The TorchScript exporter (dynamo=False) emits an ONNX GRU op with a dynamic length; the
+    # torch.export-based one unrolls the GRU, fixing T to the example's length.
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    lite.eval()
+    path = tmp_path / "lite.onnx"
+    torch.onnx.export(
+        lite, (torch.zeros(2, 16_000),), str(path), input_names=["waveform"], output_names=["logits"],
+        dynamic_axes={"waveform": {0: "batch", 1: "samples"}}, dynamo=False,
+    )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in ((1, 20_000), (3, DEFAULT_WINDOW)):
+        x = 0.1 * torch.randn(*shape)
+        with torch.inference_mode():
+            expected = lite(x).numpy()
+        np.testing.assert_allclose(session.run(None, {"waveform": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
