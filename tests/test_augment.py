@@ -16,7 +16,7 @@ from rawguard.augment import (
     companding, isd_additive_noise, lnl_convolutive_noise, random_gain, ssi_additive_noise,
     telephone_band,
 )
-from rawguard.augment.filters import kernel_spectrum, notch_responses
+from rawguard.augment.filters import kernel_response, kernel_spectrum, notch_responses
 from rawguard.conventions import SAMPLE_RATE
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -147,6 +147,15 @@ def test_notch_filter_stops_its_band_and_passes_the_rest():
     mag = kernel_spectrum(kernels, radius, 1600).abs()  # bin k = 10 k Hz
     assert (mag[:, 200] < 0.1).all(), "no notch at 2 kHz"
     assert ((mag[:, 50] - 1).abs() < 0.05).all() and ((mag[:, 600] - 1).abs() < 0.05).all()
+
+
+def test_interpolated_kernel_response_matches_the_exact_spectrum():
+    kernels, radius = notch_responses((16, 5), AugmentConfig().rawboost_lnl, gen(), torch.device("cpu"))
+    exact = kernel_spectrum(kernels, radius, 65_536)
+    approx = kernel_response(kernels, radius, 65_536)
+    assert exact.imag.abs().max() < 1e-5  # zero phase
+    error = (exact.real - approx).abs().amax(-1) / exact.real.abs().amax(-1)
+    assert error.max() < 1e-2, error.max()
 
 
 def test_lnl_notches_real_speech_and_keeps_its_peak(speech):

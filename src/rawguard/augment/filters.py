@@ -129,12 +129,37 @@ def notch_responses(shape: tuple[int, ...], cfg: NotchFilterConfig, generator: t
 
 
 def kernel_spectrum(kernels: torch.Tensor, radius: int, n_fft: int) -> torch.Tensor:
-    """Spectrum on an ``n_fft`` grid of centred zero-phase kernels ``[..., 2 * radius + 1]`` ->
-    complex ``[..., n_fft // 2 + 1]``."""
+    """Exact spectrum on an ``n_fft`` grid of centred zero-phase kernels ``[..., 2 * radius + 1]``
+    -> complex ``[..., n_fft // 2 + 1]`` (real up to rounding: the kernels are symmetric)."""
     full = torch.zeros((*kernels.shape[:-1], n_fft), device=kernels.device, dtype=kernels.dtype)
     full[..., : radius + 1] = kernels[..., radius:]
     full[..., n_fft - radius:] = kernels[..., :radius]
     return torch.fft.rfft(full)
+
+
+RESPONSE_GRID = 4096
+"""FFT size on which :func:`kernel_response` samples a kernel before interpolating."""
+
+
+def kernel_response(kernels: torch.Tensor, radius: int, n_fft: int) -> torch.Tensor:
+    """Zero-phase (real) frequency response of centred kernels ``[..., 2 * radius + 1]`` on an
+    ``n_fft`` grid -> float32 ``[..., n_fft // 2 + 1]``, about 16x cheaper than
+    :func:`kernel_spectrum` for a 64k-point grid.
+
+    The response is computed exactly on a :data:`RESPONSE_GRID`-point grid (a 0.25% step of the band)
+    and linearly interpolated to the fine grid. A kernel of a few hundred taps has a response that
+    is smooth on that scale: the interpolation error is below 1% of the peak gain for RawBoost's
+    filters (``tests/test_augment.py`` checks it), and what it filters with is still a smooth
+    zero-phase random filter. That is all an augmentation needs, and it saves one full-length FFT
+    per filter, the largest cost of the LnL and SSI noises.
+    """
+    grid = max(RESPONSE_GRID, fft_size(2 * radius + 1, 0))
+    if grid >= n_fft:
+        return kernel_spectrum(kernels, radius, n_fft).real
+    coarse = kernel_spectrum(kernels, radius, grid).real
+    flat = coarse.reshape(-1, 1, coarse.shape[-1])
+    fine = torch.nn.functional.interpolate(flat, size=n_fft // 2 + 1, mode="linear", align_corners=True)
+    return fine.reshape(*coarse.shape[:-1], n_fft // 2 + 1)
 
 
 def band_mask(freqs_hz: torch.Tensor, low_hz: torch.Tensor, high_hz: torch.Tensor,
