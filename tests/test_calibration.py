@@ -34,6 +34,13 @@ def test_separable_scores_give_a_finite_steep_fit():
     assert probs[0] > 0.95 and probs[1] < 0.05
 
 
+def test_anti_correlated_scores_give_a_constant_probability():
+    scores, labels = gaussian_scores(300, 600, seed=4)
+    calibration = fit_logistic(-scores, labels)  # a detector that has the classes backwards
+    assert calibration["scale"] == 0.0
+    np.testing.assert_allclose(apply_calibration([-5.0, 0.0, 5.0], calibration), 1 / 3)
+
+
 def test_calibration_is_monotone_and_fixes_a_shifted_scale():
     scores, labels = gaussian_scores(2000, 2000, seed=1)
     shifted = 0.1 * scores + 3.0  # an overconfident, biased detector's raw scores

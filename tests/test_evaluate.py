@@ -19,6 +19,7 @@ from rawguard.data.protocols import read_protocol
 from rawguard.evaluate import evaluate, read_cm_scores
 from rawguard.metrics import compute_eer, per_attack_eer
 from rawguard.train import train
+from test_detector import _one_thread  # noqa: F401  (autouse fixture: one torch thread; tests/ is on sys.path)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SMOKE = SHARED / "corpus" / "protocols" / "smoke.txt"
@@ -29,14 +30,6 @@ TINY_RUN = [
     "data.window=16000", "data.batch_size=8", "eval.window=16000", "eval.hop=8000", "eval.every=15",
     "train.max_steps=30", "train.threads=1", "train.device=cpu", "train.precision=fp32", "augment.enabled=false",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,9 @@ def fit_logistic(scores, labels, ridge: float = 0.01, max_iter: int = 100, tol: 
         tol: stop when the parameter update is smaller than this.
 
     Returns:
-        ``{"scale": float, "bias": float}``, the dict stored in a checkpoint's ``selection``.
+        ``{"scale": float, "bias": float}``, the dict stored in a checkpoint's ``selection``;
+        ``scale >= 0`` always (scores anti-correlated with bona fide on dev give ``scale = 0`` and
+        the dev bona fide rate as a constant probability).
 
     Raises:
         CalibrationError: lengths differ, a score is NaN/inf, an unknown label, or one class is absent.
@@ -105,6 +107,12 @@ def fit_logistic(scores, labels, ridge: float = 0.01, max_iter: int = 100, tol: 
             break
     scale = params[0] / spread
     bias = params[1] - scale * centre
+    if scale < 0:
+        # Dev says higher scores are *less* bona fide (a detector no better than chance). A
+        # decreasing map would contradict the score convention and the threshold decision, so the
+        # best non-decreasing fit is used: a constant, dev's bona fide rate.
+        rate = n_bona / (n_bona + n_spoof)
+        return {"scale": 0.0, "bias": float(np.log(rate / (1 - rate)))}
     return {"scale": float(scale), "bias": float(bias)}
 
 

@@ -1,0 +1,117 @@
+"""Inference real-time factor (RTF) of a rawguard detector on CPU.
+
+Scores about an hour of audio with :class:`rawguard.detector.Detector` exactly as ``rawguard score``
+does (windows at ``window_starts``, batched forward passes, mean of window scores), and reports
+
+    RTF = seconds of audio / seconds of wall-clock time   (higher is faster; 1000x = 1 h in 3.6 s)
+
+in two shapes of work:
+
+- ``long``: one hour-long recording (the shared corpus' dev clips concatenated, repeated to 1 h;
+  or a generated signal with ``--source noise``), cut into sliding windows;
+- ``clips``: the dev clips scored one by one (one call per clip; clips shorter than a window are
+  tiled to a full window, so they cost a whole window each).
+
+The model has random weights (speed does not depend on them). Run it when the machine is quiet;
+the 1-minute load average is printed with the results. Example::
+
+    python benchmarks/bench_inference.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rawguard.audio import load_audio
+from rawguard.conventions import DEFAULT_WINDOW, SAMPLE_RATE
+from rawguard.detector import Detector
+from rawguard.models import create_model
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+
+def corpus_clips(limit_seconds: float) -> list[np.ndarray]:
+    """Dev clips of the shared corpus, in id order, up to ``limit_seconds`` of audio."""
+    clips, total = [], 0.0
+    paths = sorted((CORPUS / "flac").glob("RG_D_*.flac"))
+    for path in tqdm(paths, desc="loading clips", unit="clip", leave=False):
+        clips.append(load_audio(path))
+        total += clips[-1].shape[0] / SAMPLE_RATE
+        if total >= limit_seconds:
+            break
+    return clips
+
+
+def hour_of_audio(source: str, seconds: float) -> np.ndarray:
+    """float32 ``[seconds * SAMPLE_RATE]``: corpus clips concatenated and repeated, or coloured noise."""
+    n = int(seconds * SAMPLE_RATE)
+    if source == "noise" or not CORPUS.is_dir():
+        rng = np.random.default_rng(0)
+        return (0.1 * np.cumsum(rng.standard_normal(n)) % 1.0 - 0.5).astype(np.float32) * 0.2
+    joined = np.concatenate(corpus_clips(seconds))
+    return np.resize(joined, n).astype(np.float32)  # np.resize repeats the sequence to length n
+
+
+def timed(fn, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="rawnet-lite")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2)")
+    parser.add_argument("--seconds", type=float, default=3600.0, help="audio length for the long-recording test")
+    parser.add_argument("--clip-seconds", type=float, default=600.0, help="audio scored clip by clip (0: skip)")
+    parser.add_argument("--batch-sizes", default="16,32,64,128", help="comma-separated windows per forward pass")
+    parser.add_argument("--hop", type=int, default=None, help="hop in samples (default: window, no overlap)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--source", choices=["corpus", "noise"], default="corpus")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = create_model(args.model)
+    n_params = sum(p.numel() for p in model.parameters())
+    wave = hour_of_audio(args.source, args.seconds)
+    audio_s = wave.shape[0] / SAMPLE_RATE
+    print(f"model {args.model} ({n_params:,} parameters), torch {torch.__version__}, {args.threads} thread(s), "
+          f"window {DEFAULT_WINDOW}, hop {args.hop or DEFAULT_WINDOW}, audio {audio_s / 3600:.2f} h ({args.source})")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (cpus: {os.cpu_count()})")
+    print(f"{'shape':<8} {'batch':>5} {'median s':>9} {'best s':>8} {'RTF median':>11} {'RTF best':>9}")
+    results = {}
+    for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
+        detector = Detector(model, window=DEFAULT_WINDOW, hop=args.hop, batch_size=batch_size)
+        detector.score_array(wave[: 10 * DEFAULT_WINDOW])  # warm-up: allocator, oneDNN kernels
+        times = timed(lambda: detector.score_array(wave), args.repeats)
+        results[batch_size] = statistics.median(times)
+        print(f"{'long':<8} {batch_size:>5} {statistics.median(times):>9.3f} {min(times):>8.3f} "
+              f"{audio_s / statistics.median(times):>10.0f}x {audio_s / min(times):>8.0f}x", flush=True)
+    if args.clip_seconds > 0 and CORPUS.is_dir():
+        clips = corpus_clips(args.clip_seconds)
+        clip_s = sum(c.shape[0] for c in clips) / SAMPLE_RATE
+        best_batch = min(results, key=results.get)
+        detector = Detector(model, window=DEFAULT_WINDOW, hop=args.hop, batch_size=best_batch)
+        times = timed(lambda: [detector.score_array(c) for c in clips], args.repeats)
+        print(f"{'clips':<8} {best_batch:>5} {statistics.median(times):>9.3f} {min(times):>8.3f} "
+              f"{clip_s / statistics.median(times):>10.0f}x {clip_s / min(times):>8.0f}x   "
+              f"({len(clips)} clips, {clip_s / 60:.1f} min, one call per clip)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
