@@ -22,6 +22,7 @@ Design, so that a detector can only win by hearing resynthesis artefacts:
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -193,7 +194,8 @@ def generate_demo_corpus(
                 render_clip(job)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # spawn, not fork: the caller (the demo) may already run torch threads
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 for _ in pool.map(render_clip, jobs, chunksize=8):
                     bar.update()
     finally:

@@ -12,6 +12,7 @@ A file that cannot be read or resynthesised is reported and skipped; the others 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -107,7 +108,8 @@ def synth_spoof_folder(
         if workers <= 1 or len(tasks) == 1:
             results = map(_spoof_one, tasks)
         else:
-            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
+            spawn = multiprocessing.get_context("spawn")  # safe even if the caller runs threads
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=spawn))
             results = pool.map(_spoof_one, tasks, chunksize=4)
         for task, (source, error) in zip(tasks, results):
             bar.update()
