@@ -139,6 +139,10 @@ def run_one(condition: str, seed: int, args, caches: dict[str, Path]) -> dict:
     started = time.monotonic()
     result = train(config, caches["train_seen"], caches["dev_seen"], run_dir, resume=True, progress=True)
     train_s = time.monotonic() - started
+    if result.interrupted or result.step != args.steps:
+        # Stopped by a signal: leave the run resumable and record nothing, so the sweep never
+        # mixes a short run into the table. Re-running the script continues it.
+        raise SystemExit(f"{run_dir}: stopped at step {result.step} ({result.stop_reason}); run again to resume")
     metrics = evaluate(run_dir, caches["dev"], args.held_out, config)
     record = {"condition": condition, "seed": seed, "steps": result.step, "train_s": round(train_s, 1),
               "clips_per_s": round(result.clips_per_s, 2), "overrides": overrides, **metrics}

@@ -109,7 +109,7 @@ class RawBoostLnLConfig(NotchFilterConfig):
     ``U(min_nonlinear_bias_db, max_nonlinear_bias_db)`` dB. The result keeps the input's peak level.
     """
 
-    p: float = _probability(0.5)
+    p: float = _probability(0.1)
     n_filters: int = _bounded(5, 1, 8, integer=True)
     min_nonlinear_bias_db: float = _bounded(5.0, 0.0, 60.0)
     max_nonlinear_bias_db: float = _bounded(20.0, 0.0, 60.0)
@@ -119,12 +119,13 @@ class RawBoostLnLConfig(NotchFilterConfig):
 class RawBoostISDConfig(_Section):
     """RawBoost (2): impulsive signal-dependent additive noise.
 
-    Each sample is hit with probability ``U(0, max_fraction)`` (drawn per example) and becomes
-    ``x[t] + g_sd * x[t] * u1 * u2``, ``u1, u2 ~ U(-1, 1)`` (clicks and crackle whose size follows
-    the signal, as from a faulty connection or quantiser overload). Output is peak-limited to 1.
+    A fraction ``U(0, max_fraction)`` (drawn per example) of the samples, at random positions,
+    become ``x[t] + g_sd * x[t] * u1 * u2``, ``u1, u2 ~ U(-1, 1)`` (clicks and crackle whose size
+    follows the signal, as from a faulty connection or quantiser overload). Output is peak-limited
+    to 1.
     """
 
-    p: float = _probability(0.3)
+    p: float = _probability(0.2)
     max_fraction: float = _bounded(0.10, 0.0, 1.0)
     g_sd: float = _bounded(2.0, 0.0, 100.0)
 
@@ -137,7 +138,7 @@ class RawBoostSSIConfig(NotchFilterConfig):
     ``U(min_snr_db, max_snr_db)`` dB relative to the whole example. Output is peak-limited to 1.
     """
 
-    p: float = _probability(0.3)
+    p: float = _probability(0.1)
     min_snr_db: float = _bounded(10.0, -20.0, 100.0)
     max_snr_db: float = _bounded(40.0, -20.0, 100.0)
 
@@ -153,7 +154,7 @@ class CodecConfig(_Section):
     Small coefficients round to zero, which makes the "spectral holes" of low-bitrate MP3/AAC.
     """
 
-    p: float = _probability(0.15)
+    p: float = _probability(0.0)
     min_cutoff_hz: float = _bounded(4000.0, 500.0, NYQUIST)
     max_cutoff_hz: float = _bounded(8000.0, 500.0, NYQUIST)
     min_snr_db: float = _bounded(6.0, -10.0, 80.0)
@@ -176,7 +177,7 @@ class TelephoneConfig(_Section):
     ``U(min_high_hz, max_high_hz)`` Hz with smooth (logistic, ``transition_hz`` wide) edges, the
     response of an analogue/G.712 narrow-band channel (nominally 300-3400 Hz)."""
 
-    p: float = _probability(0.15)
+    p: float = _probability(0.05)
     min_low_hz: float = _bounded(100.0, 0.0, NYQUIST)
     max_low_hz: float = _bounded(400.0, 0.0, NYQUIST)
     min_high_hz: float = _bounded(3000.0, 0.0, NYQUIST)
@@ -199,7 +200,7 @@ class CompandingConfig(_Section):
     ``2**bits`` levels (``bits ~ U{min_bits..max_bits}``; G.711 uses 8), expand. ``law`` is ``mu``,
     ``a`` or ``random`` (each example picks one with equal probability)."""
 
-    p: float = _probability(0.1)
+    p: float = _probability(0.05)
     law: str = field(default="random", metadata={"choices": COMPANDING_LAWS})
     min_bits: int = _bounded(8, 2, 16, integer=True)
     max_bits: int = _bounded(8, 2, 16, integer=True)
@@ -210,7 +211,7 @@ class GainConfig(_Section):
     """Random gain ``U(min_db, max_db)`` dB; an example that would exceed full scale is scaled back
     to a peak of 1 (a limiter, not clipping, so no new distortion is created)."""
 
-    p: float = _probability(0.3)
+    p: float = _probability(0.2)
     min_db: float = _bounded(-6.0, -60.0, 60.0)
     max_db: float = _bounded(6.0, -60.0, 60.0)
 

@@ -52,13 +52,14 @@ def normal(shape: tuple[int, ...], generator: torch.Generator, device: torch.dev
 
 def peak(x: torch.Tensor) -> torch.Tensor:
     """Per-example peak ``max |x|``: ``[B, T] -> [B, 1]``."""
-    return x.abs().amax(dim=-1, keepdim=True)
+    # max and -min rather than abs().amax(): no [B, T] temporary (allocation dominates on CPU).
+    return torch.maximum(x.amax(dim=-1, keepdim=True), -x.amin(dim=-1, keepdim=True))
 
 
 def limit_peak(x: torch.Tensor, ceiling: float = 1.0) -> torch.Tensor:
     """Scale down only the examples whose peak exceeds ``ceiling`` (RawBoost's ``normWav(x, 0)``);
     ``[B, T] -> [B, T]``."""
-    return x / peak(x).clamp(min=ceiling) * ceiling
+    return x * (ceiling / peak(x).clamp(min=ceiling))
 
 
 def match_peak(y: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

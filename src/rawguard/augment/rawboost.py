@@ -11,11 +11,14 @@ draws its per-example parameters from ``generator`` only:
 Differences from the reference algorithm, on purpose: filters are applied as zero-phase (centred)
 FIRs via FFT rather than causal ``lfilter``, so the waveform is not delayed by up to ~250 samples;
 the LnL output is rescaled to the *input's* peak rather than to full scale, so the augmentation does
-not also act as a loudness change (the gain augmentation does that, separately); the ISD noise hits
-each sample independently with probability ``U(0, max_fraction)`` instead of a fixed count.
+not also act as a loudness change (the gain augmentation does that, separately); the ISD positions
+are jittered-stratified (each sample is hit with the drawn probability, never twice) rather than an
+exact count of distinct uniform positions.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -63,18 +66,29 @@ def lnl_convolutive_noise(x: torch.Tensor, cfg: RawBoostLnLConfig,
 
 def isd_additive_noise(x: torch.Tensor, cfg: RawBoostISDConfig,
                        generator: torch.Generator) -> torch.Tensor:
-    """Impulsive signal-dependent noise: each sample is hit with probability ``U(0, max_fraction)``
-    (drawn per example) and becomes ``x + g_sd * x * u1 * u2``, ``u1, u2 ~ U(-1, 1)``; then the
-    example is peak-limited to 1. ``[B, T] -> [B, T]``."""
+    """Impulsive signal-dependent noise: a fraction ``f ~ U(0, max_fraction)`` (per example) of the
+    samples become ``x + g_sd * x * u1 * u2``, ``u1, u2 ~ U(-1, 1)``; then the example is
+    peak-limited to 1. ``[B, T] -> [B, T]``.
+
+    Positions are jittered-stratified: ``T`` is cut into ``ceil(max_fraction * T)`` equal strata,
+    each gets one uniformly placed candidate, and each candidate is hit with probability
+    ``f / max_fraction``. Overall every sample is hit with probability ``f`` (as with uniformly
+    random positions), but only ``max_fraction * T`` numbers are drawn instead of one per sample,
+    no position can be hit twice, and no sort is needed: random numbers and sorting were this
+    augmentation's main cost.
+    """
     b, t = x.shape
+    most = max(1, math.ceil(cfg.max_fraction * t))
+    width = max(1, t // most)
+    base = torch.arange(most, device=x.device) * t // most  # stratum starts; strata >= width apart
+    offset = (uniform((b, most), 0.0, 1.0, generator, x.device) * width).long().clamp(max=width - 1)
+    positions = (base + offset).clamp(max=t - 1)
     fraction = uniform((b, 1), 0.0, cfg.max_fraction, generator, x.device)
-    draw = uniform((b, t), 0.0, 1.0, generator, x.device)
-    hit = draw < fraction
-    # Given a hit, draw / fraction is U(0, 1) and independent of the rest: it serves as u1, which
-    # saves one [B, T] random draw (the largest cost of this augmentation).
-    u1 = 2 * draw / fraction.clamp(min=1e-12) - 1
-    u2 = uniform((b, t), -1.0, 1.0, generator, x.device)
-    return limit_peak(x + hit * (cfg.g_sd * x * u1 * u2))
+    hit = uniform((b, most), 0.0, 1.0, generator, x.device) * cfg.max_fraction < fraction
+    u = uniform((2, b, most), -1.0, 1.0, generator, x.device)
+    factor = cfg.g_sd * u[0] * u[1] * hit
+    y = x.clone().scatter_add_(1, positions, x.gather(1, positions) * factor)
+    return limit_peak(y)
 
 
 def ssi_additive_noise(x: torch.Tensor, cfg: RawBoostSSIConfig,
