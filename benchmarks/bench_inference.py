@@ -9,8 +9,9 @@ in two shapes of work:
 
 - ``long``: one hour-long recording (the shared corpus' dev clips concatenated, repeated to 1 h;
   or a generated signal with ``--source noise``), cut into sliding windows;
-- ``clips``: the dev clips scored one by one (one call per clip; clips shorter than a window are
-  tiled to a full window, so they cost a whole window each).
+- ``clips``: the dev clips, ``Detector.score_arrays`` (windows of many clips share batches, as
+  ``rawguard score`` on a folder does; clips shorter than a window are tiled to a full window, so
+  each costs a whole window), and ``clips/1``: one ``score_array`` call per clip, for comparison.
 
 The model has random weights (speed does not depend on them). Run it when the machine is quiet;
 the 1-minute load average is printed with the results. Example::
@@ -105,10 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         clip_s = sum(c.shape[0] for c in clips) / SAMPLE_RATE
         best_batch = min(results, key=results.get)
         detector = Detector(model, window=DEFAULT_WINDOW, hop=args.hop, batch_size=best_batch)
-        times = timed(lambda: [detector.score_array(c) for c in clips], args.repeats)
-        print(f"{'clips':<8} {best_batch:>5} {statistics.median(times):>9.3f} {min(times):>8.3f} "
-              f"{clip_s / statistics.median(times):>10.0f}x {clip_s / min(times):>8.0f}x   "
-              f"({len(clips)} clips, {clip_s / 60:.1f} min, one call per clip)")
+        for name, run in (("clips", lambda: detector.score_arrays(clips)),
+                          ("clips/1", lambda: [detector.score_array(c) for c in clips])):
+            times = timed(run, args.repeats)
+            print(f"{name:<8} {best_batch:>5} {statistics.median(times):>9.3f} {min(times):>8.3f} "
+                  f"{clip_s / statistics.median(times):>10.0f}x {clip_s / min(times):>8.0f}x   "
+                  f"({len(clips)} clips, {clip_s / 60:.1f} min)", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -151,6 +151,15 @@ def test_scores_are_deterministic_and_consistent_across_entry_points(detector, t
     assert detector.score_array(stereo, rate).score == pytest.approx(from_file.score, abs=1e-6)
 
 
+def test_score_arrays_batches_across_recordings(detector):
+    waves = [load_audio(path) for path in corpus_files(3)]
+    together = detector.score_arrays([waves[0], waves[1][:5000], np.concatenate([waves[2]] * 2)])
+    alone = [detector.score_array(w) for w in (waves[0], waves[1][:5000], np.concatenate([waves[2]] * 2))]
+    for a, b in zip(together, alone):
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+        assert [w.start for w in a.windows] == [w.start for w in b.windows]
+
+
 def test_to_dict_is_json_ready(detector):
     import json
 
@@ -237,4 +246,6 @@ def test_bad_file_among_good_files(detector, tmp_path):
     assert set(errors) == {"truncated.flac", "missing.wav"}
     assert all(isinstance(e, AudioError) for e in errors.values())
     assert "file not found" in str(errors["missing.wav"])
-    assert outcomes[folder / good[0].name].score == pytest.approx(detector.score_file(good[0]).score)
+    # Windows of several files share batches; scores equal one-file-at-a-time scoring.
+    for path in good:
+        assert outcomes[folder / path.name].score == pytest.approx(detector.score_file(path).score, abs=1e-5)

@@ -216,6 +216,45 @@ class Detector:
             raise DetectorError("model output: non-finite logits")
         return scores
 
+    def _starts(self, length: int) -> np.ndarray:
+        from rawguard.data.dataset import window_starts
+
+        return np.zeros(1, dtype=np.int64) if self.window is None else window_starts(length, self.window, self.hop)
+
+    def _score_many(self, waves: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Window starts and scores of several recordings, windows batched across recordings.
+
+        Batching across recordings matters for folders of short clips: one forward pass per clip
+        spends most of its time in per-call overhead (the GRU's sequential steps), measured ~10x
+        slower than full batches on 2 cores.
+
+        Args:
+            waves: float32 ``[T_i]`` recordings at :data:`SAMPLE_RATE`.
+
+        Returns:
+            per recording ``(starts int64 [W_i], scores float64 [W_i])``.
+        """
+        from rawguard.data.dataset import crop_or_pad
+
+        starts = [self._starts(wave.shape[0]) for wave in waves]
+        if self.window is None:  # full length: one pass per recording, no batching across lengths
+            min_samples = int(getattr(self.model, "min_samples", 1))
+            return [
+                (s, self._forward(np.ascontiguousarray((w if w.shape[0] >= min_samples else crop_or_pad(w, min_samples))[None])))
+                for s, w in zip(starts, waves)
+            ]
+        plan = [(i, int(start)) for i, s in enumerate(starts) for start in s.tolist()]
+        scores = np.empty(len(plan), dtype=np.float64)
+        batch = np.empty((min(self.batch_size, len(plan)), self.window), dtype=np.float32)
+        for first in range(0, len(plan), self.batch_size):
+            chunk = plan[first:first + self.batch_size]
+            for row, (i, start) in enumerate(chunk):
+                # Long recordings: an exact slice; a short one: tiled to the window (training policy).
+                batch[row] = crop_or_pad(waves[i][start:start + self.window], self.window)
+            scores[first:first + len(chunk)] = self._forward(batch[: len(chunk)])
+        bounds = np.cumsum([0] + [s.shape[0] for s in starts])
+        return [(s, scores[bounds[i]:bounds[i + 1]]) for i, s in enumerate(starts)]
+
     def window_scores(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores of the analysis windows of one recording.
 
@@ -225,37 +264,9 @@ class Detector:
         Returns:
             ``(starts int64 [W], scores float64 [W])``; with ``window=None`` one window starting at 0.
         """
-        from rawguard.data.dataset import crop_or_pad, window_starts
+        return self._score_many([wave])[0]
 
-        if self.window is None:
-            min_samples = int(getattr(self.model, "min_samples", 1))
-            whole = wave if wave.shape[0] >= min_samples else crop_or_pad(wave, min_samples)
-            return np.zeros(1, dtype=np.int64), self._forward(np.ascontiguousarray(whole[None]))
-        starts = window_starts(wave.shape[0], self.window, self.hop)
-        scores = np.empty(starts.shape[0], dtype=np.float64)
-        batch = np.empty((min(self.batch_size, starts.shape[0]), self.window), dtype=np.float32)
-        for first in range(0, starts.shape[0], self.batch_size):
-            chunk = starts[first:first + self.batch_size]
-            for row, start in enumerate(chunk.tolist()):
-                # Long recordings: an exact slice; a short one: tiled to the window (training policy).
-                batch[row] = crop_or_pad(wave[start:start + self.window], self.window)
-            scores[first:first + chunk.shape[0]] = self._forward(batch[: chunk.shape[0]])
-        return starts, scores
-
-    def score_array(self, x: np.ndarray, sample_rate: int = SAMPLE_RATE, path: str | None = None) -> DetectionResult:
-        """Score a waveform.
-
-        Args:
-            x: ``[T]`` mono or ``[T, C]`` multi-channel (channels averaged), float in [-1, 1] or int16
-                PCM; resampled to :data:`SAMPLE_RATE` (soxr HQ) when ``sample_rate`` differs.
-            sample_rate: rate of ``x`` in Hz.
-            path: recorded in the result (used by :meth:`score_file`).
-
-        Raises:
-            DetectorError: empty, non-finite, wrongly shaped input or a bad sample rate.
-        """
-        wave = _as_waveform(x, sample_rate)
-        starts, scores = self.window_scores(wave)
+    def _result(self, wave: np.ndarray, starts: np.ndarray, scores: np.ndarray, path: str | None) -> DetectionResult:
         probs = self._probability(scores)
         length = wave.shape[0]
         span = length if self.window is None else min(self.window, length)
@@ -276,6 +287,26 @@ class Detector:
             path=path,
         )
 
+    def score_array(self, x: np.ndarray, sample_rate: int = SAMPLE_RATE, path: str | None = None) -> DetectionResult:
+        """Score a waveform.
+
+        Args:
+            x: ``[T]`` mono or ``[T, C]`` multi-channel (channels averaged), float in [-1, 1] or int16
+                PCM; resampled to :data:`SAMPLE_RATE` (soxr HQ) when ``sample_rate`` differs.
+            sample_rate: rate of ``x`` in Hz.
+            path: recorded in the result (used by :meth:`score_file`).
+
+        Raises:
+            DetectorError: empty, non-finite, wrongly shaped input or a bad sample rate.
+        """
+        wave = _as_waveform(x, sample_rate)
+        return self._result(wave, *self.window_scores(wave), path)
+
+    def score_arrays(self, xs: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[DetectionResult]:
+        """Score several waveforms (as :meth:`score_array`) with their windows batched together."""
+        waves = [_as_waveform(x, sample_rate) for x in xs]
+        return [self._result(w, starts, scores, None) for w, (starts, scores) in zip(waves, self._score_many(waves))]
+
     def score_file(self, path: str | os.PathLike) -> DetectionResult:
         """Decode any audio file (:func:`rawguard.audio.load_audio`) and score it.
 
@@ -287,14 +318,36 @@ class Detector:
         return self.score_array(load_audio(path), SAMPLE_RATE, path=str(path))
 
     def score_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, DetectionResult | Exception]]:
-        """Score files one by one; a file that fails yields its exception instead of stopping the rest."""
-        from rawguard.audio import AudioError
+        """Score files in order, batching windows across files; a file that fails yields its exception.
 
-        for path in paths:
+        Files are decoded one by one and scored in groups of at least ``batch_size`` windows, so a
+        folder of short clips runs full batches. Results are the same as :meth:`score_file`'s (up
+        to float rounding).
+        """
+        from rawguard.audio import AudioError, load_audio
+
+        group: list[tuple[Path, np.ndarray | Exception]] = []
+        pending_windows = 0
+        for path in map(Path, paths):
             try:
-                yield Path(path), self.score_file(path)
-            except (AudioError, DetectorError, OSError) as error:
-                yield Path(path), error
+                wave = load_audio(path)
+                pending_windows += self._starts(wave.shape[0]).shape[0]
+                group.append((path, wave))
+            except (AudioError, OSError) as error:
+                group.append((path, error))
+            if pending_windows >= self.batch_size:
+                yield from self._score_group(group)
+                group, pending_windows = [], 0
+        yield from self._score_group(group)
+
+    def _score_group(self, group: list[tuple[Path, np.ndarray | Exception]]) -> Iterator[tuple[Path, DetectionResult | Exception]]:
+        waves = [item for _, item in group if isinstance(item, np.ndarray)]
+        scored = iter(self._score_many(waves)) if waves else iter(())
+        for path, item in group:
+            if isinstance(item, Exception):
+                yield path, item
+            else:
+                yield path, self._result(item, *next(scored), str(path))
 
 
 def _checked_selection(selection: dict, path: Path) -> tuple[float, dict]:
