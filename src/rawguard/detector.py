@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from rawguard.calibration import apply_calibration
-from rawguard.checkpoint import CheckpointError, load_checkpoint
+from rawguard.checkpoint import load_checkpoint
 from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SAMPLE_RATE, SPOOF, label_name
 
 __all__ = ["DetectorError", "WindowScore", "DetectionResult", "Detector", "find_audio_files"]
