@@ -37,14 +37,18 @@ def bench_prepare(items, workers: int, root: Path) -> tuple[float, Cache]:
     return seconds, Cache.open(out)
 
 
-def windows_per_second(batches, limit_windows: int) -> float:
-    """Drain ``batches`` (an iterable of epochs' batches) until ``limit_windows`` windows are done."""
-    count, start = 0, time.perf_counter()
+def windows_per_second(batches, limit_windows: int) -> tuple[float, float]:
+    """Drain ``batches`` until ``limit_windows`` windows are done: (windows per wall second, per CPU second).
+
+    The CPU-time rate (this process, all threads) is what the loader costs; on a machine shared with
+    other jobs it is steadier than the wall-clock rate, which also counts time spent descheduled.
+    """
+    count, start, cpu = 0, time.perf_counter(), time.process_time()
     for x, _ in batches:
         count += x.shape[0]
         if count >= limit_windows:
             break
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
 
 
 def train_stream(cache: Cache, batch_size: int, window: int, **options):
@@ -67,7 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, load {load:.1f}, "
           f"python {platform.python_version()}, torch {torch.__version__}, torch threads {args.threads}")
     items = read_protocol(args.protocol, audio_dir=args.audio_dir)
     with tempfile.TemporaryDirectory(prefix="rawguard-bench-") as tmp:
@@ -83,10 +88,11 @@ def main() -> None:
             "train balanced, prefetch=0": dict(prefetch=0, balanced=True),
         }
         for name, options in cases.items():
-            rate = windows_per_second(train_stream(cache, args.batch_size, args.window, **options), args.windows)
-            print(f"loader   {name:<28} {rate:9.0f} windows/s of {args.window} samples (batch {args.batch_size})")
-        rate = windows_per_second(eval_batches(cache, args.window, args.window // 2, args.batch_size), 10**9)
-        print(f"loader   {'eval, hop=window/2':<28} {rate:9.0f} windows/s")
+            wall, cpu = windows_per_second(train_stream(cache, args.batch_size, args.window, **options), args.windows)
+            print(f"loader   {name:<28} {wall:8.0f} windows/s wall, {cpu:8.0f} per CPU-second "
+                  f"({args.window} samples, batch {args.batch_size})")
+        wall, cpu = windows_per_second(eval_batches(cache, args.window, args.window // 2, args.batch_size), 10**9)
+        print(f"loader   {'eval, hop=window/2':<28} {wall:8.0f} windows/s wall, {cpu:8.0f} per CPU-second")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,13 @@ def test_truncated_flac(tmp_path):
     assert "truncated" in reason or "corrupt" in reason
 
 
+def test_truncated_mp3(tmp_path):
+    sf.write(tmp_path / "t.mp3", _tone(3.0, SAMPLE_RATE), SAMPLE_RATE)
+    data = (tmp_path / "t.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 2])
+    assert "truncated file: header declares 48000 frames" in _reason(tmp_path / "cut.mp3")
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nan_and_inf_samples(tmp_path, bad):
     wave = _tone(0.1, SAMPLE_RATE).astype(np.float32)

@@ -100,9 +100,10 @@ def load_audio(
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # e.g. "flac decoder lost sync" for a cut FLAC stream
         raise AudioError(path, f"unreadable or corrupt audio: {_first_line(error)}") from error
-    # Compressed formats with an exact frame count in the header (FLAC, MP3 with a Xing/Info tag)
-    # decode fewer frames than declared when the file was cut short.
-    if 0 < info.frames and data.shape[0] < info.frames and info.format in ("FLAC", "MPEG"):
+    # FLAC headers hold the exact frame count; MP3 (Xing/Info tag, or an estimate from the file size)
+    # gets two MPEG frames of slack for encoder padding. Decoding fewer means the file was cut short.
+    slack = {"FLAC": 0, "MP3": 2 * 1152}.get(info.format)
+    if slack is not None and data.shape[0] < info.frames - slack:
         raise AudioError(path, f"truncated file: header declares {info.frames} frames, decoded {data.shape[0]}")
     if data.shape[0] == 0:
         raise AudioError(path, "no samples (empty audio)")

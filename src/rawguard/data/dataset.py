@@ -143,10 +143,13 @@ class TrainBatches:
         balanced: draw each epoch half bona fide, half spoof (see :meth:`epoch_order`).
         rank, world_size: DDP sharding (see the module docstring).
         prefetch: batches prepared ahead in a background thread (0: none).
+        pin_memory: put ``x`` in page-locked memory for faster, asynchronous copies to a GPU
+            (``x.to(device, non_blocking=True)``); ignored when CUDA is not available.
     """
 
     def __init__(self, cache: Cache, window: int = DEFAULT_WINDOW, batch_size: int = 32, seed: int = 0,
-                 balanced: bool = False, rank: int = 0, world_size: int = 1, prefetch: int = 2):
+                 balanced: bool = False, rank: int = 0, world_size: int = 1, prefetch: int = 2,
+                 pin_memory: bool = False):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         if window <= 0 or batch_size <= 0:
@@ -155,6 +158,7 @@ class TrainBatches:
             raise ValueError(f"{cache.directory}: empty cache")
         self.cache, self.window, self.batch_size, self.seed = cache, window, batch_size, seed
         self.balanced, self.rank, self.world_size, self.prefetch = balanced, rank, world_size, prefetch
+        self.pin_memory = pin_memory and torch.cuda.is_available()
         self._by_class = [np.flatnonzero(cache.labels == c) for c in (SPOOF, BONAFIDE)]
         if balanced and any(len(members) == 0 for members in self._by_class):
             raise ValueError(f"{cache.directory}: balanced sampling needs both classes in the cache")
@@ -189,10 +193,11 @@ class TrainBatches:
         spans = np.maximum(self.cache.lengths[indices] - self.window + 1, 1)
         starts = (np.random.default_rng([self.seed, epoch, b, _CROP_STREAM]).random(global_batch) * spans).astype(np.int64)
         mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
-        x = np.empty((self.batch_size, self.window), dtype=np.int16)
+        x = torch.empty((self.batch_size, self.window), dtype=torch.int16, pin_memory=self.pin_memory)
+        rows = x.numpy()  # shares x's memory: windows are copied once, straight into the batch
         for row, (i, start) in enumerate(zip(indices[mine].tolist(), starts[mine].tolist())):
-            _fill(x[row], self.cache.waveform(i), start)
-        return torch.from_numpy(x), torch.from_numpy(self.cache.labels[indices[mine]])
+            _fill(rows[row], self.cache.waveform(i), start)
+        return x, torch.from_numpy(self.cache.labels[indices[mine]])
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x int16 [B, window], y int64 [B])`` for batches ``start_batch .. batches_per_epoch-1``."""
