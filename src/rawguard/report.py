@@ -101,7 +101,7 @@ def plot_score_hist(scores, labels, out_png: str | os.PathLike, threshold: float
         part = scores[labels == label]
         ax.hist(part, bins=bins, alpha=0.55, color=color, label=f"{name} ({part.size})", density=True)
     if threshold is not None:
-        ax.axvline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+        ax.axvline(threshold, color="black", ls="--", lw=1, label=f"decision threshold {threshold:.3g}")
     ax.set_xlabel("score = logit[bona fide] - logit[spoof]")
     ax.set_ylabel("density")
     ax.set_title(title)
