@@ -125,7 +125,13 @@ def test_dcf_and_cllr_behave():
     assert threshold == pytest.approx(-np.log(0.95 / 0.5))
     assert 0 <= min_value <= act_value
     with pytest.raises(metrics.MetricsError, match="p_spoof"):
-        metrics.min_dcf(bona, spoof, p_spoof=1.5)
+        metrics.DcfCost(p_spoof=1.5)
+    cost = metrics.DcfCost(p_spoof=0.3, c_miss=2.0, c_fa=1.0)
+    brute = min(
+        (2.0 * 0.7 * np.mean(bona <= t) + 1.0 * 0.3 * np.mean(spoof > t)) / min(2.0 * 0.7, 0.3)
+        for t in np.concatenate([[-np.inf], bona, spoof])
+    )
+    assert metrics.min_dcf(bona, spoof, cost)[0] == pytest.approx(brute)
 
 
 def test_one_million_scores_in_well_under_a_second():

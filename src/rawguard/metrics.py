@@ -31,6 +31,7 @@ __all__ = [
     "MetricsError",
     "DetCurve",
     "LEGACY_COST_MODEL",
+    "DcfCost",
     "ASVSPOOF5_DCF",
     "ASVSPOOF5_ASV_RATES",
     "det_curve",
@@ -62,7 +63,27 @@ LEGACY_COST_MODEL: dict[str, float] = {
 }
 """ASVspoof 2019 t-DCF cost model ("legacy" t-DCF, Kinnunen et al. 2018), also used by ASVspoof 5."""
 
-ASVSPOOF5_DCF: dict[str, float] = {"Pspoof": 0.05, "Cmiss": 1.0, "Cfa": 10.0}
+
+
+@dataclass(frozen=True)
+class DcfCost:
+    """Detection cost parameters of a stand-alone CM: spoof prior and the two error costs."""
+
+    p_spoof: float = 0.05
+    c_miss: float = 1.0  # cost of rejecting a bona fide trial
+    c_fa: float = 10.0  # cost of accepting a spoof
+
+    def __post_init__(self) -> None:
+        if not 0 < self.p_spoof < 1 or self.c_miss <= 0 or self.c_fa <= 0:
+            raise MetricsError(f"DCF parameters need 0 < p_spoof < 1 and positive costs, got {self}")
+
+    @property
+    def normaliser(self) -> float:
+        """Cost of the better of the two trivial systems (accept all / reject all)."""
+        return min(self.c_miss * (1 - self.p_spoof), self.c_fa * self.p_spoof)
+
+
+ASVSPOOF5_DCF = DcfCost(p_spoof=0.05, c_miss=1.0, c_fa=10.0)
 """ASVspoof 5 track 1 (stand-alone CM) detection cost parameters."""
 
 ASVSPOOF5_ASV_RATES: dict[str, float] = {
@@ -279,19 +300,7 @@ def min_tdcf_asvspoof5(bonafide_scores, spoof_scores) -> tuple[float, float]:
     return float(values[index]), float(thresholds[index])
 
 
-def _dcf_normaliser(p_spoof: float, c_miss: float, c_fa: float) -> float:
-    if not 0 < p_spoof < 1 or c_miss <= 0 or c_fa <= 0:
-        raise MetricsError(f"DCF parameters need 0 < p_spoof < 1 and positive costs, got {p_spoof}, {c_miss}, {c_fa}")
-    return min(c_miss * (1 - p_spoof), c_fa * p_spoof)
-
-
-def min_dcf(
-    bonafide_scores,
-    spoof_scores,
-    p_spoof: float = ASVSPOOF5_DCF["Pspoof"],
-    c_miss: float = ASVSPOOF5_DCF["Cmiss"],
-    c_fa: float = ASVSPOOF5_DCF["Cfa"],
-) -> tuple[float, float]:
+def min_dcf(bonafide_scores, spoof_scores, cost: DcfCost = ASVSPOOF5_DCF) -> tuple[float, float]:
     """ASVspoof 5 normalised minimum detection cost of a stand-alone CM.
 
     ``DCF(t) = (Cmiss (1 - Pspoof) FRR(t) + Cfa Pspoof FAR(t)) / min(Cmiss (1 - Pspoof), Cfa Pspoof)``.
@@ -299,20 +308,13 @@ def min_dcf(
     Returns:
         ``(min_dcf, threshold)``.
     """
-    norm = _dcf_normaliser(p_spoof, c_miss, c_fa)
     curve = det_curve(bonafide_scores, spoof_scores)
-    cost = (c_miss * (1 - p_spoof) * curve.frr + c_fa * p_spoof * curve.far) / norm
-    index = int(np.argmin(cost))
-    return float(cost[index]), float(curve.thresholds[index])
+    value = (cost.c_miss * (1 - cost.p_spoof) * curve.frr + cost.c_fa * cost.p_spoof * curve.far) / cost.normaliser
+    index = int(np.argmin(value))
+    return float(value[index]), float(curve.thresholds[index])
 
 
-def act_dcf(
-    bonafide_scores,
-    spoof_scores,
-    p_spoof: float = ASVSPOOF5_DCF["Pspoof"],
-    c_miss: float = ASVSPOOF5_DCF["Cmiss"],
-    c_fa: float = ASVSPOOF5_DCF["Cfa"],
-) -> tuple[float, float]:
+def act_dcf(bonafide_scores, spoof_scores, cost: DcfCost = ASVSPOOF5_DCF) -> tuple[float, float]:
     """ASVspoof 5 normalised *actual* DCF: scores read as log-likelihood ratios, Bayes threshold.
 
     The threshold is ``-log(beta)``, ``beta = Cmiss (1 - Pspoof) / (Cfa Pspoof)``; a trial is accepted
@@ -321,13 +323,13 @@ def act_dcf(
     Returns:
         ``(act_dcf, threshold)``.
     """
-    norm = _dcf_normaliser(p_spoof, c_miss, c_fa)
     bona = _as_scores(bonafide_scores, "bonafide_scores")
     spoof = _as_scores(spoof_scores, "spoof_scores")
-    threshold = -float(np.log(c_miss * (1 - p_spoof) / (c_fa * p_spoof)))
+    threshold = -float(np.log(cost.c_miss * (1 - cost.p_spoof) / (cost.c_fa * cost.p_spoof)))
     miss = np.mean(bona < threshold)
     false_accept = np.mean(spoof >= threshold)
-    return float((c_miss * (1 - p_spoof) * miss + c_fa * p_spoof * false_accept) / norm), threshold
+    value = cost.c_miss * (1 - cost.p_spoof) * miss + cost.c_fa * cost.p_spoof * false_accept
+    return float(value / cost.normaliser), threshold
 
 
 def cllr(bonafide_scores, spoof_scores) -> float:
