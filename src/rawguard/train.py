@@ -371,10 +371,16 @@ def _train(
 
     def checkpoint_state() -> dict[str, Any]:
         rng = capture_rng(generator)
-        rng_ranks = None
+        rng_ranks = fingerprints = None
         if ctx.enabled:
-            rng_ranks = [None] * ctx.world_size
-            torch.distributed.all_gather_object(rng_ranks, rng)
+            # Every rank's RNG (exact multi-process resume) and a weight fingerprint per rank: DDP
+            # keeps replicas identical, and a checkpoint records that it did.
+            gathered: list[Any] = [None] * ctx.world_size
+            torch.distributed.all_gather_object(gathered, (rng, _fingerprint(_unwrap(model))))
+            rng_ranks = [g[0] for g in gathered]
+            fingerprints = [g[1] for g in gathered]
+            if ctx.is_main and any(f != fingerprints[0] for f in fingerprints):
+                tqdm.write(f"warning: DDP replicas diverged at step {step}: {fingerprints}", file=sys.stderr)
         state = {
             "model_name": config.model.name,
             "model_config": model_config,
@@ -395,6 +401,7 @@ def _train(
         }
         if rng_ranks is not None:
             state["rng_ranks"] = rng_ranks
+            state["rank_fingerprints"] = fingerprints
         if selection is not None and early["last_eval_step"] == step:
             state["selection_last"] = selection
         return state
@@ -564,6 +571,13 @@ def _train(
         _plot_curves(out_dir)
         print(_summary(result), flush=True)
     return result
+
+
+def _fingerprint(model: nn.Module) -> list[float]:
+    """Cheap, exact-match summary of the parameters: float64 sum and sum of squares."""
+    with torch.no_grad():
+        flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
+    return [flat.sum().item(), flat.square().sum().item()]
 
 
 def _plot_curves(out_dir: Path) -> None:

@@ -1,0 +1,94 @@
+"""Two-process DDP (gloo, CPU) launched by torchrun against single-process training.
+
+With ``TrainBatches`` rank ``r`` gets slice ``r`` of the global batch (crops drawn for the whole
+global batch), so the gradient DDP averages over 2 ranks of 4 clips is the gradient one process
+computes with ``train.grad_accum=2`` over the same 8 clips: those two runs must agree to float
+rounding (the all-reduce sums in another order).
+
+Against plain single-process training on the same global batch of 8 they agree only within a
+tolerance: SyncBatchNorm needs CUDA, so on CPU/gloo each rank normalises with the statistics of its
+own 4 clips, not all 8, and the gradients differ slightly. Adam moves every weight by at most about
+``lr`` per step whatever the gradient, so two runs that start from the same weights cannot drift
+apart by more than ``2 * lr`` per step; the check asks for far less than that bound on average.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rawguard.checkpoint import load_checkpoint
+from rawguard.config import load_config
+from rawguard.models import create_model
+from rawguard.train import train
+from rawguard.training.log import read_metrics
+from test_train import TINY, smoke_cache
+
+STEPS, LR = 6, 1e-3
+OVERRIDES = TINY + [f"train.max_steps={STEPS}", f"optim.lr={LR}", "optim.schedule=constant", "eval.every=0",
+                    "train.log_every=1", "train.checkpoint_every=0", "model.dropout=0.0"]
+
+
+def _params(path: Path) -> dict[str, torch.Tensor]:
+    state = load_checkpoint(path)
+    names = {name for name, _ in create_model("rawnet-lite", **state["model_config"]).named_parameters()}
+    return {name: t for name, t in state["model"].items() if name in names}  # BN running stats excluded
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_two_process_gloo_ddp_matches_single_process(tmp_path):
+    cache = tmp_path / "smoke"
+    smoke_cache(cache)
+    ddp_run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "rawguard.cli", "train", "--train", str(cache), "--dev", str(cache), "--out", str(ddp_run),
+               "--no-progress", "--set", *OVERRIDES]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("done (max_steps)") == 1  # rank 0 alone reports
+
+    last = load_checkpoint(ddp_run / "last.pt")
+    assert last["world_size"] == 2 and last["step"] == STEPS
+    fingerprints = last["rank_fingerprints"]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]  # the replicas agree exactly
+    losses = [r["loss"] for r in read_metrics(ddp_run / "metrics.jsonl") if r["type"] == "train"]
+    assert len(losses) == STEPS and all(0 < x < 5 for x in losses)
+
+    # The same computation in one process: 2 micro-batches of 4 per step.
+    accum = tmp_path / "accum"
+    train(load_config(overrides=OVERRIDES + ["train.grad_accum=2"]), cache, cache, accum, progress=False)
+    ddp, single = _params(ddp_run / "last.pt"), _params(accum / "last.pt")
+    init = {n: p.detach() for n, p in _init_params().items()}
+    moved = max((single[n] - init[n]).abs().max().item() for n in single)
+    assert moved > 0.5 * LR  # it did train
+    for name in ddp:
+        torch.testing.assert_close(ddp[name], single[name], rtol=1e-4, atol=1e-5, msg=f"{name} differs")
+    accum_losses = [r["loss"] for r in read_metrics(accum / "metrics.jsonl") if r["type"] == "train"]
+    assert losses == pytest.approx(accum_losses, rel=1e-5)
+
+    # Plain single-process training on the same global batch: BatchNorm sees 8 clips, not 2 x 4.
+    plain = tmp_path / "plain"
+    train(load_config(overrides=OVERRIDES), cache, cache, plain, progress=False)
+    reference = _params(plain / "last.pt")
+    bound = 2 * LR * STEPS
+    drift = [(ddp[n] - reference[n]).abs() for n in ddp]
+    assert max(d.max().item() for d in drift) <= bound * 1.01
+    mean_drift = torch.cat([d.flatten() for d in drift]).mean().item()
+    assert mean_drift < 0.25 * bound, mean_drift
+
+
+def _init_params() -> dict[str, torch.Tensor]:
+    config = load_config(overrides=OVERRIDES)
+    torch.manual_seed(config.train.seed)
+    return dict(create_model(config.model.name, **config.model.overrides).named_parameters())
