@@ -143,17 +143,23 @@ def test_sigkill_then_resume_is_identical_to_clean_run(smoke_cache, tmp_path, mo
     assert sorted(os.listdir(out)) == sorted(OUTPUTS)
 
 
-def test_folder_of_other_items_is_refused(smoke_cache, tmp_path):
+def test_cache_of_other_items_is_replaced_or_refused(smoke_cache, tmp_path, caplog):
     items = read_protocol(SMOKE, audio_dir=FLAC)
-    with pytest.raises(CacheError, match="complete cache of a different protocol"):
-        prepare_cache(items[:5], smoke_cache, workers=1, progress=False)
-    with pytest.raises(CacheError, match="complete cache of a different protocol"):
-        prepare_cache(items, smoke_cache, workers=1, progress=False, max_duration=3.0)
+    with pytest.raises(CacheError, match="holds a complete cache of a different protocol"):
+        prepare_cache(items, smoke_cache, workers=1, progress=False, max_duration=3.0, replace=False)
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / STATE_FILE).write_text('{"fingerprint": "something else"}')
-    with pytest.raises(CacheError, match="unfinished cache of a different protocol"):
-        prepare_cache(items, partial, workers=1, progress=False)
+    with pytest.raises(CacheError, match="holds an unfinished cache of a different protocol"):
+        prepare_cache(items, partial, workers=1, progress=False, replace=False)
+
+    old = Cache.open(_copy(smoke_cache, tmp_path / "old"))
+    old_first = np.array(old.waveform(0))
+    summary = prepare_cache(items[10:15], old.directory, workers=1, progress=False)
+    assert "replacing it" in caplog.text
+    assert summary.clips == 5 and Cache.open(old.directory).ids == [i.utt_id for i in items[10:15]]
+    # A reader that had the old cache mapped keeps its data (the file was replaced, not rewritten).
+    np.testing.assert_array_equal(old.waveform(0), old_first)
 
 
 def test_item_fields_with_tabs_are_refused(tmp_path):

@@ -26,6 +26,8 @@ def register(subparsers, name: str = "prepare", help: str = "") -> argparse.Argu
     parser.add_argument("--workers", type=int, default=None, help="decoder processes (default: all cores)")
     parser.add_argument("--max-duration", type=float, default=None,
                         help="reject clips longer than this many seconds (default: no limit)")
+    parser.add_argument("--no-replace", action="store_true",
+                        help="fail if --out holds a cache of a different protocol or options (default: replace it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = prepare_cache(items, args.out, workers=args.workers, progress=not args.quiet,
-                                max_duration=args.max_duration)
+                                max_duration=args.max_duration, replace=not args.no_replace)
     except CacheError as error:
         print(f"rawguard prepare: error: {error}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -52,6 +53,8 @@ JOURNAL_FILE = "journal.tsv"
 
 INDEX_COLUMNS = ("utt_id", "offset", "length", "label", "speaker", "system", "path", "extra")
 REJECTED_COLUMNS = ("utt_id", "path", "reason")
+
+_log = logging.getLogger(__name__)
 
 # fsync at most this often: durable against power loss without an fsync per clip.
 _FSYNC_SECONDS = 2.0
@@ -279,24 +282,54 @@ def _check_items(items: Sequence[Item]) -> None:
                 raise CacheError(f"item {item.utt_id!r}: field {name} {value!r} is empty or has a tab or line break")
 
 
-def _claim_folder(out_dir: Path, fingerprint: str, n_items: int) -> None:
-    """Record which items/options this folder holds; refuse a folder that holds something else."""
-    state_path = out_dir / STATE_FILE
-    if state_path.exists():
-        try:
-            state = json.loads(state_path.read_text())
-        except (OSError, ValueError) as error:
-            raise CacheError(f"{state_path}: unreadable ({error}); delete the folder to start over") from None
-        if state.get("fingerprint") != fingerprint:
-            raise CacheError(
-                f"{out_dir}: holds an unfinished cache of a different protocol or options; "
-                "use another --out folder or delete this one"
-            )
-        return
+_CACHE_FILES = (COMPLETE_FILE, META_FILE, INDEX_FILE, REJECTED_FILE, SAMPLES_FILE, JOURNAL_FILE, STATE_FILE)
+_UNKNOWN = "unknown"  # fingerprint of cache files we cannot attribute: never equal to a real one
+
+
+def _held_fingerprint(out_dir: Path) -> str | None:
+    """Fingerprint of the (complete or unfinished) cache in ``out_dir``; None if it holds none."""
+    for marker, source in ((COMPLETE_FILE, META_FILE), (STATE_FILE, STATE_FILE)):
+        if (out_dir / marker).exists():
+            try:
+                return json.loads((out_dir / source).read_text()).get("fingerprint", _UNKNOWN)
+            except (OSError, ValueError, AttributeError):
+                return _UNKNOWN
     if (out_dir / SAMPLES_FILE).exists() or (out_dir / JOURNAL_FILE).exists():
-        raise CacheError(f"{out_dir}: has cache files but no {STATE_FILE}; use another --out folder or delete this one")
-    _write_atomic(state_path, json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION,
-                                          "fingerprint": fingerprint, "items": n_items}) + "\n")
+        return _UNKNOWN
+    return None
+
+
+def _remove_cache(out_dir: Path) -> None:
+    """Delete rawguard's cache files (only those) from ``out_dir``, ``COMPLETE`` first.
+
+    Files are unlinked, never truncated: a process that still has the old ``samples.int16`` mapped
+    keeps reading the old data instead of crashing with SIGBUS.
+    """
+    for name in _CACHE_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+        if name == COMPLETE_FILE:
+            fsync_directory(out_dir)  # from here on no reader can open the old cache
+    fsync_directory(out_dir)
+
+
+def _claim_folder(out_dir: Path, fingerprint: str, n_items: int, replace: bool) -> None:
+    """Make ``out_dir`` hold (the start of) the cache with this fingerprint.
+
+    A cache of other items/options there is replaced with a warning, or refused (``replace=False``):
+    never mixed with the new one.
+    """
+    held = _held_fingerprint(out_dir)
+    if held == fingerprint:
+        return
+    if held is not None:
+        what = "a complete" if (out_dir / COMPLETE_FILE).exists() else "an unfinished"
+        if not replace:
+            raise CacheError(f"{out_dir}: holds {what} cache of a different protocol or options; "
+                             "use another --out folder, delete this one, or allow replacing it")
+        _log.warning("%s: holds %s cache of a different protocol or options: replacing it", out_dir, what)
+        _remove_cache(out_dir)
+    _write_atomic(out_dir / STATE_FILE, json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION,
+                                                    "fingerprint": fingerprint, "items": n_items}) + "\n")
     fsync_directory(out_dir)
 
 
@@ -307,6 +340,7 @@ def prepare_cache(
     progress: bool = True,
     sample_rate: int = SAMPLE_RATE,
     max_duration: float | None = None,
+    replace: bool = True,
 ) -> PrepareSummary:
     """Decode every item once into a cache folder (atomic, resumable; see the module docstring).
 
@@ -318,26 +352,28 @@ def prepare_cache(
         progress: show a tqdm bar (rate, ETA).
         sample_rate: stored sample rate.
         max_duration: reject clips longer than this (seconds); ``None``: no limit.
+        replace: when ``out_dir`` holds a cache of *other* items or options, delete it (with a
+            logged warning) and start over; ``False`` raises :class:`CacheError` instead.
 
     Returns:
         :class:`PrepareSummary` (``rejected > 0`` means see ``rejected.tsv``).
 
     Raises:
-        CacheError: the folder holds a cache of other items/options, an item has an unusable field,
+        CacheError: the folder holds a cache of other items/options (``replace=False``), an item has
+            an unusable field,
             or no file at all could be decoded (``rejected.tsv`` then lists why).
     """
     out_dir = Path(out_dir)
     _check_items(items)
     fingerprint = _fingerprint(items, sample_rate, max_duration)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if (out_dir / COMPLETE_FILE).exists():
+    _claim_folder(out_dir, fingerprint, len(items), replace)
+    if (out_dir / COMPLETE_FILE).exists():  # the same cache, finished earlier: nothing to do
         cache = Cache.open(out_dir)
-        if cache.meta.get("fingerprint") != fingerprint:
-            raise CacheError(f"{out_dir}: holds a complete cache of a different protocol or options; "
-                             "use another --out folder or delete this one")
+        for name in (JOURNAL_FILE, STATE_FILE):  # left over if killed right after COMPLETE
+            (out_dir / name).unlink(missing_ok=True)
         return _summary(out_dir, cache.labels, cache.systems, cache.lengths, sample_rate,
                         rejected=cache.meta["rejected"], resumed=len(items))
-    _claim_folder(out_dir, fingerprint, len(items))
     journal = _Journal(out_dir)
     resumed = len(journal.entries)
     tasks = [(os.path.abspath(item.path), sample_rate, max_duration) for item in items[resumed:]]
