@@ -77,20 +77,11 @@ class AugmentedBatches(torch.utils.data.IterableDataset):
             yield augment(to_float(x), generator), y
 
 
-def time_each_augmentation(cfg: AugmentConfig, x: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median ms to apply each augmentation to the whole batch ``x`` ``[B, T]``."""
-    generator = torch.Generator().manual_seed(0)
-    out = {}
-    for name, fn in ORDER:
-        sub = getattr(cfg, name)
-        fn(x, sub, generator)  # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(x, sub, generator)
-            times.append(time.perf_counter() - t0)
-        out[name] = 1000 * float(np.median(times))
-    return out
+def time_call(fn, *args) -> float:
+    """Seconds one call of ``fn(*args)`` takes."""
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers in the 'worker' mode")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=6, help="timed training steps per mode per round")
+    parser.add_argument("--steps", type=int, default=6, help="off/augmented step pairs per round")
+    parser.add_argument("--worker-steps", type=int, default=12, help="steps per block in the worker comparison")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--window", type=int, default=64_600)
     parser.add_argument("--model", default="rawnet-lite")
@@ -128,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     source = smoke_batches(args.cache, args.window, args.batch_size, 0)
     loader = torch.utils.data.DataLoader(
         AugmentedBatches(args.cache, args.window, args.batch_size, cfg, 0), batch_size=None,
-        num_workers=args.workers, prefetch_factor=4, persistent_workers=True)
+        num_workers=args.workers, prefetch_factor=2, persistent_workers=True)
     worker_batches = iter(loader)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -136,69 +128,105 @@ def main(argv: list[str] | None = None) -> int:
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
 
-    def run(mode: str, n: int) -> float:
-        """Clips/s over ``n`` training steps in ``mode`` (data loading and augmentation included)."""
+    def off_step() -> tuple[float, float]:
+        xb, y = next(source)
+        return time_call(step, to_float(xb), y), 0.0
+
+    def in_step() -> tuple[float, float]:
+        """One training step with the augmenter inside it: (step seconds, of which augmentation)."""
+        t0 = time.perf_counter()
+        xb, y = next(source)
+        x = to_float(xb)
+        t1 = time.perf_counter()
+        x = augment(x, generator)
+        t_aug = time.perf_counter() - t1
+        step(x, y)
+        return time.perf_counter() - t0, t_aug
+
+    def worker_block(n: int) -> float:
         t0 = time.perf_counter()
         for _ in range(n):
-            if mode == "worker":
-                x, y = next(worker_batches)
-            else:
-                xb, y = next(source)
-                x = to_float(xb)
-                if mode == "step":
-                    x = augment(x, generator)
+            x, y = next(worker_batches)
             step(x, y)
-        return n * args.batch_size / (time.perf_counter() - t0)
+        return time.perf_counter() - t0
+
+    def off_block(n: int) -> float:
+        return sum(off_step()[0] for _ in range(n))
 
     load_before = os.getloadavg()
-    modes = ["off", "step", "worker"]
-    for mode in modes:
-        run(mode, 2)  # warm-up: allocator, worker start-up, first batches
-    rates: dict[str, list[float]] = {m: [] for m in modes}
+    off_step(), in_step(), worker_block(2)  # warm-up: allocator, worker start-up, first batches
+    # (1) In the training step: off and augmented steps alternate one by one, so load changes hit
+    # both alike; the ratio of their summed times is taken per round.
+    # (2) Per augmentation: each one once per round on a whole batch, relative to that round's step.
+    paired = {"off": [], "step": [], "augment": []}
+    per_aug: dict[str, list[float]] = {name: [] for name, _ in ORDER}
+    x_probe = to_float(next(source)[0])
     for r in range(args.rounds):
-        for mode in modes[r % 3:] + modes[: r % 3]:  # rotate the order each round
-            rates[mode].append(run(mode, args.steps))
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{m} {rates[m][-1]:.1f}" for m in modes) + " clips/s",
-              flush=True)
-    x, _ = next(source)
-    per_aug = time_each_augmentation(cfg, to_float(x), repeats=3)
+        sums = {"off": 0.0, "step": 0.0, "augment": 0.0}
+        for i in range(args.steps):
+            order = (off_step, in_step) if (r + i) % 2 == 0 else (in_step, off_step)
+            for fn in order:
+                seconds, aug_seconds = fn()
+                sums["off" if fn is off_step else "step"] += seconds
+                sums["augment"] += aug_seconds
+        for key in paired:
+            paired[key].append(sums[key] / args.steps)
+        for name, fn in ORDER:
+            per_aug[name].append(time_call(fn, x_probe, getattr(cfg, name), generator) / paired["off"][-1])
+        print(f"round {r + 1}/{args.rounds}: off {1000 * paired['off'][-1]:.0f} ms/step, in-step "
+              f"{1000 * paired['step'][-1]:.0f} ms/step (augmenter {1000 * paired['augment'][-1]:.0f} ms)", flush=True)
+    # (3) In data workers: blocks long enough that the workers' prefetch (2 batches) is a small edge.
+    worker_ratio = []
+    for r in range(args.rounds):
+        a, b = off_block(args.worker_steps), worker_block(args.worker_steps)
+        worker_ratio.append(a / b)
+        print(f"worker round {r + 1}/{args.rounds}: off {1000 * a / args.worker_steps:.0f} ms/step, "
+              f"worker {1000 * b / args.worker_steps:.0f} ms/step", flush=True)
     load_after = os.getloadavg()
     del worker_batches, loader
 
-    median = {m: float(np.median(rates[m])) for m in modes}
-    ratios = {m: float(np.median(np.array(rates[m]) / np.array(rates["off"]))) for m in ("step", "worker")}
-    step_ms = 1000 * args.batch_size / median["off"]
-    expected = sum(getattr(cfg, name).p * ms for name, ms in per_aug.items() if name in cfg.active())
+    off_ms = 1000 * float(np.median(paired["off"]))
+    ratios = {
+        "step": float(np.median(np.array(paired["off"]) / np.array(paired["step"]))),
+        "worker": float(np.median(worker_ratio)),
+    }
+    aug_share = float(np.median(np.array(paired["augment"]) / np.array(paired["off"])))
+    share = {name: float(np.median(v)) for name, v in per_aug.items()}
     result = {
         "model": args.model, "batch_size": args.batch_size, "window": args.window, "threads": args.threads,
         "workers": args.workers, "rounds": args.rounds, "steps_per_round": args.steps,
+        "worker_steps_per_round": args.worker_steps,
         "load_avg_before": load_before, "load_avg_after": load_after, "cpu_count": os.cpu_count(),
         "torch": torch.__version__, "active": cfg.active(),
         "probabilities": {n: getattr(cfg, n).p for n in cfg.names()},
-        "clips_per_s": rates, "median_clips_per_s": median, "ratio_to_off": ratios,
-        "per_augmentation_ms_per_batch": per_aug, "expected_augment_ms_per_batch": expected,
-        "train_step_ms_off": step_ms,
+        "paired_seconds_per_step": paired, "worker_off_over_worker": worker_ratio,
+        "clips_per_s_ratio_to_off": ratios, "augmenter_share_of_step": aug_share,
+        "per_augmentation_share_of_step_at_p1": share, "train_step_ms_off": off_ms,
     }
     lines = [
         f"rawnet-lite training, batch {args.batch_size} x {args.window} samples, {args.threads} training "
-        f"thread(s), {args.workers} worker(s); {args.rounds} interleaved rounds x {args.steps} steps; "
-        f"load average {load_before[0]:.1f} -> {load_after[0]:.1f} on {os.cpu_count()} CPUs.",
+        f"thread(s); {args.rounds} rounds of {args.steps} alternating off/augmented steps; worker mode: "
+        f"{args.workers} worker(s), {args.rounds} rounds of {args.worker_steps}-step blocks; load average "
+        f"{load_before[0]:.1f} -> {load_after[0]:.1f} on {os.cpu_count()} CPUs; median training step "
+        f"without augmentation {off_ms:.0f} ms.",
         "",
-        "| mode | median clips/s | ratio to off (median of per-round ratios) |",
-        "|---|---:|---:|",
-        f"| off | {median['off']:.1f} | 1.00 |",
-        f"| in the training step | {median['step']:.1f} | {ratios['step']:.2f} |",
-        f"| in {args.workers} data worker(s) | {median['worker']:.1f} | {ratios['worker']:.2f} |",
+        "| where the default augmenter runs | clips/s relative to no augmentation |",
+        "|---|---:|",
+        f"| in the training step | {ratios['step']:.3f} (augmenter: {100 * aug_share:.1f}% of a step) |",
+        f"| in {args.workers} data worker(s) | {ratios['worker']:.3f} |",
         "",
-        f"Each augmentation on a whole batch (p = 1), ms; train step without augmentation: {step_ms:.0f} ms.",
+        "Cost of each augmentation applied to every example of a batch (p = 1), as a share of a training",
+        "step, and its expected share at the default p:",
         "",
-        "| augmentation | ms per batch | default p | expected ms per batch |",
+        "| augmentation | % of a step at p = 1 | default p | expected % of a step |",
         "|---|---:|---:|---:|",
     ]
-    for name, ms in per_aug.items():
+    total = 0.0
+    for name, value in share.items():
         p = getattr(cfg, name).p if name in cfg.active() else 0.0
-        lines.append(f"| {name} | {ms:.0f} | {p:g} | {p * ms:.1f} |")
-    lines.append(f"| **all (expected)** | | | **{expected:.0f}** ({100 * expected / step_ms:.0f}% of a step) |")
+        total += p * value
+        lines.append(f"| {name} | {100 * value:.1f} | {p:g} | {100 * p * value:.1f} |")
+    lines.append(f"| **sum** | | | **{100 * total:.1f}** |")
     text = "\n".join(lines)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "augment_cost.md").write_text(text + "\n")

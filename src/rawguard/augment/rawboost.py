@@ -47,18 +47,20 @@ def lnl_convolutive_noise(x: torch.Tensor, cfg: RawBoostLnLConfig,
     # the waveform's shape, not on its recording level (x**5 of a -30 dBFS clip would vanish).
     scale = x.abs().amax(-1, keepdim=True).clamp(min=PEAK_EPS)
     xn = x / scale
-    # Zero-padded once here: torch's rfft is markedly slower when asked to pad (n=...) itself.
-    # Powers by repeated multiplication (float pow() is several times slower).
-    powers = torch.zeros((b, n, n_fft), dtype=x.dtype, device=x.device)
-    powers[:, 0, :t] = xn
-    for i in range(1, n):
-        torch.mul(powers[:, i - 1, :t], xn, out=powers[:, i, :t])
-    spectra = torch.view_as_real(torch.fft.rfft(powers))  # [B, N, F, 2]
-    response = kernel_response(kernels, radius, n_fft)[..., None]  # [B, N, F, 1], real
-    # sum_i H_i X_i, accumulated in place: a broadcast complex product and sum(1) costs 3x more.
-    total = spectra[:, 0] * response[:, 0]
-    for i in range(1, n):
-        total.addcmul_(spectra[:, i], response[:, i])
+    # One power at a time into one zero-padded buffer, accumulating sum_i H_i X_i in place: on CPU
+    # the cost of this function is dominated by allocating (page-faulting) large temporaries, so
+    # a [B, N, n_fft] stack of powers and spectra would cost more than the FFTs themselves.
+    # (Zero-padding by hand also avoids torch's slower rfft(n=...) path; powers by repeated
+    # multiplication because float pow() is several times slower.)
+    power = torch.zeros((b, n_fft), dtype=x.dtype, device=x.device)
+    power[:, :t] = xn
+    total = None
+    for i in range(n):
+        if i:
+            power[:, :t].mul_(xn)
+        spectrum = torch.view_as_real(torch.fft.rfft(power))  # [B, F, 2]
+        response = kernel_response(kernels[:, i], radius, n_fft)[..., None]  # [B, F, 1], real
+        total = spectrum.mul_(response) if total is None else total.addcmul_(spectrum, response)
     y = torch.fft.irfft(torch.view_as_complex(total), n=n_fft)[:, :t]
     y = y - y.mean(-1, keepdim=True)
     return match_peak(y, x)
