@@ -17,7 +17,7 @@ import soundfile as sf
 
 from rawguard.cli import main as cli_main
 from rawguard.data import cache as cache_module
-from rawguard.data.cache import (COMPLETE_FILE, INDEX_FILE, JOURNAL_FILE, META_FILE, REJECTED_FILE, SAMPLES_FILE,
+from rawguard.data.cache import (COMPLETE_FILE, INDEX_FILE, JOURNAL_FILE, LOCK_FILE, META_FILE, REJECTED_FILE, SAMPLES_FILE,
                                  STATE_FILE, Cache, CacheError, prepare_cache)
 from rawguard.data.protocols import Item, read_protocol
 
@@ -140,7 +140,7 @@ def test_sigkill_then_resume_is_identical_to_clean_run(smoke_cache, tmp_path, mo
     assert (summary.resumed, summary.decoded, len(calls)) == (12, 28, 28)
     for name in OUTPUTS:
         assert filecmp.cmp(out / name, smoke_cache / name, shallow=False), name
-    assert sorted(os.listdir(out)) == sorted(OUTPUTS)
+    assert set(os.listdir(out)) == {*OUTPUTS, LOCK_FILE}  # journal and state are gone
 
 
 def test_cache_of_other_items_is_replaced_or_refused(smoke_cache, tmp_path, caplog):
@@ -160,6 +160,17 @@ def test_cache_of_other_items_is_replaced_or_refused(smoke_cache, tmp_path, capl
     assert summary.clips == 5 and Cache.open(old.directory).ids == [i.utt_id for i in items[10:15]]
     # A reader that had the old cache mapped keeps its data (the file was replaced, not rewritten).
     np.testing.assert_array_equal(old.waveform(0), old_first)
+
+
+def test_concurrent_prepare_into_one_folder_is_refused(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "cache"
+    out.mkdir()
+    with open(out / LOCK_FILE, "a") as held:  # what a running prepare holds
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(CacheError, match="another `rawguard prepare` is writing"):
+            prepare_cache(read_protocol(SMOKE, audio_dir=FLAC)[:2], out, workers=1, progress=False)
+    assert prepare_cache(read_protocol(SMOKE, audio_dir=FLAC)[:2], out, workers=1, progress=False).clips == 2
 
 
 def test_item_fields_with_tabs_are_refused(tmp_path):

@@ -35,6 +35,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 from rawguard.audio import AudioError, load_audio
 from rawguard.checkpoint import fsync_directory
 from rawguard.conventions import INT16_SCALE, SAMPLE_RATE, label_name, parse_label
@@ -50,6 +55,7 @@ META_FILE = "meta.json"
 COMPLETE_FILE = "COMPLETE"
 STATE_FILE = "prepare.json"
 JOURNAL_FILE = "journal.tsv"
+LOCK_FILE = ".prepare.lock"
 
 INDEX_COLUMNS = ("utt_id", "offset", "length", "label", "speaker", "system", "path", "extra")
 REJECTED_COLUMNS = ("utt_id", "path", "reason")
@@ -272,6 +278,28 @@ def _tally(labels: np.ndarray, systems: Sequence[str], lengths: np.ndarray, samp
 # prepare
 
 
+@contextlib.contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` (POSIX ``flock``; released by the kernel on SIGKILL).
+
+    Two ``prepare`` runs appending to the same files would interleave clips; the second one fails.
+    """
+    if fcntl is None:  # Windows: no advisory locks here, run one prepare per folder
+        yield
+        return
+    lock_path = out_dir / LOCK_FILE
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CacheError(f"{out_dir}: another `rawguard prepare` is writing this cache folder") from None
+        # The empty lock file stays: deleting it would let two later runs lock two different inodes.
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def _check_items(items: Sequence[Item]) -> None:
     if not items:
         raise CacheError("no items to prepare")
@@ -359,14 +387,19 @@ def prepare_cache(
         :class:`PrepareSummary` (``rejected > 0`` means see ``rejected.tsv``).
 
     Raises:
-        CacheError: the folder holds a cache of other items/options (``replace=False``), an item has
-            an unusable field,
-            or no file at all could be decoded (``rejected.tsv`` then lists why).
+        CacheError: the folder holds a cache of other items/options (``replace=False``), another
+            ``prepare`` is writing it, an item has an unusable field, or no file at all could be
+            decoded (``rejected.tsv`` then lists why).
     """
     out_dir = Path(out_dir)
     _check_items(items)
     fingerprint = _fingerprint(items, sample_rate, max_duration)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out_dir):
+        return _prepare(items, out_dir, fingerprint, workers, progress, sample_rate, max_duration, replace)
+
+
+def _prepare(items, out_dir, fingerprint, workers, progress, sample_rate, max_duration, replace) -> PrepareSummary:
     _claim_folder(out_dir, fingerprint, len(items), replace)
     if (out_dir / COMPLETE_FILE).exists():  # the same cache, finished earlier: nothing to do
         cache = Cache.open(out_dir)
