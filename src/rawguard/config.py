@@ -45,6 +45,8 @@ class DataConfig:
     """Global batch size: split evenly across DDP ranks and gradient-accumulation micro-batches."""
     balanced: bool = False
     """Draw bona fide and spoof clips equally often (an alternative to ``train.class_weights``)."""
+    prefetch: int = 2
+    """Batches assembled ahead in a background thread (0 = in the training thread)."""
 
 
 @dataclass
@@ -108,6 +110,9 @@ class TrainConfig:
     """Write a ``metrics.jsonl`` line (mean loss since the previous one) every N steps."""
     checkpoint_every: int = 100
     """Write ``last.pt`` every N steps (also at every dev evaluation, on SIGTERM/SIGINT and at the end)."""
+    checkpoint_minutes: float = 10.0
+    """Also write ``last.pt`` when this many minutes have passed since the last one (0 = off); the
+    training result does not depend on when checkpoints are taken."""
 
 
 @dataclass
@@ -417,6 +422,7 @@ def validate(config: RunConfig) -> RunConfig:
     checks: list[tuple[str, bool, str]] = [
         ("data.window", config.data.window > 0, "must be > 0"),
         ("data.batch_size", config.data.batch_size > 0, "must be > 0"),
+        ("data.prefetch", config.data.prefetch >= 0, "must be >= 0"),
         ("optim.name", config.optim.name in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
         ("optim.lr", config.optim.lr > 0, "must be > 0"),
         ("optim.weight_decay", config.optim.weight_decay >= 0, "must be >= 0"),
@@ -443,6 +449,7 @@ def validate(config: RunConfig) -> RunConfig:
          f"must divide data.batch_size ({config.data.batch_size})"),
         ("train.log_every", config.train.log_every >= 1, "must be >= 1"),
         ("train.checkpoint_every", config.train.checkpoint_every >= 0, "must be >= 0"),
+        ("train.checkpoint_minutes", config.train.checkpoint_minutes >= 0, "must be >= 0"),
         ("eval.every", config.eval.every >= 0, "must be >= 0 (0 = only at the end)"),
         ("eval.window", config.eval.window > 0, "must be > 0"),
         ("eval.hop", config.eval.hop > 0, "must be > 0"),

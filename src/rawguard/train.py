@@ -321,7 +321,7 @@ def _train(
     # so W ranks x A micro-batches compute exactly the gradient one process with grad_accum=W*A would.
     batches = TrainBatches(
         train_set, config.data.window, config.data.batch_size // ctx.world_size, cfg_t.seed,
-        balanced=config.data.balanced, rank=ctx.rank, world_size=ctx.world_size,
+        balanced=config.data.balanced, rank=ctx.rank, world_size=ctx.world_size, prefetch=config.data.prefetch,
     )
     steps_per_epoch = batches.batches_per_epoch
     augmenter = _build_augmenter(config)
@@ -406,7 +406,10 @@ def _train(
             state["selection_last"] = selection
         return state
 
+    last_saved = [time.monotonic()]
+
     def save_last() -> None:
+        last_saved[0] = time.monotonic()
         with preserved_rng(generator):
             state = checkpoint_state()  # collective under DDP: every rank builds it
             if ctx.is_main:
@@ -456,6 +459,7 @@ def _train(
     micro = config.data.batch_size // shards
     window_start = time.monotonic()
     clips_total_session, compute_s = 0, 0.0
+    tick = time.monotonic()
     stop_reason = ""
 
     def out_of_budget() -> str:
@@ -465,7 +469,7 @@ def _train(
             return "max_epochs"
         if cfg_t.max_minutes:
             minutes = (elapsed_before + time.monotonic() - session_start) / 60
-            if any_rank(minutes >= cfg_t.max_minutes, ctx):  # ranks' clocks differ: stop together
+            if any_rank([minutes >= cfg_t.max_minutes], ctx)[0]:  # ranks' clocks differ: stop together
                 return "max_minutes"
         return ""
 
@@ -476,7 +480,6 @@ def _train(
         stop_reason = out_of_budget()
         while not stop_reason:
             for x, y in batches.epoch(epoch, start_batch=batch_in_epoch):
-                t0 = time.monotonic()
                 lr = lr_for(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -513,7 +516,9 @@ def _train(
                 window["steps"] += 1
                 window["clips"] += clips
                 clips_total_session += clips
-                compute_s += time.monotonic() - t0
+                now = time.monotonic()
+                compute_s += now - tick  # data wait + step: the end-to-end cost of a batch
+                tick = now
                 bar.update(1)
 
                 if step % cfg_t.log_every == 0:
@@ -534,15 +539,23 @@ def _train(
                     window_start = time.monotonic()
 
                 paused = time.monotonic()  # evaluation and checkpoint time do not count in clips/s
+                # One collective for both: every rank must take the same checkpoint/stop decisions.
+                signalled, save_due = any_rank(
+                    [signals.received is not None,
+                     bool(cfg_t.checkpoint_minutes) and paused - last_saved[0] >= 60 * cfg_t.checkpoint_minutes],
+                    ctx,
+                )
+                save_due = save_due or bool(cfg_t.checkpoint_every) and step % cfg_t.checkpoint_every == 0
                 evaluated = bool(config.eval.every) and step % config.eval.every == 0
                 if evaluated and run_dev_eval():
                     stop_reason = "early_stopping"
-                if cfg_t.checkpoint_every and step % cfg_t.checkpoint_every == 0 and not evaluated:
+                if save_due and not evaluated:
                     save_last()  # (an evaluation has just written it)
                 window_start += time.monotonic() - paused
+                tick += time.monotonic() - paused
                 if not stop_reason:
                     stop_reason = out_of_budget()
-                if not stop_reason and any_rank(signals.received is not None, ctx):
+                if not stop_reason and signalled:
                     stop_reason = f"signal:{signals.received or 'SIGTERM'}"
                 if stop_reason:
                     break

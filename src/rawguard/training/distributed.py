@@ -67,12 +67,15 @@ def broadcast_object(value: Any, ctx: DistContext) -> Any:
     return box[0]
 
 
-def any_rank(flag: bool, ctx: DistContext) -> bool:
-    """True on every rank if ``flag`` is true on any rank (e.g. a SIGTERM delivered to one rank)."""
+def any_rank(flags: list[bool], ctx: DistContext) -> list[bool]:
+    """Element-wise: true on every rank where the flag is true on any rank (one all-reduce).
+
+    E.g. a SIGTERM delivered to one rank only, or one rank's clock passing a time budget first.
+    """
     if not ctx.enabled:
-        return flag
-    tensor = torch.tensor([1.0 if flag else 0.0])
+        return [bool(f) for f in flags]
+    tensor = torch.tensor([1.0 if f else 0.0 for f in flags])
     if dist.get_backend() == "nccl":
         tensor = tensor.cuda()
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return bool(tensor.item() > 0)
+    return [bool(v > 0) for v in tensor.tolist()]
