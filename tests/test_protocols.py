@@ -113,6 +113,13 @@ def test_in_the_wild_paths_relative_to_csv(tmp_path):
     assert other[2].path == tmp_path / "wavs" / "2.wav"
 
 
+def test_byte_order_mark_and_crlf_are_tolerated(tmp_path):
+    text = (FIXTURES / "in_the_wild_meta.csv").read_text().replace("\n", "\r\n")
+    (tmp_path / "meta.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    items = read_protocol(tmp_path / "meta.csv")
+    assert detect_format(tmp_path / "meta.csv") == "in-the-wild" and items[2].speaker == "Barack Obama"
+
+
 def test_generic_csv_with_and_without_header():
     items = read_protocol(FIXTURES / "generic_header.csv")
     assert [i.utt_id for i in items] == ["clips/a", "clips/b", "clips/c"]

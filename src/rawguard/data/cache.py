@@ -90,13 +90,15 @@ def _decode(task: tuple[str, int, float | None]) -> tuple[bool, bytes | str]:
         return False, f"unexpected decoder error: {type(error).__name__}: {error}"
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     """Make workers die with the parent: a SIGKILLed prepare must not leave decoders running."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the parent
 
 
@@ -115,13 +117,13 @@ def _decoder(workers: int, n_tasks: int) -> Iterator[Callable[[list], Iterator[t
     ``workers <= 1`` (or a single task) decodes in this process. On Linux the pool forks: it starts
     in milliseconds and, unlike spawn, does not re-import the caller's ``__main__`` (which breaks
     scripts without a main guard and ``python -`` input). Elsewhere the platform default is used.
-    The pool is created before any progress-bar thread exists, so the fork copies a single thread.
+    The pool is created before the progress bar starts its monitor thread.
     """
     if workers <= 1 or n_tasks <= 1:
         yield lambda tasks: map(_decode, tasks)
         return
     method = "fork" if sys.platform.startswith("linux") else None
-    with multiprocessing.get_context(method).Pool(min(workers, n_tasks), initializer=_worker_init) as pool:
+    with multiprocessing.get_context(method).Pool(min(workers, n_tasks), initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         yield lambda tasks: pool.imap(_decode, tasks, chunksize=4)
 
 
@@ -270,7 +272,9 @@ def _tally(labels: np.ndarray, systems: Sequence[str], lengths: np.ndarray, samp
             entry = table.setdefault(key, [0, 0.0])
             entry[0] += 1
             entry[1] += seconds
-    rounded = lambda table: {k: [n, round(s, 3)] for k, (n, s) in sorted(table.items())}  # noqa: E731
+    def rounded(table: dict[str, list]) -> dict[str, list]:  # sorted, millisecond seconds: stable JSON
+        return {key: [n, round(sec, 3)] for key, (n, sec) in sorted(table.items())}
+
     return rounded(per_class), rounded(per_system)
 
 
@@ -399,7 +403,9 @@ def prepare_cache(
         return _prepare(items, out_dir, fingerprint, workers, progress, sample_rate, max_duration, replace)
 
 
-def _prepare(items, out_dir, fingerprint, workers, progress, sample_rate, max_duration, replace) -> PrepareSummary:
+def _prepare(items: Sequence[Item], out_dir: Path, fingerprint: str, workers: int | None, progress: bool,
+             sample_rate: int, max_duration: float | None, replace: bool) -> PrepareSummary:
+    """The body of :func:`prepare_cache`, run while holding the folder's lock."""
     _claim_folder(out_dir, fingerprint, len(items), replace)
     if (out_dir / COMPLETE_FILE).exists():  # the same cache, finished earlier: nothing to do
         cache = Cache.open(out_dir)

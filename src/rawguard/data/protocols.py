@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rawguard.audio import AUDIO_EXTENSIONS
-from rawguard.conventions import BONAFIDE, parse_label
+from rawguard.conventions import BONAFIDE, SPOOF, parse_label
 
 NO_SYSTEM = "-"
 """System / speaker value used where a corpus has none (bona fide clips, folder layouts)."""
@@ -102,7 +102,7 @@ FORMATS: tuple[str, ...] = (*_TABLES, *_CSV_FORMATS, "folder")
 
 _FORMAT_ALIASES = {"itw": "in-the-wild", "asvspoof2019-la": "asvspoof2019", "asvspoof2019-pa": "asvspoof2019"}
 _FOLDER_CLASSES = {"bonafide": BONAFIDE, "bona-fide": BONAFIDE, "bona_fide": BONAFIDE, "real": BONAFIDE,
-                   "genuine": BONAFIDE, "spoof": 1 - BONAFIDE, "fake": 1 - BONAFIDE}
+                   "genuine": BONAFIDE, "spoof": SPOOF, "fake": SPOOF}
 
 
 def _label(value: str, where: str) -> int:
@@ -126,7 +126,7 @@ def _is_label(value: str) -> bool:
 def _data_lines(path: Path) -> list[tuple[int, str]]:
     """(1-based line number, stripped text) of every non-empty, non-comment line."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # -sig: drop a byte-order mark if present
             return [(n, line.strip()) for n, line in enumerate(handle, 1) if line.strip() and not line.startswith("#")]
     except UnicodeDecodeError as error:
         raise ProtocolError(f"{path}: not a UTF-8 text protocol ({error.reason} at byte {error.start})") from None
@@ -136,7 +136,6 @@ class _AudioIndex:
     """Maps an utterance id to its audio file under a folder, listing the folder once."""
 
     def __init__(self, base: Path):
-        self.base = base
         self._found: dict[str, Path] = {}
         rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
         # Later folders never override earlier ones; within a folder, the extension order decides.
@@ -184,7 +183,7 @@ def _read_table(path: Path, table: _Table, audio_dir: Path, name: str) -> list[t
 
 def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     rows = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         for row in reader:
             if row and any(cell.strip() for cell in row) and not row[0].startswith("#"):
