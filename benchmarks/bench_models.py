@@ -25,6 +25,7 @@ import platform
 import sys
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -75,37 +76,45 @@ def forward_mflop(model: nn.Module, length: int) -> float:
     return counter.get_total_flops() / 1e6
 
 
-def time_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: tuple, precision: str, label: str) -> dict:
-    """Seconds per training step (forward + loss + backward + AdamW step) on batch ``x [B, T]``."""
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               precision: str) -> float:
+    """Seconds for one training step (forward + loss + backward + AdamW step) on ``x [B, T]``."""
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    warmup, steps, _ = plan
-    times = []
-    for index in tqdm(range(warmup + steps), desc=f"{label} train", leave=False, unit="step"):
-        start = time.perf_counter()
-        with autocast(precision):
-            loss = F.cross_entropy(model(x).float(), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
-    return summarise(times, x.shape[0])
+    start = time.perf_counter()
+    with autocast(precision):
+        loss = F.cross_entropy(model(x).float(), y)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
 
 
-def time_inference(model: nn.Module, x: torch.Tensor, plan: tuple, precision: str, label: str) -> dict:
-    """Seconds per inference forward (eval mode, inference_mode) on batch ``x [B, T]``."""
+def infer_step(model: nn.Module, x: torch.Tensor, precision: str) -> float:
+    """Seconds for one inference forward (eval mode, inference_mode) on ``x [B, T]``."""
     model.eval()
-    warmup, _, steps = plan
-    times = []
-    with torch.inference_mode():
-        for index in tqdm(range(warmup + steps), desc=f"{label} infer", leave=False, unit="batch"):
-            start = time.perf_counter()
-            with autocast(precision):
-                model(x)
-            if index >= warmup:
-                times.append(time.perf_counter() - start)
-    return summarise(times, x.shape[0])
+    start = time.perf_counter()
+    with torch.inference_mode(), autocast(precision):
+        model(x)
+    return time.perf_counter() - start
+
+
+def run_interleaved(tasks: list[dict]) -> None:
+    """Run every task's steps round-robin (one step of each task per round), filling ``times``.
+
+    Interleaving matters on a shared machine: when a neighbour's load rises or falls during the
+    run, it slows every model alike instead of whichever happened to be measured then, so the
+    ratios between models stay honest.
+    """
+    total = sum(t["warmup"] + t["steps"] for t in tasks)
+    with tqdm(total=total, desc="benchmark", unit="step") as bar:
+        for round_index in range(max(t["warmup"] + t["steps"] for t in tasks)):
+            for task in tasks:
+                if round_index < task["warmup"] + task["steps"]:
+                    bar.set_postfix_str(task["label"])
+                    elapsed = task["step"]()
+                    if round_index >= task["warmup"]:
+                        task["times"].append(elapsed)
+                    bar.update()
 
 
 def summarise(times: list[float], batch: int) -> dict:
@@ -268,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "models": {},
     }
     clip_seconds = args.length / SAMPLE_RATE
+    tasks = []
     for name in names:
         model = build(name, overrides)
         length, scale = args.length, 1.0
@@ -275,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             length, scale = args.length // SEED_QUICK_SHRINK, SEED_QUICK_SHRINK
         x = (0.1 * torch.randn(args.batch, length)).clamp(-1, 1)
         y = torch.randint(0, 2, (args.batch,))
-        entry = {
+        result["models"][name] = {
             "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "min_samples": model.min_samples,
             "gru_steps": model.gru_steps(args.length),
@@ -283,19 +293,23 @@ def main(argv: list[str] | None = None) -> int:
             "measured_length": length,
             "extrapolated": scale != 1.0,
         }
+        warmup, train_steps, infer_steps = plans[name]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         for precision in precisions:
-            label = f"{name} {precision}"
-            for kind, timer in (("train", time_training), ("infer", time_inference)):
-                stats = (timer(model, x, y, plans[name], precision, label) if kind == "train"
-                         else timer(model, x, plans[name], precision, label))
-                stats["s_per_batch"] *= scale
-                stats["clips_per_s"] /= scale
-                stats["x_real_time"] = stats["clips_per_s"] * clip_seconds
-                entry[f"{kind}_{precision}"] = stats
-                print(f"{label:>22} {kind}: {stats['clips_per_s']:9.2f} clips/s", file=sys.stderr)
+            common = {"model": name, "precision": precision, "warmup": warmup, "scale": scale}
+            tasks.append({**common, "kind": "train", "steps": train_steps, "label": f"{name} {precision} train", "times": [],
+                          "step": partial(train_step, model, optimizer, x, y, precision)})
+            tasks.append({**common, "kind": "infer", "steps": infer_steps, "label": f"{name} {precision} infer", "times": [],
+                          "step": partial(infer_step, model, x, precision)})
         if args.profile and name == "rawnet-lite":
-            entry["stage_profile"] = stage_profile(model, x, y)
-        result["models"][name] = entry
+            result["models"][name]["stage_profile"] = stage_profile(model, x, y)
+    run_interleaved(tasks)
+    for task in tasks:
+        stats = summarise(task["times"], args.batch)
+        stats["s_per_batch"] *= task["scale"]
+        stats["clips_per_s"] /= task["scale"]
+        stats["x_real_time"] = stats["clips_per_s"] * clip_seconds
+        result["models"][task["model"]][f"{task['kind']}_{task['precision']}"] = stats
     result["load_after"] = os.getloadavg()
     result["ratios"] = ratios(result["models"], precisions)
     args.out.parent.mkdir(parents=True, exist_ok=True)
