@@ -51,10 +51,10 @@ class DemoCorpusSpec:
     train_speakers: int = 6
     dev_speakers: int = 3
     eval_speakers: int = 3
-    train_per_class: int = 240
-    dev_per_class: int = 60
-    eval_per_class: int = 120  # bona fide; spoofs: this many per seen+unseen split, see splits()
-    duration: tuple[float, float] = (1.6, 3.0)  # seconds of running speech before padding
+    train_per_class: int = 180
+    dev_per_class: int = 45
+    eval_per_class: int = 90  # bona fide; spoofs: 90 / (seen attacks) per attack, seen and unseen
+    duration: tuple[float, float] = (1.0, 2.2)  # seconds of running speech before padding
     seen_methods: tuple[str, ...] = SEEN_METHODS
     unseen_method: str = UNSEEN_METHOD
 
@@ -168,7 +168,7 @@ def generate_demo_corpus(
 
     Args:
         out_dir: destination folder (created; existing clips with the same ids are overwritten).
-        spec: corpus sizes; default :class:`DemoCorpusSpec` (about 1,200 clips, 2-3.5 s each).
+        spec: corpus sizes; default :class:`DemoCorpusSpec` (660 clips of 1.1-2.8 s).
         seed: master seed: the same seed gives bit-identical audio for any ``workers``.
         workers: processes rendering clips (default: CPU count, at most 4); 1 renders in-process.
         progress: show a tqdm bar (clips/s, ETA).

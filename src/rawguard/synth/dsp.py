@@ -127,6 +127,29 @@ def resonator_response(freq: np.ndarray, bw: np.ndarray, n_fft: int, sample_rate
     return allpole_response(a, n_fft) * gain
 
 
+def dc_block_response(n_fft: int, sample_rate: int, cutoff: float = 40.0) -> np.ndarray:
+    """Second-order DC blocker ((1 - z^-1) / (1 - p z^-1))^2 on an ``n_fft`` grid: complex [n_fft // 2 + 1].
+
+    Pulse-train excitations carry DC that an all-pole or envelope filter would pass (and a
+    de-emphasis would boost ~30 dB); real recordings have no such infrasonic energy, so without this
+    a detector could spot a copy from its sub-60 Hz energy alone.
+    """
+    pole = np.exp(-2 * np.pi * cutoff / sample_rate)
+    z1 = np.exp(-1j * 2 * np.pi * np.arange(n_fft // 2 + 1) / n_fft)
+    return ((1 - z1) / (1 - pole * z1)) ** 2
+
+
+def dispersion_response(n_fft: int, spread: float = 32.0) -> np.ndarray:
+    """All-pass with a group delay rising linearly from 0 to ``spread`` samples at Nyquist: complex [n_fft // 2 + 1].
+
+    Turns a single-sample excitation pulse into a short chirp with the same magnitude spectrum
+    (the role of LPC-10's stored 40-sample excitation pulse), so a pulse-excited vocoder does not
+    reveal itself by an unnaturally high crest factor.
+    """
+    omega = np.pi * np.arange(n_fft // 2 + 1) / (n_fft // 2)
+    return np.exp(-1j * spread / (2 * np.pi) * omega**2)
+
+
 def levinson(autocorr: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     """Levinson-Durbin over frames: autocorrelation [F, >= order + 1] -> (a [F, order + 1], error [F])."""
     n_frames = autocorr.shape[0]
