@@ -62,13 +62,21 @@ def hour_of_audio(source: str, seconds: float) -> np.ndarray:
     return np.resize(joined, n).astype(np.float32)  # np.resize repeats the sequence to length n
 
 
-def timed(fn, repeats: int) -> list[float]:
-    times = []
+def timed(fn, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds (all threads) of each of ``repeats`` calls."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return times
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+def row(name: str, batch: int, audio_s: float, wall: list[float], cpu: list[float], extra: str = "") -> str:
+    median = statistics.median(wall)
+    return (f"{name:<8} {batch:>5} {median:>9.3f} {min(wall):>8.3f} {audio_s / median:>10.0f}x "
+            f"{audio_s / min(wall):>8.0f}x {statistics.median(cpu):>7.2f} {audio_s / statistics.median(cpu):>8.0f}x{extra}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,15 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model} ({n_params:,} parameters), torch {torch.__version__}, {args.threads} thread(s), "
           f"window {DEFAULT_WINDOW}, hop {args.hop or DEFAULT_WINDOW}, audio {audio_s / 3600:.2f} h ({args.source})")
     print(f"load average before: {os.getloadavg()[0]:.2f} (cpus: {os.cpu_count()})")
-    print(f"{'shape':<8} {'batch':>5} {'median s':>9} {'best s':>8} {'RTF median':>11} {'RTF best':>9}")
+    # Wall-clock RTF depends on what else runs on the machine; CPU-time RTF (audio seconds per CPU
+    # second, all threads) hardly does: on an idle machine with N cores, wall RTF lies between
+    # 1x and Nx the CPU-time RTF, depending on how well the threads scale.
+    print(f"{'shape':<8} {'batch':>5} {'median s':>9} {'best s':>8} {'RTF median':>11} {'RTF best':>9} {'CPU s':>7} {'RTF/CPU':>9}")
     results = {}
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
         detector = Detector(model, window=DEFAULT_WINDOW, hop=args.hop, batch_size=batch_size)
         detector.score_array(wave[: 10 * DEFAULT_WINDOW])  # warm-up: allocator, oneDNN kernels
-        times = timed(lambda: detector.score_array(wave), args.repeats)
-        results[batch_size] = statistics.median(times)
-        print(f"{'long':<8} {batch_size:>5} {statistics.median(times):>9.3f} {min(times):>8.3f} "
-              f"{audio_s / statistics.median(times):>10.0f}x {audio_s / min(times):>8.0f}x", flush=True)
+        wall, cpu = timed(lambda: detector.score_array(wave), args.repeats)
+        results[batch_size] = statistics.median(cpu)
+        print(row("long", batch_size, audio_s, wall, cpu), flush=True)
     if args.clip_seconds > 0 and CORPUS.is_dir():
         clips = corpus_clips(args.clip_seconds)
         clip_s = sum(c.shape[0] for c in clips) / SAMPLE_RATE
@@ -108,10 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         detector = Detector(model, window=DEFAULT_WINDOW, hop=args.hop, batch_size=best_batch)
         for name, run in (("clips", lambda: detector.score_arrays(clips)),
                           ("clips/1", lambda: [detector.score_array(c) for c in clips])):
-            times = timed(run, args.repeats)
-            print(f"{name:<8} {best_batch:>5} {statistics.median(times):>9.3f} {min(times):>8.3f} "
-                  f"{clip_s / statistics.median(times):>10.0f}x {clip_s / min(times):>8.0f}x   "
-                  f"({len(clips)} clips, {clip_s / 60:.1f} min)", flush=True)
+            wall, cpu = timed(run, args.repeats)
+            print(row(name, best_batch, clip_s, wall, cpu, f"   ({len(clips)} clips, {clip_s / 60:.1f} min)"), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
