@@ -155,6 +155,9 @@ def test_score_file_errors_name_file_and_line(tmp_path):
     bad.write_text("u1 - bonafide 1.0\nu2 A01 0.3\n")
     with pytest.raises(ScoreFileError, match=r"bad.txt:2: expected 4 columns"):
         read_cm_scores(bad)
+    bad.write_text("bonafide target 7.98\n")
+    with pytest.raises(ScoreFileError, match="looks like an ASV score file"):
+        read_cm_scores(bad)
     bad.write_text("u1 0.3\n")
     with pytest.raises(ScoreFileError, match="needs a protocol"):
         read_cm_scores(bad)

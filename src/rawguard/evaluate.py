@@ -127,8 +127,11 @@ def read_cm_scores(
         if columns is None:
             columns = len(fields)
             if columns not in (2, 4):
+                hint = ""
+                if columns == 3 and fields[1].lower() in ("target", "nontarget", "spoof"):
+                    hint = " (this looks like an ASV score file: pass it with --asv-scores)"
                 raise ScoreFileError(
-                    f"{path}:{number}: expected 4 columns 'UTT ATTACK KEY SCORE' or 2 columns 'UTT SCORE', got {columns}"
+                    f"{path}:{number}: expected 4 columns 'UTT ATTACK KEY SCORE' or 2 columns 'UTT SCORE', got {columns}{hint}"
                 )
             if columns == 2:
                 if protocol is None:
