@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rawguard.augment import ORDER, AugmentConfig, build_augmenter
+from rawguard.augment import ORDER, AugmentConfig, batch_generator, build_augmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -59,7 +59,8 @@ def smoke_batches(cache_dir: Path, window: int, batch_size: int, seed: int):
 
 
 class AugmentedBatches(torch.utils.data.IterableDataset):
-    """Float32 augmented batches made in a DataLoader worker (each worker its own seeded stream)."""
+    """Float32 augmented batches made in DataLoader workers, each batch augmented with the
+    generator of its index (:func:`rawguard.augment.batch_generator`), as a trainer would do."""
 
     def __init__(self, cache_dir: Path, window: int, batch_size: int, cfg: AugmentConfig, seed: int):
         self.cache_dir, self.window, self.batch_size, self.cfg, self.seed = cache_dir, window, batch_size, cfg, seed
@@ -70,11 +71,11 @@ class AugmentedBatches(torch.utils.data.IterableDataset):
         torch.set_num_threads(1)  # one core per worker: the point is to use cores the trainer leaves idle
         info = torch.utils.data.get_worker_info()
         wid, n = (info.id, info.num_workers) if info else (0, 1)
-        generator = torch.Generator().manual_seed(self.seed * 1000 + wid)
         augment = build_augmenter(self.cfg)
-        source = smoke_batches(self.cache_dir, self.window, self.batch_size, self.seed + wid)
-        for x, y in itertools.islice(source, wid, None, n):
-            yield augment(to_float(x), generator), y
+        source = smoke_batches(self.cache_dir, self.window, self.batch_size, self.seed)
+        for index, (x, y) in enumerate(source):
+            if index % n == wid:  # worker k makes batches k, k + n, ...; each batch its own generator
+                yield augment(to_float(x), batch_generator(self.seed, 0, index)), y
 
 
 def time_call(fn, *args) -> float:

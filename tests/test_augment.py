@@ -12,7 +12,8 @@ import soundfile as sf
 import torch
 
 from rawguard.augment import (
-    ORDER, AugmentConfig, AugmentConfigError, AugmentError, build_augmenter, codec_simulation,
+    ORDER, AugmentConfig, AugmentConfigError, AugmentError, batch_generator, build_augmenter,
+    codec_simulation,
     companding, isd_additive_noise, lnl_convolutive_noise, random_gain, ssi_additive_noise,
     telephone_band,
 )
@@ -82,6 +83,14 @@ def test_augmenter_is_reproducible_from_the_generator_state(speech):
     assert torch.equal(augment(speech, g), first)
     assert torch.equal(augment(speech, g), second_batch)
     assert not torch.equal(first, second_batch)
+
+
+def test_batch_generator_depends_only_on_its_coordinates(speech):
+    augment = build_augmenter(all_on(0.5))
+    first = augment(speech, batch_generator(1, 2, 3))
+    assert torch.equal(augment(speech, batch_generator(1, 2, 3)), first)
+    for other in [(1, 2, 4), (1, 3, 3), (2, 2, 3), (0, 2, 13)]:
+        assert not torch.equal(augment(speech, batch_generator(*other)), first), other
 
 
 def test_augmenter_leaves_input_untouched_and_off_config_is_identity(speech):

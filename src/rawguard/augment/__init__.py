@@ -16,13 +16,13 @@ from rawguard.augment.config import (
     AugmentConfig, AugmentConfigError, AugmentError, CodecConfig, CompandingConfig, GainConfig,
     NotchFilterConfig, RawBoostISDConfig, RawBoostLnLConfig, RawBoostSSIConfig, TelephoneConfig,
 )
-from rawguard.augment.pipeline import ORDER, Augmenter, build_augmenter
+from rawguard.augment.pipeline import ORDER, Augmenter, batch_generator, build_augmenter
 from rawguard.augment.rawboost import isd_additive_noise, lnl_convolutive_noise, ssi_additive_noise
 
 __all__ = [
     "ORDER", "AugmentConfig", "AugmentConfigError", "AugmentError", "Augmenter", "CodecConfig",
     "CompandingConfig", "GainConfig", "NotchFilterConfig", "RawBoostISDConfig", "RawBoostLnLConfig",
-    "RawBoostSSIConfig", "TelephoneConfig", "build_augmenter", "codec_simulation", "companding",
+    "RawBoostSSIConfig", "TelephoneConfig", "batch_generator", "build_augmenter", "codec_simulation", "companding",
     "isd_additive_noise", "lnl_convolutive_noise", "random_gain", "ssi_additive_noise",
     "telephone_band",
 ]

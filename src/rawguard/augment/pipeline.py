@@ -69,6 +69,24 @@ class Augmenter:
         return out
 
 
+def batch_generator(seed: int, epoch: int, batch: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator determined by ``(seed, epoch, batch)`` alone, for augmenting in data workers.
+
+    The training step uses one running generator whose state the trainer checkpoints. Workers that
+    augment batches ahead of the step cannot share that state; seeding each batch's generator from
+    its coordinates instead makes the augmentation of batch ``(epoch, batch)`` the same whichever
+    worker makes it and whenever, so resume stays exact without saving any generator state.
+    """
+    # SeedSequence mixes the three numbers into independent, well-spread streams (seed + batch
+    # would make (seed=1, batch=0) and (seed=0, batch=1) identical).
+    import numpy as np
+
+    state = np.random.SeedSequence([seed, epoch, batch, 0x5A6]).generate_state(2, dtype=np.uint32)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(state[0]) << 32 | int(state[1]))
+    return generator
+
+
 def build_augmenter(cfg: AugmentConfig) -> Augmenter:
     """Validate ``cfg`` and return the :class:`Augmenter` it describes (a no-op one if all off)."""
     return Augmenter(cfg)
