@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "lso", help="run folders (git-ignored)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
                         help="where the table (.md), records (.json) and plot (.png) go")
+    parser.add_argument("--name", default="augment_leave_systems_out", help="file stem of those outputs")
     args = parser.parse_args(argv)
     if not (CORPUS / "protocols" / "train.txt").is_file():
         print(f"shared corpus not found at {CORPUS}", file=sys.stderr)
@@ -233,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
               f"batch {args.batch_size} x {args.window} samples, {args.threads} thread(s), seeds "
               f"{', '.join(map(str, args.seeds))}.")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "augment_leave_systems_out.md").write_text(header + "\n\n" + table + "\n")
-    (args.out / "augment_leave_systems_out.json").write_text(json.dumps(records, indent=2))
-    plot(records, args.out / "augment_leave_systems_out.png",
+    (args.out / f"{args.name}.md").write_text(header + "\n\n" + table + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(records, indent=2))
+    plot(records, args.out / f"{args.name}.png",
          f"held out {', '.join(args.held_out)}; {args.steps} steps, {len(args.seeds)} seeds")
     print(header + "\n\n" + table)
     return 0
