@@ -52,9 +52,9 @@ def test_eer_simple_cases():
     # Perfect separation: EER 0, threshold between the classes (accept when score > threshold).
     eer, threshold = metrics.compute_eer([2.0, 3.0, 4.0], [-1.0, 0.0, 1.0])
     assert eer == 0.0 and 1.0 <= threshold < 2.0
-    # Reversed: every trial is wrong at every threshold with equal rates.
-    eer, _ = metrics.compute_eer([-1.0, 0.0], [1.0, 2.0])
-    assert eer == pytest.approx(0.5) or eer == pytest.approx(1.0)
+    # Fully reversed scores: at the point where the rates meet every trial is wrong -> 100 %.
+    eer, threshold = metrics.compute_eer([-1.0, 0.0], [1.0, 2.0])
+    assert eer == 1.0 and threshold == 0.0
     # One bona fide below one spoof out of 4 / 4 -> 25 %.
     eer, threshold = metrics.compute_eer([0.5, 2, 3, 4], [-3, -2, -1, 1])
     assert eer == pytest.approx(0.25)
