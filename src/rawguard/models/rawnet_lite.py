@@ -1,7 +1,7 @@
 """``rawnet-lite``: the seed network (Conv1d -> BN -> 2 residual blocks -> BiGRU -> FC), made fast.
 
 The seed ran its GRU over every one of the 64,600 samples of a 4 s clip; here the front-end is
-strided and every stage max-pools, so the GRU sees ~150 steps and a clip costs ~25 MFLOP.
+strided and every stage max-pools, so the GRU sees 112 steps and a clip costs ~54 MFLOP.
 
 Data flow for a ``[B, T]`` waveform (default config; sizes for T = 64,600):
 
@@ -9,9 +9,9 @@ Data flow for a ``[B, T]`` waveform (default config; sizes for T = 64,600):
 stage                                      output              T = 64,600
 =========================================  ==================  ===========
 front-end conv 1 -> 32, k 64, stride 16    ``[B, 32, F]``      4,034
-``|x|``, max-pool 3, BN, LeakyReLU         ``[B, 32, F/3]``    1,344
-res block 32 -> 32, max-pool 3, FMS        ``[B, 32, F/9]``      448
-res block 32 -> 64, max-pool 3, FMS        ``[B, 64, F/27]``     149
+``|x|``, max-pool 4, BN, LeakyReLU         ``[B, 32, F/4]``    1,008
+res block 32 -> 32, max-pool 3, FMS        ``[B, 32, F/12]``     336
+res block 32 -> 64, max-pool 3, FMS        ``[B, 64, F/36]``     112
 BN, LeakyReLU, BiGRU(64 -> 64 per dir.)    ``[B, 128]``  (final fwd + bwd states)
 linear 128 -> 2                            ``[B, 2]`` logits
 =========================================  ==================  ===========
@@ -21,7 +21,7 @@ filters with learnable edges (``frontend="sinc"``). Residual block: [BN -> Leaky
 the first block because the front-end just applied them] -> conv k3 -> BN -> LeakyReLU -> conv k3,
 plus identity or 1x1-conv skip, then max-pool and filter-wise feature-map scaling (FMS, as in
 RawNet2). The GRU's final hidden states summarise the whole clip, so the output shape does not
-depend on ``T``; any ``T >= min_samples`` (480 by default) works.
+depend on ``T``; any ``T >= min_samples`` (624 by default) works.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class RawNetLiteConfig:
     frontend_channels: int = 32
     frontend_kernel: int = 64  # taps (4 ms at 16 kHz); a sinc front-end makes it odd
     frontend_stride: int = 16
-    frontend_pool: int = 3
+    frontend_pool: int = 4  # with stride 16: one frame per 4 ms
     block_channels: tuple[int, ...] = (32, 64)  # output channels of the residual blocks (the seed has 2)
     block_pools: tuple[int, ...] = (3, 3)  # max-pool after each block
     negative_slope: float = 0.3
@@ -126,14 +126,14 @@ class RawNetLite(nn.Module):
         self.min_samples = min_input_length(kernel, config.frontend_stride, self._pools)
 
     def gru_steps(self, num_samples: int) -> int:
-        """Number of GRU time steps for an input of ``num_samples`` (149 for 64,600 by default)."""
+        """Number of GRU time steps for an input of ``num_samples`` (112 for 64,600 by default)."""
         return output_length(num_samples, self._kernel, self.config.frontend_stride, self._pools)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` float waveform in [-1, 1], ``T >= min_samples`` -> ``[B, 2]`` logits."""
         check_waveform(x, self.min_samples, "rawnet-lite")
         x = self.frontend(x.unsqueeze(1)).abs()  # [B, C0, F]
-        x = self.frontend_act(self.frontend_bn(self.frontend_pool(x)))  # [B, C0, F / 3]
+        x = self.frontend_act(self.frontend_bn(self.frontend_pool(x)))  # [B, C0, F / 4]
         for block, fms in zip(self.blocks, self.fms):
             x = fms(block(x))  # [B, C, N / pool]
         x = self.gru_act(self.gru_bn(x)).transpose(1, 2)  # [B, N, C]
