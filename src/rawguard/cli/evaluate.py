@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rawguard.cli.score import add_model_arguments, seconds_to_samples
+from rawguard.cli.score import add_model_arguments, apply_scoring_options
 
 
 def register(subparsers, name: str, help: str) -> None:
@@ -26,18 +26,16 @@ def register(subparsers, name: str, help: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from rawguard.checkpoint import CheckpointError
     from rawguard.data.cache import CacheError
-    from rawguard.detector import DetectorError
     from rawguard.evaluate import evaluate
-    from rawguard.metrics import MetricsError
     from rawguard.report import format_table
 
     try:
-        window, hop = seconds_to_samples(args)
+        window, hop = apply_scoring_options(args)
         metrics = evaluate(
             args.checkpoint, args.data, args.out, asv_scores=args.asv_scores, batch_size=args.batch_size,
             device=args.device, precision=args.precision, window=window, hop=hop,
         )
-    except (CheckpointError, CacheError, DetectorError, MetricsError) as error:
+    except (CheckpointError, CacheError, ValueError) as error:  # DetectorError, MetricsError, ScoreFileError are ValueErrors
         print(f"rawguard evaluate: error: {error}", file=sys.stderr)
         return 1
     print(format_table(metrics))

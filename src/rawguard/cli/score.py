@@ -17,10 +17,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, metavar="S", help="scoring window in seconds (default: the checkpoint's)")
     parser.add_argument("--hop", type=float, metavar="S", help="hop between windows in seconds (default: the checkpoint's, or the window)")
     parser.add_argument("--full-length", action="store_true", help="score each recording in one pass instead of windows")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference (default: torch's choice)")
 
 
-def seconds_to_samples(args: argparse.Namespace) -> tuple[int | None | str, int | None]:
-    """``(window, hop)`` in samples for :meth:`Detector.from_checkpoint` from the CLI options."""
+def apply_scoring_options(args: argparse.Namespace) -> tuple[int | None | str, int | None]:
+    """Apply ``--threads`` and return ``(window, hop)`` in samples for :meth:`Detector.from_checkpoint`."""
+    if args.threads is not None:
+        if args.threads <= 0:
+            raise ValueError(f"--threads: must be a positive number, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     for name in ("window", "hop"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -66,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from rawguard.detector import Detector, DetectorError, find_audio_files
 
     try:
-        window, hop = seconds_to_samples(args)
+        window, hop = apply_scoring_options(args)
         detector = Detector.from_checkpoint(args.checkpoint, device=args.device, window=window, hop=hop, batch_size=args.batch_size)
     except (CheckpointError, DetectorError, ValueError) as error:
         print(f"rawguard score: error: {error}", file=sys.stderr)
