@@ -108,9 +108,9 @@ class TrainConfig:
     """Ask torch for deterministic kernels (slower on CUDA; CPU training is deterministic already)."""
     log_every: int = 10
     """Write a ``metrics.jsonl`` line (mean loss since the previous one) every N steps."""
-    checkpoint_every: int = 100
+    checkpoint_every: int = 25
     """Write ``last.pt`` every N steps (also at every dev evaluation, on SIGTERM/SIGINT and at the end)."""
-    checkpoint_minutes: float = 10.0
+    checkpoint_minutes: float = 5.0
     """Also write ``last.pt`` when this many minutes have passed since the last one (0 = off); the
     training result does not depend on when checkpoints are taken."""
 

@@ -348,7 +348,8 @@ def _train(
         _check_resume(saved, config, last_path, ctx.world_size)
         _unwrap(model).load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        scaler.load_state_dict(saved["scaler"])
+        if scaler.is_enabled() and saved["scaler"]:  # empty when the run was not fp16 before
+            scaler.load_state_dict(saved["scaler"])
         step, epoch = int(saved["step"]), int(saved["sampler"]["epoch"])
         batch_in_epoch = int(saved["sampler"]["batch"])
         early = dict(saved["early_stopping"])
