@@ -28,14 +28,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
+# Must be set before torch loads OpenMP. On a machine shared with other jobs, OpenMP's default
+# busy-waiting threads burn CPU waiting for each other (measured 2-8x slower wall-clock with 2
+# threads at load ~8 on 2 cores); passive waiting costs nothing on an idle machine. Run with
+# OMP_WAIT_POLICY=ACTIVE to measure torch's default behaviour.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from rawguard.audio import load_audio
-from rawguard.conventions import DEFAULT_WINDOW, SAMPLE_RATE
-from rawguard.detector import Detector
-from rawguard.models import create_model
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from rawguard.audio import load_audio  # noqa: E402
+from rawguard.conventions import DEFAULT_WINDOW, SAMPLE_RATE  # noqa: E402
+from rawguard.detector import Detector  # noqa: E402
+from rawguard.models import create_model  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     wave = hour_of_audio(args.source, args.seconds)
     audio_s = wave.shape[0] / SAMPLE_RATE
     print(f"model {args.model} ({n_params:,} parameters), torch {torch.__version__}, {args.threads} thread(s), "
-          f"window {DEFAULT_WINDOW}, hop {args.hop or DEFAULT_WINDOW}, audio {audio_s / 3600:.2f} h ({args.source})")
+          f"window {DEFAULT_WINDOW}, hop {args.hop or DEFAULT_WINDOW}, audio {audio_s / 3600:.2f} h ({args.source}), "
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     print(f"load average before: {os.getloadavg()[0]:.2f} (cpus: {os.cpu_count()})")
     # Wall-clock RTF depends on what else runs on the machine; CPU-time RTF (audio seconds per CPU
     # second, all threads) hardly does: on an idle machine with N cores, wall RTF lies between
