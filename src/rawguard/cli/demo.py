@@ -30,13 +30,18 @@ def register(subparsers, name: str, help: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rawguard.checkpoint import CheckpointError
     from rawguard.config import ConfigError
+    from rawguard.data.cache import CacheError
+    from rawguard.data.protocols import ProtocolError
     from rawguard.demo import DemoError, run_demo
+    from rawguard.metrics import MetricsError
+    from rawguard.train import TrainingError
 
     try:
         result = run_demo(args.out, quick=args.quick, seed=args.seed, workers=args.workers,
                           progress=not args.no_progress, overrides=args.overrides)
-    except (DemoError, ConfigError) as error:
+    except (DemoError, ConfigError, ProtocolError, CacheError, TrainingError, CheckpointError, MetricsError) as error:
         print(f"rawguard demo: error: {error}", file=sys.stderr)
         return 1
     unseen = ", ".join(f"{s} {result.systems[s]}" for s in result.unseen_systems)

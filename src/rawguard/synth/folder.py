@@ -55,6 +55,8 @@ def _spoof_one(task: tuple[str, str, str, int]) -> tuple[str, str | None]:
         sf.write(target, copy, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     except (AudioError, SynthError, OSError, sf.LibsndfileError) as error:
         return source, str(error) if isinstance(error, AudioError) else f"{source}: {error}"
+    except Exception as error:  # noqa: BLE001 - one odd file must not abort a folder of thousands
+        return source, f"{source}: unexpected {type(error).__name__}: {error}"
     return source, None
 
 
