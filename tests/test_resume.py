@@ -23,7 +23,7 @@ from rawguard.checkpoint import load_checkpoint
 from rawguard.training.log import read_metrics
 from test_train import TINY, smoke_cache
 
-STEPS = 24
+STEPS = 36
 OVERRIDES = TINY + [
     "augment.enabled=true", "model.dropout=0.2", f"train.max_steps={STEPS}", "train.log_every=1",
     "train.checkpoint_every=3", "eval.every=8", "optim.warmup_steps=4",
@@ -68,7 +68,7 @@ def test_sigkill_at_random_step_then_resume_is_bit_exact(tmp_path):
     done = subprocess.run(_command(cache, reference), env=_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
 
-    kill_step = random.Random().randint(4, STEPS - 4)
+    kill_step = random.Random().randint(4, STEPS - 12)  # margin: a fast machine runs on while we poll
     logged = _kill_at_step(cache, resumed, kill_step)
     assert logged < STEPS
     partial = load_checkpoint(resumed / "last.pt")
