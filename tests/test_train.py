@@ -179,18 +179,31 @@ def test_cosine_without_length_is_refused(toy, tmp_path):
 
 def test_sigterm_saves_a_checkpoint_and_stops_cleanly(toy, tmp_path):
     import threading
+    import time
 
     run = tmp_path / "r"
     config = tiny("train.max_steps=100000", "optim.schedule=constant", "eval.every=0", "train.log_every=1",
-                  "train.checkpoint_every=0")
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
+                  "train.checkpoint_every=0", "train.checkpoint_minutes=0")
+    finished = threading.Event()
+
+    def terminate_once_training() -> None:
+        # Only signal once the loop runs (its handler installed), else SIGTERM would end pytest.
+        deadline = time.monotonic() + 120
+        while not finished.is_set() and time.monotonic() < deadline:
+            if len(read_metrics(run / "metrics.jsonl")) >= 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=terminate_once_training, daemon=True)
+    sender.start()
     try:
         result = train(config, toy, toy, run, progress=False)
     finally:
-        timer.cancel()
+        finished.set()
+        sender.join()
     assert result.stop_reason == "signal:SIGTERM" and result.exit_code == 128 + signal.SIGTERM
-    assert 0 < result.step < 100000
+    assert 3 <= result.step < 100000
     last = load_checkpoint(run / "last.pt")
     assert last["step"] == result.step  # the checkpoint holds the very last step taken
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
