@@ -21,7 +21,7 @@ import torch
 
 from rawguard.augment.config import CodecConfig, CompandingConfig, GainConfig, TelephoneConfig
 from rawguard.augment.filters import (
-    apply_response, band_mask, fft_size, limit_peak, randint, uniform,
+    apply_response, band_mask, fft_size, limit_peak, peak, randint, uniform,
 )
 from rawguard.conventions import SAMPLE_RATE
 
@@ -146,4 +146,7 @@ def companding(x: torch.Tensor, cfg: CompandingConfig, generator: torch.Generato
 def random_gain(x: torch.Tensor, cfg: GainConfig, generator: torch.Generator) -> torch.Tensor:
     """Gain of ``U(min_db, max_db)`` dB per example, then peak-limited to 1 (``[B, T] -> [B, T]``)."""
     gain_db = uniform((x.shape[0], 1), cfg.min_db, cfg.max_db, generator, x.device)
-    return limit_peak(x * 10 ** (gain_db / 20))
+    gain = 10 ** (gain_db / 20)
+    # Gain and limiter in one pass: the peak after the gain is gain * peak(x).
+    ceiling = 1.0 / peak(x).clamp(min=1e-12)
+    return x * torch.minimum(gain, ceiling)

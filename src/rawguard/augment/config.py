@@ -109,7 +109,7 @@ class RawBoostLnLConfig(NotchFilterConfig):
     ``U(min_nonlinear_bias_db, max_nonlinear_bias_db)`` dB. The result keeps the input's peak level.
     """
 
-    p: float = _probability(0.05)
+    p: float = _probability(0.03)
     n_filters: int = _bounded(5, 1, 8, integer=True)
     min_nonlinear_bias_db: float = _bounded(5.0, 0.0, 60.0)
     max_nonlinear_bias_db: float = _bounded(20.0, 0.0, 60.0)
@@ -125,7 +125,7 @@ class RawBoostISDConfig(_Section):
     to 1.
     """
 
-    p: float = _probability(0.2)
+    p: float = _probability(0.15)
     max_fraction: float = _bounded(0.10, 0.0, 1.0)
     g_sd: float = _bounded(2.0, 0.0, 100.0)
 
@@ -138,7 +138,7 @@ class RawBoostSSIConfig(NotchFilterConfig):
     ``U(min_snr_db, max_snr_db)`` dB relative to the whole example. Output is peak-limited to 1.
     """
 
-    p: float = _probability(0.15)
+    p: float = _probability(0.1)
     min_snr_db: float = _bounded(10.0, -20.0, 100.0)
     max_snr_db: float = _bounded(40.0, -20.0, 100.0)
 
@@ -177,7 +177,7 @@ class TelephoneConfig(_Section):
     ``U(min_high_hz, max_high_hz)`` Hz with smooth (logistic, ``transition_hz`` wide) edges, the
     response of an analogue/G.712 narrow-band channel (nominally 300-3400 Hz)."""
 
-    p: float = _probability(0.05)
+    p: float = _probability(0.0)
     min_low_hz: float = _bounded(100.0, 0.0, NYQUIST)
     max_low_hz: float = _bounded(400.0, 0.0, NYQUIST)
     min_high_hz: float = _bounded(3000.0, 0.0, NYQUIST)

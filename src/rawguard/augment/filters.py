@@ -59,7 +59,10 @@ def peak(x: torch.Tensor) -> torch.Tensor:
 def limit_peak(x: torch.Tensor, ceiling: float = 1.0) -> torch.Tensor:
     """Scale down only the examples whose peak exceeds ``ceiling`` (RawBoost's ``normWav(x, 0)``);
     ``[B, T] -> [B, T]``."""
-    return x * (ceiling / peak(x).clamp(min=ceiling))
+    over = peak(x) > ceiling
+    if not bool(over.any()):
+        return x  # the usual case: skip a full pass over the batch
+    return x * torch.where(over, ceiling / peak(x), torch.ones_like(over, dtype=x.dtype))
 
 
 def match_peak(y: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -110,5 +110,5 @@ def ssi_additive_noise(x: torch.Tensor, cfg: RawBoostSSIConfig,
     snr_db = uniform((b, 1), cfg.min_snr_db, cfg.max_snr_db, generator, x.device)
     signal_norm = x.norm(dim=-1, keepdim=True)
     noise_norm = coloured.norm(dim=-1, keepdim=True).clamp(min=PEAK_EPS)
-    noise = coloured * (signal_norm / noise_norm) * 10 ** (-snr_db / 20)
-    return limit_peak(x + noise)
+    scale = (signal_norm / noise_norm) * 10 ** (-snr_db / 20)  # [B, 1]
+    return limit_peak(torch.addcmul(x, coloured, scale))  # x + scale * coloured, one pass
