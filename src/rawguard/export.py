@@ -80,7 +80,7 @@ def export_onnx(
     Args:
         checkpoint: rawguard checkpoint (see :meth:`rawguard.detector.Detector.from_checkpoint`).
         out_path: ``.onnx`` file to write (parent folders are created).
-        opset: ONNX opset version.
+        opset: ONNX opset version (at least 18 with the dynamo exporter).
         exporter: ``"torchscript"`` (dynamic batch and time) or ``"dynamo"`` (dynamic batch, time
             fixed to the scoring window; see the module docstring).
         verify: run the graph with onnxruntime on random waveforms and compare scores.
@@ -113,7 +113,7 @@ def export_onnx(
             # GRU's time axis dynamic. Its tracer warnings (GRU hidden-size checks frozen as constants)
             # and GRU batch-size warning concern variable-length sequence inputs, which we do not use;
             # the export is checked below with several batch sizes and lengths.
-            for category in (DeprecationWarning, UserWarning, torch.jit.TracerWarning):
+            for category in (DeprecationWarning, FutureWarning, UserWarning, torch.jit.TracerWarning):
                 warnings.simplefilter("ignore", category)
             if exporter == "torchscript":
                 torch.onnx.export(
@@ -125,7 +125,8 @@ def export_onnx(
                 torch.onnx.export(
                     head, (example,), str(tmp), input_names=["waveform"], output_names=["logits", "score"],
                     dynamic_shapes={"waveform": {0: torch.export.Dim("batch", min=1)}},
-                    opset_version=opset, dynamo=True, verbose=False,
+                    # It emits opset 18 natively; converting down to 17 fails on its Reduce nodes.
+                    opset_version=max(opset, 18), dynamo=True, verbose=False,
                 )
         graph = onnx.load(str(tmp))
         metadata = onnx_metadata(detector)
