@@ -144,3 +144,13 @@ def test_cli_score_folder_with_a_corrupt_file(run, smoke, tmp_path, capsys):
     assert lines[0].startswith(str(long_wav)) and "P(bona fide)" in lines[0]
     assert sum(" s\tscore " in line for line in lines) > 3
     assert lines[-1].startswith("  spoof-like ranges:")
+
+
+def test_evaluate_one_class_set_keeps_scores_and_says_why(run, tmp_path, capsys):
+    protocol = tmp_path / "bonafide_only.txt"
+    protocol.write_text("".join(line + "\n" for line in SMOKE.read_text().splitlines() if line.endswith("bonafide")))
+    prepare_cache(read_protocol(protocol, SMOKE.parents[1] / "flac"), tmp_path / "cache", workers=1, progress=False)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(tmp_path / "cache"), "--out", str(out)]) == 1
+    assert "spoof_scores: no scores (both classes are needed" in capsys.readouterr().err
+    assert len(read_cm_scores(out / "scores.txt").utt_ids) == 20  # the scores are still there
