@@ -145,6 +145,8 @@ def _segments(speaker: Speaker, duration: float, rng: np.random.Generator) -> _T
     phrase = 0
     neutral = VOWELS["V"]
     while len(tracks.voicing) < total:
+        if phrase > 0:  # pauses only between phrases: the utterance starts and ends with speech
+            _append(tracks, ms(150, 400), neutral, 0.0, phrase=-1)
         n_words = int(rng.integers(2, 6))
         for _word in range(n_words):
             n_syll = int(rng.integers(1, 4))
@@ -164,8 +166,6 @@ def _segments(speaker: Speaker, duration: float, rng: np.random.Generator) -> _T
             if rng.random() < 0.15:  # short word-boundary gap
                 _append(tracks, ms(20, 60), neutral, 0.0, phrase=phrase)
         phrase += 1
-        if len(tracks.voicing) < total:
-            _append(tracks, ms(150, 400), neutral, 0.0, phrase=-1)
     return tracks
 
 
