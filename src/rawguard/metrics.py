@@ -148,7 +148,7 @@ def det_curve(bonafide_scores, spoof_scores) -> DetCurve:
     spoof = _as_scores(spoof_scores, "spoof_scores")
     scores = np.concatenate([bona, spoof])
     is_bona = np.concatenate([np.ones(bona.size, bool), np.zeros(spoof.size, bool)])
-    order = np.argsort(scores, kind="stable")
+    order = np.argsort(scores)  # any order within ties: only the last position of each run is kept
     sorted_scores = scores[order]
     bona_rejected = np.cumsum(is_bona[order])
     spoof_rejected = np.arange(1, scores.size + 1) - bona_rejected
