@@ -110,7 +110,7 @@ class RawBoostLnLConfig(NotchFilterConfig):
     ``U(min_nonlinear_bias_db, max_nonlinear_bias_db)`` dB. The result keeps the input's peak level.
     """
 
-    p: float = _probability(0.03)
+    p: float = _probability(0.02)
     n_filters: int = _bounded(5, 1, 8, integer=True)
     min_nonlinear_bias_db: float = _bounded(5.0, 0.0, 60.0)
     max_nonlinear_bias_db: float = _bounded(20.0, 0.0, 60.0)
@@ -126,7 +126,7 @@ class RawBoostISDConfig(_Section):
     to 1.
     """
 
-    p: float = _probability(0.15)
+    p: float = _probability(0.1)
     max_fraction: float = _bounded(0.10, 0.0, 1.0)
     g_sd: float = _bounded(2.0, 0.0, 100.0)
 
@@ -139,7 +139,7 @@ class RawBoostSSIConfig(NotchFilterConfig):
     ``U(min_snr_db, max_snr_db)`` dB relative to the whole example. Output is peak-limited to 1.
     """
 
-    p: float = _probability(0.1)
+    p: float = _probability(0.07)
     min_snr_db: float = _bounded(10.0, -20.0, 100.0)
     max_snr_db: float = _bounded(40.0, -20.0, 100.0)
 
@@ -201,7 +201,7 @@ class CompandingConfig(_Section):
     ``2**bits`` levels (``bits ~ U{min_bits..max_bits}``; G.711 uses 8), expand. ``law`` is ``mu``,
     ``a`` or ``random`` (each example picks one with equal probability)."""
 
-    p: float = _probability(0.03)
+    p: float = _probability(0.02)
     law: str = field(default="random", metadata={"choices": COMPANDING_LAWS})
     min_bits: int = _bounded(8, 2, 16, integer=True)
     max_bits: int = _bounded(8, 2, 16, integer=True)
