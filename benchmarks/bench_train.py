@@ -15,9 +15,10 @@ For each model and precision, in one process and one after the other:
   ``clips_per_s`` of its own log lines after the warm-up steps (dev evaluation and checkpoints are
   excluded by the loop itself and are switched off here anyway).
 
-Model-only is measured before and after the end-to-end run and averaged, so a change in machine load
-during the run shows up as a gap between the two. Augmentation is off (its cost is in the
-augmentation section of BENCHMARKS.md) and gradient clipping is off (bench_models.py does not clip).
+Model-only and end-to-end alternate for ``--rounds`` rounds and the medians are compared, so a change
+in machine load during the run hits both sides (the spread across rounds is printed too).
+Augmentation is off (its cost is in the augmentation section of BENCHMARKS.md) and gradient
+clipping is off (bench_models.py does not clip).
 Writes ``benchmarks/results/train.json`` and prints a markdown table.
 """
 
@@ -27,6 +28,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -82,6 +85,7 @@ def end_to_end(name: str, precision: str, batch: int, warmup: int, steps: int, t
         "optim.schedule=constant", "optim.grad_clip=0", "augment.enabled=false",
     ])
     run = work / f"{name}-{precision}-{prefetch}"
+    shutil.rmtree(run, ignore_errors=True)  # a previous benchmark's run: measure afresh
     train(config, train_cache, dev_cache, run, resume=False, progress=False)
     lines = [r for r in read_metrics(run / "metrics.jsonl") if r["type"] == "train"][warmup:]
     seconds = sum(batch / r["clips_per_s"] for r in lines)
@@ -108,6 +112,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine has 2 shared cores)")
     parser.add_argument("--prefetch", type=int, default=2, help="data.prefetch of the end-to-end runs")
     parser.add_argument("--steps", type=int, default=0, help="timed steps per measurement (0: 12 lite, 3 rawnet2)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating model-only / end-to-end rounds")
     parser.add_argument("--work", type=Path, help="where the caches and runs go (default: a temporary folder)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,27 +125,27 @@ def main() -> None:
         for name, precision in tqdm(plan, desc="bench_train", unit="config"):
             steps = args.steps or (12 if name == "rawnet-lite" else 3)
             warmup = 2 if name == "rawnet-lite" else 1
-            before = model_only(name, precision, args.batch, warmup, steps)
-            e2e = end_to_end(name, precision, args.batch, warmup, steps, train_cache, dev_cache,
-                             args.threads, args.prefetch, work)
-            after = model_only(name, precision, args.batch, warmup, steps)
-            reference = (before + after) / 2
-            rows.append({"model": name, "precision": precision, "model_only_before": before,
-                         "model_only_after": after, "end_to_end": e2e, "ratio": e2e / reference,
-                         "steps": steps})
+            only, e2e = [], []
+            for _ in range(args.rounds):
+                only.append(model_only(name, precision, args.batch, warmup, steps))
+                e2e.append(end_to_end(name, precision, args.batch, warmup, steps, train_cache, dev_cache,
+                                      args.threads, args.prefetch, work))
+            rows.append({"model": name, "precision": precision, "model_only": only, "end_to_end": e2e,
+                         "ratio": statistics.median(e2e) / statistics.median(only), "steps": steps})
     load_after = os.getloadavg()[0]
-    meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+    meta = {"rounds": args.rounds, "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
             "threads": args.threads, "batch": args.batch, "window": DEFAULT_WINDOW, "prefetch": args.prefetch,
             "load_before": load_before, "load_after": load_after}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"threads={args.threads} batch={args.batch} window={DEFAULT_WINDOW} prefetch={args.prefetch} "
           f"load {load_before:.1f} -> {load_after:.1f}")
-    print("| model | precision | model-only clips/s (before / after) | end-to-end clips/s | end-to-end / model-only |")
+    print("| model | precision | model-only clips/s, median (range) | end-to-end clips/s, median (range) "
+          "| end-to-end / model-only |")
     print("|---|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['model']} | {r['precision']} | {r['model_only_before']:.1f} / {r['model_only_after']:.1f} "
-              f"| {r['end_to_end']:.1f} | {r['ratio']:.2f} |")
+        cells = [f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})" for v in (r["model_only"], r["end_to_end"])]
+        print(f"| {r['model']} | {r['precision']} | {cells[0]} | {cells[1]} | {r['ratio']:.2f} |")
 
 
 if __name__ == "__main__":

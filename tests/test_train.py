@@ -207,3 +207,26 @@ def test_sigterm_saves_a_checkpoint_and_stops_cleanly(toy, tmp_path):
     last = load_checkpoint(run / "last.pt")
     assert last["step"] == result.step  # the checkpoint holds the very last step taken
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_schedule_warms_up_linearly_then_decays_to_the_floor():
+    from rawguard.training.schedule import lr_at
+
+    lrs = [lr_at(s, 1.0, warmup_steps=4, decay_steps=14, min_lr_ratio=0.1) for s in range(20)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))  # monotone decay
+    assert lrs[9] == pytest.approx(0.55) and lrs[14] == pytest.approx(0.1) and lrs[19] == pytest.approx(0.1)
+    assert lr_at(100, 2.0, schedule="constant") == 2.0
+    with pytest.raises(ValueError, match="train.max_steps"):
+        lr_at(0, 1.0, schedule="cosine", decay_steps=0)
+
+
+@pytest.mark.parametrize("amx, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_on_cpu_follows_amx(monkeypatch, amx, expected):
+    from rawguard.training import precision
+
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
+    assert precision.resolve_precision("auto", torch.device("cpu")) == expected
+    assert precision.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        precision.resolve_precision("fp16", torch.device("cpu"))

@@ -14,8 +14,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """Turn ``auto`` into a concrete choice and reject combinations that cannot work.
 
     ``auto``: on CUDA, bf16 where the GPU supports it (Ampere and newer: as fast as fp16 with fp32's
-    range, no scaler), else fp16 with a scaler; on CPU fp32, because CPU bf16 autocast only pays off
-    with AMX/AVX512-BF16 kernels and small 1-D convolutions often run slower in it (see BENCHMARKS.md).
+    range, no scaler), else fp16 with a scaler. On CPU, bf16 where the CPU has AMX tiles (Sapphire
+    Rapids and newer: RawNet2 steps ~2.5x faster in bf16 there, rawnet-lite's slightly, see
+    BENCHMARKS.md), else fp32: without AMX, CPU bf16 is emulated and slower. bf16 autocast keeps
+    fp32 master weights and the loss in fp32, so it needs no scaler and is safe to train with.
 
     Raises:
         ConfigError: naming ``train.precision``, for fp16 on CPU (no scaler support there) or an
@@ -24,12 +26,21 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
+        return "bf16" if cpu_has_amx() else "fp32"
     if precision not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"train.precision: unknown precision {precision!r} (expected auto, fp32, bf16 or fp16)")
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision: fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
     return precision
+
+
+def cpu_has_amx() -> bool:
+    """True when this CPU has AMX tile instructions (fast bf16 matrix kernels in oneDNN)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, present since torch 2.3
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
 
 
 def autocast(precision: str, device: torch.device) -> ContextManager:
