@@ -104,6 +104,17 @@ def test_loss_falls_and_run_files_are_written(toy, tmp_path):
     assert selection["window"] == 4000 and selection["hop"] == 4000
     assert set(selection["calibration"]) == {"scale", "bias"} and math.isfinite(selection["threshold"])
     assert best["model_name"] == "rawnet-lite" and best["model_config"]["gru_hidden"] == 16
+    # The stored selection is reproducible from best.pt alone: rebuild, score the dev cache, same EER/threshold.
+    from rawguard.metrics import compute_eer
+    from rawguard.models import create_model
+    from rawguard.scoring import score_cache
+
+    model = create_model(best["model_name"], **best["model_config"])
+    model.load_state_dict(best["model"])
+    scores = score_cache(model, toy, selection["window"], selection["hop"], 64, "cpu", "fp32")
+    assert scores.shape == (len(toy),) and scores.dtype == np.float32
+    eer, threshold = compute_eer(scores[toy.labels == 1], scores[toy.labels == 0])
+    assert (eer, threshold) == (selection["dev_eer"], selection["threshold"])
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["step"] == 40 and last["sampler"] == {"epoch": last["epoch"], "batch": last["sampler"]["batch"]}
     assert last["config"] == config.to_dict()

@@ -126,6 +126,9 @@ class EvalConfig:
     hop: int = DEFAULT_WINDOW
     """Hop between scoring windows in samples."""
     batch_size: int = 64
+    precision: str = "fp32"
+    """Precision of dev scoring. fp32 by default, as ``rawguard evaluate`` and the Detector score, so
+    the threshold and calibration stored in ``best.pt`` match the scores users will see."""
     patience: int = 0
     """Stop after this many dev evaluations without a lower EER (0 = never stop early)."""
 
@@ -454,6 +457,7 @@ def validate(config: RunConfig) -> RunConfig:
         ("eval.window", config.eval.window > 0, "must be > 0"),
         ("eval.hop", config.eval.hop > 0, "must be > 0"),
         ("eval.batch_size", config.eval.batch_size > 0, "must be > 0"),
+        ("eval.precision", config.eval.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
         ("eval.patience", config.eval.patience >= 0, "must be >= 0 (0 disables early stopping)"),
     ]
     for key, ok, message in checks:

@@ -165,8 +165,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def evaluate_dev(model: nn.Module, dev, config: RunConfig, device: torch.device, precision: str) -> dict[str, Any]:
-    """Dev EER, its threshold and a logistic calibration for the current weights.
+def evaluate_dev(model: nn.Module, dev, config: RunConfig, device: torch.device) -> dict[str, Any]:
+    """Dev EER, its threshold and a logistic calibration for the current weights (``eval.precision``).
 
     Returns:
         ``{"dev_eer", "threshold", "calibration": {"scale", "bias"}, "window", "hop"}`` (the
@@ -177,7 +177,7 @@ def evaluate_dev(model: nn.Module, dev, config: RunConfig, device: torch.device,
     from rawguard.scoring import score_cache
 
     scores = score_cache(
-        _unwrap(model), dev, config.eval.window, config.eval.hop, config.eval.batch_size, device, precision
+        _unwrap(model), dev, config.eval.window, config.eval.hop, config.eval.batch_size, device, config.eval.precision
     )
     labels = np.asarray(dev.labels)
     eer, threshold = compute_eer(scores[labels == BONAFIDE], scores[labels == SPOOF])
@@ -290,6 +290,7 @@ def _train(
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     precision = resolve_precision(cfg_t.precision, device)
+    resolve_precision(config.eval.precision, device)  # fp16 dev scoring on CPU: fail before training
     shards = ctx.world_size * cfg_t.grad_accum
     if config.data.batch_size % shards:
         raise ConfigError(
@@ -425,7 +426,7 @@ def _train(
         result = None
         if ctx.is_main:
             with preserved_rng(generator):
-                result = evaluate_dev(model, dev_set, config, device, precision)
+                result = evaluate_dev(model, dev_set, config, device)
         result = broadcast_object(result, ctx)
         selection, last_dev_eer = result, result["dev_eer"]
         early["last_eval_step"] = step
