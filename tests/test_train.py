@@ -241,3 +241,13 @@ def test_auto_precision_on_cpu_follows_amx(monkeypatch, amx, expected):
     assert precision.resolve_precision("fp32", torch.device("cpu")) == "fp32"
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         precision.resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_cli_reports_config_errors_with_the_key(toy, tmp_path, capsys):
+    from rawguard.cli import main
+
+    code = main(["train", "--train", str(toy.directory), "--dev", str(toy.directory), "--out", str(tmp_path / "r"),
+                 "--set", "optim.lrr=1e-3"])
+    assert code == 1
+    assert "unknown config key 'optim.lrr' (did you mean optim.lr" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing written for a rejected configuration
