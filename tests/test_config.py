@@ -74,7 +74,7 @@ def test_bad_overrides_name_the_key(override, message):
 
 def test_bad_yaml_files_name_the_file(tmp_path):
     missing = tmp_path / "missing.yaml"
-    with pytest.raises(ConfigError, match="missing.yaml: cannot read"):
+    with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
         load_config(missing)
     broken = tmp_path / "broken.yaml"
     broken.write_text("optim: [1, 2\n")
@@ -108,3 +108,14 @@ def test_rawnet2_recipe_matches_the_asvspoof_baseline():
     assert config.model.name == "rawnet2" and config.optim.name == "adam"
     assert config.optim.lr == 1e-4 and config.optim.weight_decay == 1e-4 and config.data.batch_size == 32
     assert config.train.class_weights == [0.1, 0.9] and config.data.window == 64600
+
+
+def test_packaged_recipes_by_name_and_stacked_files(tmp_path):
+    stacked = load_config(["shared_corpus", "augment/none"])
+    assert stacked.model.name == "rawnet-lite" and stacked.augment.enabled is False
+    assert load_config("shared_corpus") == load_config(Path(__file__).resolve().parents[1] / "configs" / "shared_corpus.yaml")
+    later = tmp_path / "later.yaml"
+    later.write_text("optim:\n  lr: 0.5\n")
+    assert load_config(["shared_corpus", later]).optim.lr == 0.5
+    with pytest.raises(ConfigError, match="packaged recipes: .*shared_corpus"):
+        load_config("no_such_recipe")

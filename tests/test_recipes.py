@@ -119,7 +119,7 @@ def test_recipe_prepares_every_set_of_its_layout(name, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_recipe_config_loads(name):
-    config = load_config(REPO / get_recipe(name).config)
+    config = load_config(get_recipe(name).config)
     assert config.model.name in {"rawnet-lite", "rawnet2"}
 
 

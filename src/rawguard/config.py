@@ -28,6 +28,7 @@ from typing import Any, Union
 
 import yaml
 
+from rawguard.augment import AugmentConfig
 from rawguard.conventions import DEFAULT_WINDOW
 
 
@@ -133,23 +134,7 @@ class EvalConfig:
     """Stop after this many dev evaluations without a lower EER (0 = never stop early)."""
 
 
-def _augment_config_class() -> type:
-    try:
-        from rawguard.augment import AugmentConfig
-    except ImportError as error:  # not installed / not built yet: only that module may be missing
-        if error.name != "rawguard.augment":
-            raise
-    else:
-        return AugmentConfig
 
-    @dataclass
-    class AugmentConfig:  # noqa: D401 - placeholder until rawguard.augment exists
-        """No augmentation available in this installation: the section accepts no keys."""
-
-    return AugmentConfig
-
-
-AugmentConfig = _augment_config_class()
 
 
 @dataclass
@@ -190,13 +175,35 @@ class RunConfig:
 # Loading and overriding
 
 
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+"""The recipes shipped inside the package (``configs/`` in a source checkout links here)."""
+
+
+def resolve_config_path(name: str | os.PathLike) -> Path:
+    """A config file path, or the name of a packaged recipe (``shared_corpus``, ``augment/none.yaml``).
+
+    Raises:
+        ConfigError: naming the path and listing the packaged recipes, when neither exists.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (PACKAGED_CONFIGS / path, PACKAGED_CONFIGS / path.with_name(path.name + ".yaml")):
+        if not path.is_absolute() and candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(str(p.relative_to(PACKAGED_CONFIGS).with_suffix("")) for p in PACKAGED_CONFIGS.rglob("*.yaml")))
+    raise ConfigError(f"{path}: config file not found (packaged recipes: {known})")
+
+
 def load_config(
-    yaml_path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()
+    yaml_path: str | os.PathLike | list | tuple | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> RunConfig:
-    """Defaults, then the YAML file, then ``key=value`` overrides; validated.
+    """Defaults, then the YAML file(s) in order, then ``key=value`` overrides; validated.
 
     Args:
-        yaml_path: a recipe (``configs/shared_corpus.yaml``) or a run's ``config.yaml``; None = defaults.
+        yaml_path: a recipe (``configs/shared_corpus.yaml``, or a packaged recipe's name such as
+            ``shared_corpus``), a run's ``config.yaml``, or a list of them (later files override
+            earlier ones, e.g. ``["shared_corpus", "augment/none"]``); None = defaults.
         overrides: ``["optim.lr=3e-4", "train.max_steps=200"]``; values are parsed as YAML scalars
             (or flow lists: ``train.class_weights=[0.1,0.9]``) and type-checked against the field.
 
@@ -205,8 +212,14 @@ def load_config(
             out-of-range values.
     """
     config = RunConfig()
-    if yaml_path is not None:
-        path = Path(yaml_path)
+    if yaml_path is None:
+        paths = []
+    elif isinstance(yaml_path, (list, tuple)):
+        paths = list(yaml_path)
+    else:
+        paths = [yaml_path]
+    for name in paths:
+        path = resolve_config_path(name)
         try:
             text = path.read_text()
         except OSError as error:

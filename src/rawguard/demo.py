@@ -78,15 +78,13 @@ class DemoResult:
 
 
 def demo_config_path() -> Path:
-    """``configs/demo.yaml``: packaged copy first (``rawguard/configs``), else the source checkout's."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "configs" / "demo.yaml", here.parents[1] / "configs" / "demo.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise DemoError(
-        "configs/demo.yaml not found (looked in the installed package and the source checkout); "
-        "reinstall rawguard or run from a source checkout"
-    )
+    """``configs/demo.yaml``, shipped inside the package."""
+    from rawguard.config import PACKAGED_CONFIGS
+
+    path = PACKAGED_CONFIGS / "demo.yaml"
+    if not path.is_file():
+        raise DemoError(f"{path}: the demo recipe is missing from this installation; reinstall rawguard")
+    return path
 
 
 def _claim(out_dir: Path) -> None:

@@ -46,7 +46,8 @@ class Recipe:
     train: DataSet
     dev: DataSet
     evaluations: tuple[DataSet, ...] = ()
-    config: str = "configs/asvspoof2019_la.yaml"
+    config: str = "asvspoof2019_la"
+    """Training recipe: a file, or the name of a packaged one (``rawguard/configs/<name>.yaml``)."""
     reported: tuple[str, ...] = field(default=())
     """What the field reports on this corpus, for comparison (system: figure, source)."""
 
@@ -63,7 +64,7 @@ RECIPES: dict[str, Recipe] = {
             description="the project's shared corpus (real speech, 15 TTS/VC/vocoder systems), dev = unseen speakers",
             train=DataSet("train", "protocols/train.txt", "flac", "asvspoof2019"),
             dev=DataSet("dev", "protocols/dev.txt", "flac", "asvspoof2019"),
-            config="configs/shared_corpus.yaml",
+            config="shared_corpus",
         ),
         Recipe(
             name="asvspoof2019-la",
@@ -79,7 +80,7 @@ RECIPES: dict[str, Recipe] = {
                     asv_scores="LA/ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt",
                 ),
             ),
-            config="configs/asvspoof2019_la.yaml",
+            config="asvspoof2019_la",
             reported=(
                 "RawNet2 (fixed sinc, Tak et al. 2021): 1.12 % EER, 0.0330 min t-DCF (eval)",
                 "AASIST (Jung et al. 2022): 0.83 % EER, 0.0275 min t-DCF (eval)",
@@ -94,7 +95,7 @@ RECIPES: dict[str, Recipe] = {
             evaluations=(
                 DataSet("eval", "keys/LA/CM/trial_metadata.txt", "ASVspoof2021_LA_eval/flac", "asvspoof2021-la"),
             ),
-            config="configs/asvspoof2019_la.yaml",
+            config="asvspoof2019_la",
             reported=("RawNet2 baseline B03 (ASVspoof 2021): 9.50 % EER, 0.4257 min t-DCF (LA eval)",),
         ),
         Recipe(
@@ -105,7 +106,7 @@ RECIPES: dict[str, Recipe] = {
             evaluations=(
                 DataSet("eval", "keys/DF/CM/trial_metadata.txt", "ASVspoof2021_DF_eval/flac", "asvspoof2021-df"),
             ),
-            config="configs/asvspoof2019_la.yaml",
+            config="asvspoof2019_la",
             reported=("RawNet2 baseline (ASVspoof 2021 DF): 22.38 % EER (DF eval)",),
         ),
         Recipe(
@@ -114,7 +115,7 @@ RECIPES: dict[str, Recipe] = {
             train=DataSet("train", "ASVspoof5.train.tsv", "flac_T", "asvspoof5"),
             dev=DataSet("dev", "ASVspoof5.dev.track_1.tsv", "flac_D", "asvspoof5"),
             evaluations=(DataSet("eval", "ASVspoof5.eval.track_1.tsv", "flac_E_eval", "asvspoof5"),),
-            config="configs/asvspoof5.yaml",
+            config="asvspoof5",
             reported=(
                 "ASVspoof 5 track 1 baselines (challenge summary, 2024): RawNet2 about 36 % EER, AASIST about 29 % EER (eval);"
                 " report minDCF / actDCF (rawguard metrics computes both)",
@@ -126,7 +127,7 @@ RECIPES: dict[str, Recipe] = {
             train=_LA19_TRAIN,
             dev=_LA19_DEV,
             evaluations=(DataSet("in-the-wild", "release_in_the_wild/meta.csv", "release_in_the_wild", "in-the-wild"),),
-            config="configs/asvspoof2019_la.yaml",
+            config="asvspoof2019_la",
             reported=("RawNet2 trained on ASVspoof 2019 LA (Mueller et al. 2022): about 34 % EER on In-the-Wild",),
         ),
     )

@@ -24,8 +24,9 @@ def register(subparsers, name: str, help: str) -> None:
     parser.add_argument("--out", required=True, metavar="RUN", help="run folder: config.yaml, last.pt, best.pt, metrics.jsonl, training_curves.png")
     parser.add_argument("--model", metavar="NAME", help="model name (sets model.name; default from the config)")
     parser.add_argument(
-        "--config", metavar="YAML",
-        help="recipe (configs/*.yaml); default: RUN/config.yaml when resuming, else the built-in defaults",
+        "--config", metavar="YAML", action="append",
+        help="recipe file or packaged recipe name (shared_corpus, augment/none, ...); repeat to stack files, "
+             "later ones overriding earlier ones; default: RUN/config.yaml when resuming, else the built-in defaults",
     )
     parser.add_argument(
         "--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from rawguard.train import CONFIG_FILE, RunExistsError, TrainingError, train
 
     config_path = args.config
-    if config_path is None and args.resume and (Path(args.out) / CONFIG_FILE).is_file():
+    if not config_path and args.resume and (Path(args.out) / CONFIG_FILE).is_file():
         config_path = Path(args.out) / CONFIG_FILE
     overrides = ([f"model.name={args.model}"] if args.model else []) + list(args.overrides)
     try:
