@@ -47,6 +47,7 @@ class RawNetLiteConfig:
     frontend_kernel: int = 64  # taps (4 ms at 16 kHz); a sinc front-end makes it odd
     frontend_stride: int = 16
     frontend_pool: int = 4  # with stride 16: one frame per 4 ms
+    log_compression: bool = False  # log of the pooled filter-bank magnitudes, as spectral CMs use
     block_channels: tuple[int, ...] = (32, 64)  # output channels of the residual blocks (the seed has 2)
     block_pools: tuple[int, ...] = (3, 3)  # max-pool after each block
     negative_slope: float = 0.3
@@ -133,7 +134,12 @@ class RawNetLite(nn.Module):
         """``[B, T]`` float waveform in [-1, 1], ``T >= min_samples`` -> ``[B, 2]`` logits."""
         check_waveform(x, self.min_samples, "rawnet-lite")
         x = self.frontend(x.unsqueeze(1)).abs()  # [B, C0, F]
-        x = self.frontend_act(self.frontend_bn(self.frontend_pool(x)))  # [B, C0, F / 4]
+        x = self.frontend_pool(x)  # [B, C0, F / pool]
+        if self.config.log_compression:
+            # Artefacts of resynthesis live in low-energy regions (between harmonics, unvoiced
+            # frames, the noise floor); without compression the loud voiced frames dominate.
+            x = torch.log(x + 1e-6)
+        x = self.frontend_act(self.frontend_bn(x))  # [B, C0, F / pool]
         for block, fms in zip(self.blocks, self.fms):
             x = fms(block(x))  # [B, C, N / pool]
         x = self.gru_act(self.gru_bn(x)).transpose(1, 2)  # [B, N, C]
