@@ -9,7 +9,7 @@ Data flow for a ``[B, T]`` waveform (default config; sizes for T = 64,600):
 stage                                      output              T = 64,600
 =========================================  ==================  ===========
 front-end conv 1 -> 32, k 64, stride 16    ``[B, 32, F]``      4,034
-``|x|``, max-pool 4, BN, LeakyReLU         ``[B, 32, F/4]``    1,008
+``|x|``, max-pool 4, log, BN, LeakyReLU    ``[B, 32, F/4]``    1,008
 res block 32 -> 32, max-pool 3, FMS        ``[B, 32, F/12]``     336
 res block 32 -> 64, max-pool 3, FMS        ``[B, 64, F/36]``     112
 BN, LeakyReLU, BiGRU(64 -> 64 per dir.)    ``[B, 128]``  (final fwd + bwd states)
@@ -47,7 +47,7 @@ class RawNetLiteConfig:
     frontend_kernel: int = 64  # taps (4 ms at 16 kHz); a sinc front-end makes it odd
     frontend_stride: int = 16
     frontend_pool: int = 4  # with stride 16: one frame per 4 ms
-    log_compression: bool = False  # log of the pooled filter-bank magnitudes, as spectral CMs use
+    log_compression: bool = True  # log of the pooled filter-bank magnitudes (see BENCHMARKS.md, shared corpus)
     block_channels: tuple[int, ...] = (32, 64)  # output channels of the residual blocks (the seed has 2)
     block_pools: tuple[int, ...] = (3, 3)  # max-pool after each block
     negative_slope: float = 0.3
