@@ -69,7 +69,7 @@ def summarize_run(run: Path) -> dict:
 
 def to_markdown(rows: list[dict]) -> str:
     lines = [
-        "| model | parameters | window | train wall time | steps (epochs) | train clips/s | best step | dev EER % |",
+        "| model | parameters | window | train wall time | steps (epochs) | clips/s (incl. dev evals) | best step | dev EER % |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
