@@ -4,7 +4,7 @@ Layout of a cache folder (``CACHE/``)::
 
     samples.int16   all accepted clips concatenated, raw little-endian int16 (``x * INT16_SCALE``)
     index.tsv       header + one row per clip: utt_id offset length label speaker system path extra(JSON)
-    rejected.tsv    header + one row per unusable file: utt_id path reason
+    rejected.tsv    one line per unusable file, no header: utt_id <TAB> path <TAB> reason (empty if none)
     meta.json       format, version, sample rate, counts, hours per class/system, fingerprint
     COMPLETE        written last, after everything above is fsync'ed; Cache.open needs it
 
@@ -58,7 +58,7 @@ JOURNAL_FILE = "journal.tsv"
 LOCK_FILE = ".prepare.lock"
 
 INDEX_COLUMNS = ("utt_id", "offset", "length", "label", "speaker", "system", "path", "extra")
-REJECTED_COLUMNS = ("utt_id", "path", "reason")
+REJECTED_COLUMNS = ("utt_id", "path", "reason")  # the fields of each rejected.tsv line, in order
 
 _log = logging.getLogger(__name__)
 
@@ -437,7 +437,8 @@ def _summary(out_dir, labels, systems, lengths, sample_rate, rejected, resumed, 
 def _finish(out_dir: Path, items: Sequence[Item], entries: list[_Entry], fingerprint: str,
             sample_rate: int, max_duration: float | None, resumed: int) -> PrepareSummary:
     """Write index, rejected list and meta from the journal, then COMPLETE; drop the journal."""
-    index_rows, rejected_rows = ["\t".join(INDEX_COLUMNS)], ["\t".join(REJECTED_COLUMNS)]
+    # rejected.tsv has no header so that its line count is the number of rejected files.
+    index_rows, rejected_rows = ["\t".join(INDEX_COLUMNS)], []
     offset = 0
     kept: list[int] = []
     for position, (item, entry) in enumerate(zip(items, entries, strict=True)):
@@ -450,7 +451,7 @@ def _finish(out_dir: Path, items: Sequence[Item], entries: list[_Entry], fingerp
             kept.append(position)
         else:
             rejected_rows.append("\t".join([item.utt_id, path, entry.reason]))
-    _write_atomic(out_dir / REJECTED_FILE, "\n".join(rejected_rows) + "\n")
+    _write_atomic(out_dir / REJECTED_FILE, "".join(row + "\n" for row in rejected_rows))
     if not kept:
         fsync_directory(out_dir)
         raise CacheError(f"{out_dir}: none of the {len(items)} files could be decoded; "
