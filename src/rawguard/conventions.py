@@ -53,6 +53,15 @@ _LABEL_ALIASES: dict[str, int] = {
 }
 
 
+def score_from_logits(logits):
+    """rawguard's score, ``logit[bonafide] - logit[spoof]``, of ``[..., 2]`` logits (torch or numpy).
+
+    The one place that fixes the score's definition and direction (higher = more bona fide); the
+    trainer's dev scoring, the Detector and the ONNX export all call it.
+    """
+    return logits[..., BONAFIDE] - logits[..., SPOOF]
+
+
 def parse_label(value: str) -> int:
     """Map a label spelling (``bonafide``, ``bona-fide``, ``spoof``, ``real``, ``fake``, ...) to its id.
 

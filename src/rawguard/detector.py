@@ -34,7 +34,7 @@ from torch import nn
 
 from rawguard.calibration import apply_calibration
 from rawguard.checkpoint import load_checkpoint
-from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SAMPLE_RATE, SPOOF, label_name
+from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SAMPLE_RATE, SPOOF, label_name, score_from_logits
 
 __all__ = ["DetectorError", "WindowScore", "DetectionResult", "Detector", "find_audio_files"]
 
@@ -211,7 +211,7 @@ class Detector:
         logits = self.model(torch.from_numpy(batch).to(self.device)).float()
         if logits.ndim != 2 or logits.shape != (batch.shape[0], 2):
             raise DetectorError(f"model output: expected [B, 2] logits with B={batch.shape[0]}, got {tuple(logits.shape)}")
-        scores = (logits[:, BONAFIDE] - logits[:, SPOOF]).double().cpu().numpy()
+        scores = score_from_logits(logits).double().cpu().numpy()
         if not np.isfinite(scores).all():
             raise DetectorError("model output: non-finite logits")
         return scores

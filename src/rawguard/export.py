@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rawguard.conventions import BONAFIDE, SAMPLE_RATE, SPOOF
+from rawguard.conventions import SAMPLE_RATE, score_from_logits
 
 __all__ = ["ExportError", "ScoringHead", "export_onnx", "onnx_metadata"]
 
@@ -43,7 +43,7 @@ class ScoringHead(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(waveform)
-        return logits, logits[:, BONAFIDE] - logits[:, SPOOF]
+        return logits, score_from_logits(logits)
 
 
 def onnx_metadata(detector) -> dict[str, str]:

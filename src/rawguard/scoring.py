@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rawguard.conventions import BONAFIDE, SPOOF
+from rawguard.conventions import score_from_logits
 from rawguard.data.dataset import eval_batches, to_float
 from rawguard.training.precision import autocast, resolve_precision
 
@@ -65,7 +65,7 @@ def score_cache(
             if logits.ndim != 2 or logits.shape[1] != 2 or logits.shape[0] != x.shape[0]:
                 raise ScoringError(f"model output: expected [B, 2] logits with B={x.shape[0]}, got {tuple(logits.shape)}")
             logits = logits.float()
-            score = (logits[:, BONAFIDE] - logits[:, SPOOF]).cpu().numpy()
+            score = score_from_logits(logits).cpu().numpy()
             if not np.all(np.isfinite(score)):
                 raise ScoringError("model output: non-finite logits while scoring (diverged training?)")
             index = utt.numpy()
