@@ -209,3 +209,66 @@ def test_cache_pickles_without_its_memmap(smoke_cache):
     assert clone._samples is None  # re-mapped lazily in the receiving process
     np.testing.assert_array_equal(clone.waveform(5), first)
     assert clone.seconds == pytest.approx(cache.meta["seconds"], abs=1e-3)
+
+
+# --- several protocols into one cache ---------------------------------------------------------------
+
+@pytest.fixture
+def two_protocols(tmp_path) -> tuple[Path, Path]:
+    """6 smoke lines (ASVspoof, audio in FLAC) and a CSV of 2 more clips beside it (own folder)."""
+    first = tmp_path / "first.txt"
+    first.write_text("".join(SMOKE.read_text().splitlines(keepends=True)[:6]))
+    (tmp_path / "more" / "clips").mkdir(parents=True)
+    for name in ("RG_D_000108", "RG_D_000110"):
+        (tmp_path / "more" / "clips" / f"{name}.flac").write_bytes((FLAC / f"{name}.flac").read_bytes())
+    second = tmp_path / "more" / "copies.csv"
+    second.write_text("id,path,label,speaker,system\ncopy/a,clips/RG_D_000108.flac,spoof,LS_730,voc-x\n"
+                      "copy/b,clips/RG_D_000110.flac,spoof,VCC_SM3,voc-x\n")
+    return first, second
+
+
+def test_prepare_two_protocols_into_one_cache(two_protocols, tmp_path, monkeypatch):
+    first, second = two_protocols
+    out = tmp_path / "cache"
+    args = ["prepare", str(first), str(second), "--audio-dir", str(FLAC), "--audio-dir", "-", "--out", str(out),
+            "--workers", "1", "--quiet"]
+    assert cli_main(args) == 0
+    cache = Cache.open(out)
+    smoke = read_protocol(first, audio_dir=FLAC)
+    assert cache.ids == [i.utt_id for i in smoke] + ["copy/a", "copy/b"]
+    assert cache.labels.tolist() == [i.label for i in smoke] + [0, 0]
+    assert cache.systems == [i.system for i in smoke] + ["voc-x", "voc-x"]
+    assert cache.meta["per_system"]["voc-x"][0] == 2 and cache.meta["clips"] == 8
+    np.testing.assert_array_equal(cache.waveform(7), sf.read(FLAC / "RG_D_000110.flac", dtype="int16")[0])
+    # The merged list fingerprints the same on every read: the same command decodes nothing again.
+    calls = _count_decodes(monkeypatch)
+    assert cli_main(args) == 0 and calls == []
+    # Another order is other data: the cache is rebuilt, in the new order.
+    assert cli_main(["prepare", str(second), str(first), "--audio-dir", "-", "--audio-dir", str(FLAC),
+                     "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert len(calls) == 8 and Cache.open(out).ids[:2] == ["copy/a", "copy/b"]
+
+
+def test_prepare_audio_dir_count_rules(two_protocols, tmp_path, capsys):
+    first, second = two_protocols
+    other = tmp_path / "other.txt"  # two ASVspoof protocols share one --audio-dir
+    other.write_text("".join(SMOKE.read_text().splitlines(keepends=True)[6:9]))
+    out = tmp_path / "c"
+    assert cli_main(["prepare", str(first), str(other), "--audio-dir", str(FLAC), "--out", str(out), "--workers", "1",
+                     "--quiet"]) == 0
+    assert len(Cache.open(out)) == 9
+    code = cli_main(["prepare", str(first), str(second), "--audio-dir", str(FLAC), "--audio-dir", "-",
+                     "--audio-dir", str(FLAC), "--out", str(out), "--quiet"])
+    assert code == 2 and "--audio-dir given 3 times for 2 protocols" in capsys.readouterr().err
+    # Given 0 times, each protocol uses its own folder: first.txt's has no audio, and the error says so.
+    assert cli_main(["prepare", str(first), str(second), "--out", str(out), "--quiet"]) == 2
+    assert f"{first}: none of the 6 utterance ids has an audio file" in capsys.readouterr().err
+
+
+def test_prepare_refuses_an_id_in_two_protocols(two_protocols, tmp_path, capsys):
+    first, second = two_protocols
+    clash = tmp_path / "clash.csv"
+    clash.write_text(f"id,path,label\nRG_D_000034,{FLAC / 'RG_D_000034.flac'},spoof\n")
+    assert cli_main(["prepare", str(first), str(clash), "--audio-dir", str(FLAC), "--audio-dir", "-",
+                     "--out", str(tmp_path / "c"), "--quiet"]) == 2
+    assert f"{clash}:2: utterance id 'RG_D_000034' is also in {first}:2" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from rawguard.conventions import BONAFIDE, SPOOF
-from rawguard.data.protocols import FORMATS, Item, ProtocolError, detect_format, read_protocol
+from rawguard.data.protocols import FORMATS, Item, ProtocolError, detect_format, read_protocol, read_protocols
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "protocols"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -128,6 +128,32 @@ def test_generic_csv_with_and_without_header():
     bare = read_protocol(FIXTURES / "generic_noheader.csv", format="csv")
     assert (bare[0].label, bare[0].speaker, bare[0].system) == (BONAFIDE, "-", "-")
     assert (bare[1].speaker, bare[1].system) == ("spk1", "tts_x")
+
+
+def test_csv_id_column_names_the_utterance(tmp_path):
+    (tmp_path / "list.csv").write_text("id,path,label,speaker,system\n"
+                                       "copy-1,clips/a.flac,spoof,spk1,voc\n"
+                                       '"x,y",clips/b.flac,bonafide,spk2,-\n')
+    items = read_protocol(tmp_path / "list.csv")
+    assert items[0] == Item("copy-1", tmp_path / "clips/a.flac", SPOOF, "spk1", "voc", {})  # id is not an extra
+    assert items[1].utt_id == "x,y" and items[1].path == tmp_path / "clips/b.flac"
+
+
+def test_csv_empty_id_names_file_and_line(tmp_path):
+    (tmp_path / "list.csv").write_text("path,id,label\na.flac,a,spoof\n\nb.flac,,spoof\n")
+    with pytest.raises(ProtocolError, match=r"list.csv:4 \(column 'id'\): empty id"):
+        read_protocol(tmp_path / "list.csv")
+
+
+def test_read_protocols_concatenates_and_refuses_shared_ids(tmp_path, audio_for):
+    (tmp_path / "extra.csv").write_text("id,path,label\nnew-1,n1.flac,spoof\nLA_T_1435437,n2.flac,spoof\n")
+    la = FIXTURES / "asvspoof2019_la.txt"
+    audio = audio_for("asvspoof2019_la.txt")
+    items = read_protocols([la, FIXTURES / "generic_header.csv"], [audio, None])
+    assert [i.utt_id for i in items] == [*_ids(la), "clips/a", "clips/b", "clips/c"]
+    assert items[0].path.parent == audio and items[-1].path == FIXTURES / "clips/c.wav"
+    with pytest.raises(ProtocolError, match=rf"extra.csv:3: utterance id 'LA_T_1435437' is also in {la}:3"):
+        read_protocols([la, tmp_path / "extra.csv"], [audio, None])
 
 
 @pytest.mark.parametrize(("classes", "labels"), [(("bonafide", "spoof"), (BONAFIDE, SPOOF)),

@@ -8,7 +8,7 @@ Supported formats (``FORMATS``; ``format="auto"`` detects them from the first li
 ``asvspoof2021-df``       2021 DF keys ``SPK UTT CODEC SOURCE ATTACK KEY TRIM SUBSET VOCODER ...``
 ``asvspoof5``             ``SPK UTT GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY -``
 ``in-the-wild``           ``meta.csv`` with header ``file,speaker,label`` (``bona-fide`` / ``spoof``)
-``csv``                   ``path,label[,speaker,system]`` with or without that header row
+``csv``                   ``[id,]path,label[,speaker,system]``; ``id`` only with a header row
 ``folder``                a directory with ``bonafide/`` + ``spoof/`` (or ``real/`` + ``fake/``)
 ========================  ==========================================================================
 
@@ -17,7 +17,11 @@ and key, and which columns are kept as ``Item.extra`` fields. Their audio is fou
 extension (``.flac`` first, then ``.wav``, then the other :data:`rawguard.audio.AUDIO_EXTENSIONS`)
 under ``audio_dir`` (default: the protocol's folder; a ``flac/`` or ``wav/`` subfolder is searched
 too, as in the ASVspoof distributions). CSV paths are relative to the CSV's folder unless
-``audio_dir`` is given.
+``audio_dir`` is given; a CSV's id is its ``id`` column when the header has one, else the path
+without its suffix.
+
+:func:`read_protocols` reads several protocols into one list (``rawguard prepare A B ...``), with
+utterance ids unique across all of them.
 
 Bona fide items always get ``system="-"`` (ASVspoof 5 writes ``bonafide`` there) so per-system
 summaries do not count bona fide as an attack.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +54,8 @@ class Item:
     """One utterance of a corpus.
 
     Attributes:
-        utt_id: unique utterance id (file stem for ASVspoof, relative path without suffix otherwise).
+        utt_id: unique utterance id (file stem for ASVspoof, a CSV's id column, else the relative path
+            without suffix).
         path: audio file (may not exist: ``prepare`` then rejects it with a reason).
         label: :data:`rawguard.conventions.BONAFIDE` (1) or ``SPOOF`` (0).
         speaker: speaker id, ``"-"`` if unknown.
@@ -199,13 +205,13 @@ def _read_csv(path: Path, audio_dir: Path | None, name: str) -> list[tuple[int, 
     if not rows:
         return []
     header = [cell.lower() for cell in rows[0][1]]
-    has_header = any(cell in ("path", "file", "label", "speaker", "system") for cell in header)
+    has_header = any(cell in ("id", "path", "file", "label", "speaker", "system") for cell in header)
     if name == "in-the-wild":
         columns = {"path": "file", "label": "label", "speaker": "speaker"}
         if not has_header or not all(c in header for c in columns.values()):
             raise ProtocolError(f"{path}:{rows[0][0]}: In-the-Wild meta.csv needs the header file,speaker,label; got {rows[0][1]}")
     elif has_header:
-        columns = {key: key for key in ("path", "label", "speaker", "system") if key in header}
+        columns = {key: key for key in ("id", "path", "label", "speaker", "system") if key in header}
         if "path" not in columns and "file" in header:
             columns["path"] = "file"
         if "path" not in columns or "label" not in columns:
@@ -228,7 +234,10 @@ def _read_csv(path: Path, audio_dir: Path | None, name: str) -> list[tuple[int, 
             raise ProtocolError(f"{where}: empty path")
         label = _label(values["label"], f"{where} (column 'label')")
         rel = Path(values["path"])
-        utt = rel.with_suffix("").as_posix()
+        # An explicit id lets two CSVs name copies of the same file differently (synth-spoof does).
+        utt = values["id"] if "id" in values else rel.with_suffix("").as_posix()
+        if not utt:
+            raise ProtocolError(f"{where} (column 'id'): empty id")
         system = values.get("system") or NO_SYSTEM
         extra = {h: row[header.index(h)] for h in extra_names}
         speaker = values.get("speaker") or NO_SYSTEM
@@ -306,7 +315,47 @@ def read_protocol(
         ProtocolError: naming file and line for a malformed line, an unknown label (with its value),
             a duplicate id, an undetectable or unknown format, a missing file, or no records.
     """
-    path = Path(path)
+    return [item for _, item in _read_numbered(Path(path), audio_dir, format)]
+
+
+def read_protocols(
+    paths: Sequence[str | os.PathLike],
+    audio_dirs: Sequence[str | os.PathLike | None] | None = None,
+    format: str = "auto",
+) -> list[Item]:
+    """Read several protocols into one list: the items of ``paths[0]``, then ``paths[1]``, ...
+
+    Args:
+        paths: protocol files, CSVs or folders (at least one).
+        audio_dirs: one per path (``None``: that protocol's default, its own folder); ``None``
+            for all defaults.
+        format: applied to every protocol (``"auto"`` detects each one's own).
+
+    Returns:
+        ``list[Item]``, never empty.
+
+    Raises:
+        ProtocolError: as :func:`read_protocol`, or an utterance id that two protocols share
+            (naming both protocols, with lines, and the id): one cache needs unique ids.
+    """
+    audio_dirs = [None] * len(paths) if audio_dirs is None else list(audio_dirs)
+    if not paths or len(audio_dirs) != len(paths):
+        raise ValueError(f"need one audio_dir per protocol: {len(paths)} protocols, {len(audio_dirs)} audio_dirs")
+    first: dict[str, str] = {}  # utt_id -> "protocol:line" where it was first seen
+    merged: list[Item] = []
+    for path, audio_dir in zip(map(Path, paths), audio_dirs):
+        for lineno, item in _read_numbered(path, audio_dir, format):
+            where = f"{path}:{lineno}" if lineno else str(path)  # folder layouts have no lines
+            if item.utt_id in first:
+                raise ProtocolError(f"{where}: utterance id {item.utt_id!r} is also in {first[item.utt_id]}; "
+                                    "ids must be unique across the protocols read together")
+            first[item.utt_id] = where
+            merged.append(item)
+    return merged
+
+
+def _read_numbered(path: Path, audio_dir: str | os.PathLike | None, format: str) -> list[tuple[int, Item]]:
+    """The body of :func:`read_protocol`: (line number, item) pairs, line 0 for folder layouts."""
     if not path.exists():
         raise ProtocolError(f"{path}: protocol not found")
     name = _FORMAT_ALIASES.get(format.lower(), format.lower())
@@ -331,4 +380,4 @@ def read_protocol(
         if item.utt_id in first_line:
             raise ProtocolError(f"{path}:{lineno}: duplicate utterance id {item.utt_id!r} (first on line {first_line[item.utt_id]})")
         first_line[item.utt_id] = lineno
-    return [item for _, item in items]
+    return items

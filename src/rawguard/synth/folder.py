@@ -1,50 +1,200 @@
-"""Copy-synthesis of a whole folder of bona fide recordings (``rawguard synth-spoof``).
+"""Copy-synthesis of one's own bona fide recordings (``rawguard synth-spoof``).
 
-Every audio file under ``in_dir`` (any format :func:`rawguard.audio.load_audio` reads, resampled to
-16 kHz mono) is resynthesised with one method of :data:`rawguard.synth.vocoders.METHODS` and written
-as 16-bit FLAC under ``out_dir`` with the same relative path. Training a detector on such copies
-of one's own bona fide data (paired with the originals) is a known way to make it listen to vocoder
-artefacts rather than to speaker, content or channel differences.
+Sources are either every audio file under a folder (:func:`synth_spoof_folder`) or the bona fide
+entries of a protocol (:func:`synth_spoof_protocol`, any format :func:`read_protocol` reads). Each
+is resynthesised with one method of :data:`rawguard.synth.vocoders.METHODS` and written as 16 kHz
+16-bit FLAC under ``out_dir``: at the same relative path (folder) or at ``<utt_id>.flac``
+(protocol). Training a detector on such copies of one's own bona fide data, paired with the
+originals, is a known way to make it listen to vocoder artefacts rather than to speaker, content
+or channel differences.
 
-A file that cannot be read or resynthesised is reported and skipped; the others are still written.
+``out_dir`` also receives
+
+- ``protocol.csv``: ``id,path,label,speaker,system`` for every copy (label ``spoof``, system
+  ``synth-<method>``, paths relative to ``out_dir``), so ``read_protocol(out_dir / "protocol.csv")``
+  and ``rawguard prepare`` read it as it is;
+- ``synth_spoof.tsv``: source, output, method and seed of every copy;
+- ``.synth_spoof.json``: method, seed and a fingerprint of the source list, so that a re-run never
+  mixes copies of another method, seed or source list into the folder.
+
+Resuming: each FLAC is written to a hidden temporary name beside its target and renamed into place,
+so a file with the final name is always complete. A re-run (after a kill, say) skips the targets
+that exist and makes the rest; both lists are rewritten atomically at the end and cover every copy
+made so far. A file that cannot be read or resynthesised is reported and skipped; the others are
+still written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import hashlib
+import io
+import json
 import multiprocessing
 import os
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from rawguard.conventions import SAMPLE_RATE
+from rawguard.conventions import BONAFIDE, SAMPLE_RATE
 from rawguard.synth.vocoders import METHODS, SynthError, resynthesize
 
 MANIFEST = "synth_spoof.tsv"
+PROTOCOL = "protocol.csv"
+STATE_FILE = ".synth_spoof.json"
+PARTIAL_SUFFIX = ".partial"
+"""Temporary files are ``.<name><PARTIAL_SUFFIX>`` beside their target: hidden, and not audio to any reader."""
+
+PROTOCOL_COLUMNS = ("id", "path", "label", "speaker", "system")
 
 
 class SynthFolderError(ValueError):
-    """The input folder, output folder or method cannot be used at all (nothing was written)."""
+    """The sources, output folder or method cannot be used at all (nothing was written)."""
+
+
+@dataclass(frozen=True)
+class SpoofSource:
+    """One bona fide recording to copy.
+
+    Attributes:
+        path: the source audio file.
+        target: where its copy goes, relative to ``out_dir`` (POSIX, ends in ``.flac``).
+        utt_id: the copy's id in ``protocol.csv`` (:func:`copy_id`).
+        speaker: the source's speaker (``"-"`` when unknown).
+    """
+
+    path: Path
+    target: str
+    utt_id: str
+    speaker: str = "-"
 
 
 @dataclass
 class SpoofSummary:
-    """Outcome of :func:`synth_spoof_folder`."""
+    """Outcome of :func:`synth_spoof` (and the folder / protocol front ends)."""
 
     out_dir: Path
     method: str
     written: list[Path] = field(default_factory=list)
+    """Copies made by this run."""
+    kept: list[Path] = field(default_factory=list)
+    """Copies that already existed (an earlier, maybe interrupted, run): not made again."""
     failed: list[tuple[Path, str]] = field(default_factory=list)
     """(source file, reason) of every file that was skipped."""
 
+    @property
+    def protocol(self) -> Path:
+        return self.out_dir / PROTOCOL
+
+
+def system_name(method: str) -> str:
+    """The spoofing-system name of copies made with ``method``: ``synth-<method>``."""
+    return f"synth-{method}"
+
+
+def copy_id(method: str, source_id: str) -> str:
+    """Id of the copy of ``source_id``: ``synth-<method>/<source_id>``, never a bona fide id."""
+    return f"{system_name(method)}/{source_id}"
+
+
+def folder_sources(in_dir: str | os.PathLike, out_dir: str | os.PathLike, method: str) -> list[SpoofSource]:
+    """Every audio file under ``in_dir`` (sorted; none under ``out_dir``), copied to the same relative path.
+
+    Raises:
+        SynthFolderError: missing ``in_dir`` or no audio files in it.
+    """
+    from rawguard.detector import find_audio_files  # the one definition of "audio files in a folder"
+
+    in_dir = Path(in_dir)
+    if not in_dir.is_dir():
+        raise SynthFolderError(f"{in_dir}: input folder not found")
+    out_abs = Path(out_dir).resolve()
+    files = [p for p in find_audio_files([in_dir]) if out_abs not in p.resolve().parents]
+    if not files:
+        raise SynthFolderError(f"{in_dir}: no audio files found")
+    sources = []
+    for path in files:
+        stem = path.relative_to(in_dir).with_suffix("").as_posix()
+        sources.append(SpoofSource(path, f"{stem}.flac", copy_id(method, stem)))
+    return sources
+
+
+def protocol_sources(
+    protocol: str | os.PathLike,
+    method: str,
+    audio_dir: str | os.PathLike | None = None,
+    format: str = "auto",
+) -> list[SpoofSource]:
+    """The bona fide entries of a protocol, sorted by id, each copied to ``<utt_id>.flac``.
+
+    Raises:
+        ProtocolError: the protocol cannot be read (names file and line).
+        SynthFolderError: it has no bona fide entry, or a copy id equals one of its ids.
+    """
+    from rawguard.data.protocols import read_protocol
+
+    items = read_protocol(protocol, audio_dir=audio_dir, format=format)
+    # Sorted, as folder sources are: a copy's seed then does not depend on the protocol's line order.
+    bonafide = sorted((item for item in items if item.label == BONAFIDE), key=lambda item: item.utt_id)
+    if not bonafide:
+        raise SynthFolderError(f"{protocol}: no bona fide entries to resynthesise ({len(items)} entries, all spoof)")
+    ids = {item.utt_id for item in items}
+    sources = []
+    for item in bonafide:
+        target = _target_for_id(item.utt_id, protocol)
+        source = SpoofSource(item.path, target, copy_id(method, item.utt_id), item.speaker)
+        if source.utt_id in ids:  # the copies would shadow a real entry in a cache of both protocols
+            raise SynthFolderError(f"{protocol}: copy id {source.utt_id!r} is already an id of the protocol")
+        sources.append(source)
+    return sources
+
+
+def _target_for_id(utt_id: str, protocol: str | os.PathLike) -> str:
+    """``<utt_id>.flac`` as a path that stays inside the output folder.
+
+    CSV ids can be absolute or climb (``/data/x``, ``../flac/x``): the root is dropped and each
+    ``..`` becomes ``__``, so no copy can land on (and overwrite) a source. Two ids that end up
+    equal are caught by :func:`synth_spoof`.
+    """
+    parts = [("__" if part == ".." else part) for part in PurePosixPath(utt_id).parts if part != "/"]
+    if not parts:
+        raise SynthFolderError(f"{protocol}: utterance id {utt_id!r} cannot name an output file")
+    return "/".join(parts) + ".flac"
+
+
+def _file_seed(seed: int, index: int) -> int:
+    """Seed of the copy at ``index`` in the sorted source list: copies are reproducible one by one."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary handle on a temporary file beside ``path``; renamed to ``path`` only once complete.
+
+    A kill at any moment leaves either no ``path`` or a complete one (plus, maybe, a temporary file
+    that the next write of the same ``path`` replaces).
+    """
+    tmp = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())  # the data reaches the disk before the name does
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
 
 def _spoof_one(task: tuple[str, str, str, int]) -> tuple[str, str | None]:
-    """Worker: load, resynthesise, write. Returns (source, error message or None)."""
+    """Worker: load, resynthesise, write atomically. Returns (source, error message or None)."""
     from rawguard.audio import AudioError, load_audio
 
     source, target, method, seed = task
@@ -52,12 +202,130 @@ def _spoof_one(task: tuple[str, str, str, int]) -> tuple[str, str | None]:
         wave = load_audio(source)
         copy = resynthesize(wave, method, np.random.default_rng(seed))
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(target, copy, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+        with _atomic_file(Path(target)) as handle:
+            sf.write(handle, copy, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     except (AudioError, SynthError, OSError, sf.LibsndfileError) as error:
         return source, str(error) if isinstance(error, AudioError) else f"{source}: {error}"
     except Exception as error:  # noqa: BLE001 - one odd file must not abort a folder of thousands
         return source, f"{source}: unexpected {type(error).__name__}: {error}"
     return source, None
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise SynthFolderError(f"unknown resynthesis method {method!r} (choose from: {', '.join(METHODS)})")
+
+
+def _check_targets(sources: Sequence[SpoofSource]) -> None:
+    first: dict[str, Path] = {}
+    for source in sources:
+        if source.target in first:
+            raise SynthFolderError(f"{first[source.target]} and {source.path} would both be copied to "
+                                   f"{source.target}; rename one of them")
+        first[source.target] = source.path
+
+
+def _claim(out_dir: Path, method: str, seed: int, sources: Sequence[SpoofSource]) -> None:
+    """Record what ``out_dir`` holds copies of; refuse a folder made with other settings.
+
+    Without this, a re-run with another method would keep the old copies (their targets exist)
+    and label them with the new method.
+    """
+    digest = hashlib.sha256()
+    for source in sources:  # targets in order: also fixes each target's seed (its position)
+        digest.update(json.dumps([os.path.abspath(source.path), source.target, source.utt_id]).encode() + b"\n")
+    state = {"method": method, "seed": seed, "sources": len(sources), "fingerprint": digest.hexdigest()}
+    state_path = out_dir / STATE_FILE
+    if state_path.is_file():
+        try:
+            held = json.loads(state_path.read_text())
+        except (OSError, ValueError) as error:
+            raise SynthFolderError(f"{state_path}: unreadable ({error}); delete {out_dir} to start over") from None
+        if held != state:
+            what = (f"{held.get('method')} copies with seed {held.get('seed')}"
+                    if (held.get("method"), held.get("seed")) != (method, seed)
+                    else f"copies of another list of sources ({held.get('sources')} files, now {len(sources)})")
+            raise SynthFolderError(f"{out_dir}: holds {what}; use another OUT_DIR, or delete this one to start over")
+        return
+    with _atomic_file(state_path) as handle:
+        handle.write((json.dumps(state) + "\n").encode())
+
+
+def _protocol_text(method: str, sources: Sequence[SpoofSource]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")  # quotes ids or paths with commas
+    writer.writerow(PROTOCOL_COLUMNS)
+    writer.writerows((s.utt_id, s.target, "spoof", s.speaker, system_name(method)) for s in sources)
+    return buffer.getvalue()
+
+
+def synth_spoof(
+    sources: Sequence[SpoofSource],
+    out_dir: str | os.PathLike,
+    method: str,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> SpoofSummary:
+    """Resynthesise every source into ``out_dir`` (resumable; see the module docstring).
+
+    Args:
+        sources: what to copy and where (:func:`folder_sources`, :func:`protocol_sources`), in the
+            order that fixes each copy's seed.
+        out_dir: destination; receives the copies, ``protocol.csv``, ``synth_spoof.tsv``.
+        method: a key of :data:`rawguard.synth.vocoders.METHODS`.
+        seed: the copy at position ``i`` is a deterministic function of ``(seed, i)``.
+        workers: processes (default: CPU count, at most 4); 1 runs in-process.
+        progress: tqdm bar (files/s, ETA).
+
+    Returns:
+        A :class:`SpoofSummary`; per-file failures are listed there, not raised.
+
+    Raises:
+        SynthFolderError: unknown method, no sources, two sources with one target, or ``out_dir``
+            holds copies made with another method, seed or source list.
+    """
+    from rawguard.checkpoint import fsync_directory  # here, not at the top: keeps workers free of torch
+
+    _check_method(method)
+    if not sources:
+        raise SynthFolderError("no sources to resynthesise")
+    _check_targets(sources)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _claim(out_dir, method, seed, sources)
+    tasks = [(str(s.path), str(out_dir / s.target), method, _file_seed(seed, i)) for i, s in enumerate(sources)]
+    summary = SpoofSummary(out_dir=out_dir, method=method)
+    done = [os.path.isfile(task[1]) for task in tasks]  # only complete files have the final name
+    summary.kept = [Path(task[1]) for task, ok in zip(tasks, done) if ok]
+    todo = [(i, task) for i, (task, ok) in enumerate(zip(tasks, done)) if not ok]
+    workers = workers or min(4, os.cpu_count() or 1)
+    bar = tqdm(total=len(tasks), initial=len(summary.kept), desc=f"synth-spoof {method}", unit="file",
+               disable=not progress)
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
+        if workers <= 1 or len(todo) <= 1:
+            results = map(_spoof_one, (task for _, task in todo))
+        else:
+            spawn = multiprocessing.get_context("spawn")  # safe even if the caller runs threads
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=spawn))
+            results = pool.map(_spoof_one, [task for _, task in todo], chunksize=4)
+        for (i, task), (source, error) in zip(todo, results):
+            bar.update()
+            if error is None:
+                done[i] = True
+                summary.written.append(Path(task[1]))
+            else:
+                summary.failed.append((Path(source), error))
+                bar.write(f"synth-spoof: skipped {error}")
+    completed = [i for i, ok in enumerate(done) if ok]
+    manifest = "".join(f"{tasks[i][0]}\t{tasks[i][1]}\t{method}\t{tasks[i][3]}\n" for i in completed)
+    for name, text in ((MANIFEST, "source\toutput\tmethod\tseed\n" + manifest),
+                       (PROTOCOL, _protocol_text(method, [sources[i] for i in completed]))):
+        with _atomic_file(out_dir / name) as handle:
+            handle.write(text.encode("utf-8"))
+    fsync_directory(out_dir)
+    return summary
 
 
 def synth_spoof_folder(
@@ -72,54 +340,37 @@ def synth_spoof_folder(
 
     Args:
         in_dir: folder searched recursively for audio files (:data:`rawguard.audio.AUDIO_EXTENSIONS`);
-            files already under ``out_dir`` are ignored.
-        out_dir: destination; also receives ``synth_spoof.tsv`` (source, output, method, seed).
-        method: a key of :data:`rawguard.synth.vocoders.METHODS`.
-        seed: copies are a deterministic function of (seed, file position in sorted order).
-        workers: processes (default: CPU count, at most 4); 1 runs in-process.
-        progress: tqdm bar (files/s, ETA).
-
-    Returns:
-        A :class:`SpoofSummary`; per-file failures are listed there, not raised.
+            files already under ``out_dir`` are ignored. Copies get speaker ``-``.
+        out_dir, method, seed, workers, progress: as for :func:`synth_spoof`.
 
     Raises:
-        SynthFolderError: unknown method, missing ``in_dir``, or no audio files in it.
+        SynthFolderError: unknown method, missing ``in_dir``, no audio files in it, two files with
+            one target (``a.wav`` and ``a.flac``), or ``out_dir`` made with other settings.
     """
-    from rawguard.detector import find_audio_files  # the one definition of "audio files in a folder"
+    _check_method(method)  # before looking at the folder: the cheaper mistake to report
+    return synth_spoof(folder_sources(in_dir, out_dir, method), out_dir, method, seed, workers, progress)
 
-    if method not in METHODS:
-        raise SynthFolderError(f"unknown resynthesis method {method!r} (choose from: {', '.join(METHODS)})")
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
-        raise SynthFolderError(f"{in_dir}: input folder not found")
-    out_abs = out_dir.resolve()
-    sources = [p for p in find_audio_files([in_dir]) if out_abs not in p.resolve().parents]
-    if not sources:
-        raise SynthFolderError(f"{in_dir}: no audio files found")
-    tasks = []
-    for index, source in enumerate(sources):
-        target = (out_dir / source.relative_to(in_dir)).with_suffix(".flac")
-        tasks.append((str(source), str(target), method, int(np.random.SeedSequence([seed, index]).generate_state(1)[0])))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = SpoofSummary(out_dir=out_dir, method=method)
-    workers = workers or min(4, os.cpu_count() or 1)
-    bar = tqdm(total=len(tasks), desc=f"synth-spoof {method}", unit="file", disable=not progress)
-    ok_rows = []
-    with contextlib.ExitStack() as stack:
-        stack.callback(bar.close)
-        if workers <= 1 or len(tasks) == 1:
-            results = map(_spoof_one, tasks)
-        else:
-            spawn = multiprocessing.get_context("spawn")  # safe even if the caller runs threads
-            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=spawn))
-            results = pool.map(_spoof_one, tasks, chunksize=4)
-        for task, (source, error) in zip(tasks, results):
-            bar.update()
-            if error is None:
-                summary.written.append(Path(task[1]))
-                ok_rows.append(f"{task[0]}\t{task[1]}\t{method}\t{task[3]}")
-            else:
-                summary.failed.append((Path(source), error))
-                bar.write(f"synth-spoof: skipped {error}")
-    (out_dir / MANIFEST).write_text("source\toutput\tmethod\tseed\n" + "".join(r + "\n" for r in ok_rows))
-    return summary
+
+def synth_spoof_protocol(
+    protocol: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    method: str,
+    audio_dir: str | os.PathLike | None = None,
+    format: str = "auto",
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> SpoofSummary:
+    """Resynthesise the bona fide entries of a protocol into ``out_dir/<utt_id>.flac``.
+
+    Args:
+        protocol, audio_dir, format: as for :func:`rawguard.data.protocols.read_protocol`.
+        out_dir, method, seed, workers, progress: as for :func:`synth_spoof`. Copies keep their
+            source's speaker.
+
+    Raises:
+        ProtocolError: the protocol cannot be read.
+        SynthFolderError: as :func:`synth_spoof`, or no bona fide entry in the protocol.
+    """
+    _check_method(method)
+    return synth_spoof(protocol_sources(protocol, method, audio_dir, format), out_dir, method, seed, workers, progress)
