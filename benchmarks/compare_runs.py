@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rawguard.checkpoint import load_checkpoint  # noqa: E402
-from rawguard.models import create_model  # noqa: E402
+from rawguard.models import create_model_from_saved  # noqa: E402
 
 
 def _read_log(run: Path) -> tuple[list[dict], list[dict]]:
@@ -33,7 +33,7 @@ def summarize_run(run: Path) -> dict:
     train_rows, dev_rows = _read_log(run)
     best = load_checkpoint(run / "best.pt")
     last = load_checkpoint(run / "last.pt")
-    model = create_model(best["model_name"], **best["model_config"])
+    model = create_model_from_saved(best["model_name"], best["model_config"])
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     window = best["config"]["data"]["window"]
     batch = best["config"]["data"]["batch_size"]

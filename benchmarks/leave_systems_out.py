@@ -59,18 +59,22 @@ def condition_overrides(name: str) -> list[str]:
     return flatten(yaml.safe_load(path.read_text()) or {})
 
 
-def prepare(work: Path, held_out: list[str]) -> dict[str, Path]:
-    """Caches: train without the held-out systems, the whole dev set, dev without them."""
+def prepare(work: Path, held_out: list[str], train_extra: list[Path] | None = None) -> dict[str, Path]:
+    """Caches: train without the held-out systems (plus ``train_extra`` protocols, e.g. the
+    ``protocol.csv`` of ``rawguard synth-spoof`` copies of train bona fide), the whole dev set,
+    dev without the held-out systems."""
     from rawguard.data.cache import prepare_cache
-    from rawguard.data.protocols import read_protocol
+    from rawguard.data.protocols import read_protocol, read_protocols
 
     audio = CORPUS / "flac"
-    train_items = read_protocol(CORPUS / "protocols" / "train.txt", audio_dir=audio)
+    extra = list(train_extra or [])
+    train_items = read_protocols([CORPUS / "protocols" / "train.txt", *extra], [audio, *[None] * len(extra)])
     dev_items = read_protocol(CORPUS / "protocols" / "dev.txt", audio_dir=audio)
     missing = sorted(set(held_out) - {item.system for item in train_items})
     if missing:
         raise SystemExit(f"--held-out: {', '.join(missing)} not in {CORPUS / 'protocols' / 'train.txt'}")
     tag = "-".join(sorted(held_out))
+    train_tag = tag + "".join(f"+{p.parent.name}" for p in extra)  # extra data: another train cache
     sets = {
         "train_seen": [i for i in train_items if i.system not in held_out],
         "dev": dev_items,
@@ -78,7 +82,7 @@ def prepare(work: Path, held_out: list[str]) -> dict[str, Path]:
     }
     paths = {}
     for name, items in sets.items():
-        folder = work / (f"{name}_{tag}" if name != "dev" else name)
+        folder = work / {"train_seen": f"{name}_{train_tag}", "dev": name}.get(name, f"{name}_{tag}")
         prepare_cache(items, folder, progress=True)
         paths[name] = folder
     return paths
@@ -86,10 +90,10 @@ def prepare(work: Path, held_out: list[str]) -> dict[str, Path]:
 
 def load_weights(run_dir: Path):
     from rawguard.checkpoint import load_checkpoint
-    from rawguard.models import create_model
+    from rawguard.models import create_model_from_saved
 
     state = load_checkpoint(run_dir / "last.pt")
-    model = create_model(state["model_name"], **state["model_config"])
+    model = create_model_from_saved(state["model_name"], state["model_config"])
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -211,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=64_600)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (the machine is shared)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides for every run")
+    parser.add_argument("--train-extra", nargs="*", type=Path, default=[], metavar="PROTOCOL",
+                        help="more training data for every run, e.g. synth-spoof copies of train bona fide "
+                             "(their protocol.csv); held-out systems are still removed")
     parser.add_argument("--work", type=Path, default=ROOT / "caches" / "lso", help="cache folder (git-ignored)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "lso", help="run folders (git-ignored)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
@@ -221,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shared corpus not found at {CORPUS}", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
-    caches = prepare(args.work, args.held_out)
+    caches = prepare(args.work, args.held_out, args.train_extra)
     records = []
     for seed in args.seeds:  # seeds outermost: a cut-short sweep still has every condition paired
         for condition in args.conditions:
@@ -232,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     table = summarise(records, args.held_out)
     header = (f"Leave-systems-out: held out {', '.join(args.held_out)}; rawnet-lite, {args.steps} steps x "
               f"batch {args.batch_size} x {args.window} samples, {args.threads} thread(s), seeds "
-              f"{', '.join(map(str, args.seeds))}.")
+              f"{', '.join(map(str, args.seeds))}"
+              + (f"; overrides {' '.join(args.set)}" if args.set else "")
+              + (f"; extra training data {', '.join(p.parent.name for p in args.train_extra)}" if args.train_extra else "")
+              + ".")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text(header + "\n\n" + table + "\n")
     (args.out / f"{args.name}.json").write_text(json.dumps(records, indent=2))

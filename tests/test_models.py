@@ -228,6 +228,37 @@ def test_rawnet_lite_gradients_reach_the_front_end(frontend, first_param, real_c
     assert dict(model.named_parameters())[first_param].grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("summary", ["last", "mean", "meanmax"])
+def test_rawnet_lite_summaries_train_and_keep_shapes(summary, real_clips):
+    torch.manual_seed(0)
+    model = create_model("rawnet-lite", summary=summary).train()
+    batch = torch.stack([torch.from_numpy(np.resize(w, 16_000)) for w in real_clips])
+    logits = model(batch)
+    assert logits.shape == (4, 2)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([1, 1, 0, 0])).backward()
+    assert model.gru.weight_ih_l0.grad.abs().sum() > 0
+    assert model.fc.in_features == 2 * model.config.gru_hidden * (2 if summary == "meanmax" else 1)
+
+
+def test_rawnet_lite_mean_summary_is_the_average_of_the_gru_outputs(real_clips):
+    """With ``summary="mean"`` the classifier sees the time-average of the BiGRU outputs: check it
+    against a forward hook on the GRU and the classifier input."""
+    torch.manual_seed(0)
+    model = create_model("rawnet-lite", summary="mean").eval()
+    seen = {}
+    model.gru.register_forward_hook(lambda _m, _i, out: seen.update(gru=out[0]))
+    model.fc.register_forward_hook(lambda _m, inputs, _o: seen.update(fc=inputs[0]))
+    batch = torch.stack([torch.from_numpy(np.resize(w, 20_000)) for w in real_clips])
+    with torch.inference_mode():
+        model(batch)
+    torch.testing.assert_close(seen["fc"], seen["gru"].mean(dim=1))
+
+
+def test_rawnet_lite_rejects_an_unknown_summary():
+    with pytest.raises((ModelConfigError, ValueError), match="summary"):
+        create_model("rawnet-lite", summary="attention")
+
+
 @pytest.mark.parametrize("name", ["rawnet-lite", "rawnet2"])
 def test_bf16_autocast_forward_on_cpu_tracks_fp32(name, lite, rawnet2, real_clips):
     model = {"rawnet-lite": lite, "rawnet2": rawnet2}[name].eval()
@@ -259,3 +290,21 @@ def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(lite, tmp_pat
         with torch.inference_mode():
             expected = lite(x).numpy()
         np.testing.assert_allclose(session.run(None, {"waveform": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_checkpoints_saved_before_a_config_field_existed_still_load():
+    """A rawnet-lite checkpoint written before ``summary`` existed stores no such key; it must be
+    rebuilt with the old behaviour ("last"), whose classifier shape its weights have."""
+    from rawguard.models import create_model_from_saved
+
+    torch.manual_seed(0)
+    old = create_model("rawnet-lite", summary="last").eval()
+    saved = dataclasses.asdict(old.config)
+    del saved["summary"]
+    rebuilt = create_model_from_saved("rawnet-lite", saved).eval()
+    rebuilt.load_state_dict(old.state_dict())
+    x = 0.1 * torch.randn(2, 16_000)
+    with torch.inference_mode():
+        torch.testing.assert_close(rebuilt(x), old(x))
+    # A config that names the field keeps it.
+    assert create_model_from_saved("rawnet-lite", dataclasses.asdict(create_model("rawnet-lite").config)).config.summary == "meanmax"

@@ -169,7 +169,7 @@ class Detector:
             CheckpointError: the file is missing, corrupt or not a rawguard checkpoint.
             DetectorError: naming the path and key, when model keys are missing or do not fit.
         """
-        from rawguard.models import create_model
+        from rawguard.models import create_model_from_saved
 
         path = Path(path)
         state = load_checkpoint(path, map_location="cpu")
@@ -177,7 +177,7 @@ class Detector:
             if key not in state:
                 raise DetectorError(f"{path}: checkpoint has no {key!r} (not a trained rawguard model?)")
         try:
-            model = create_model(state["model_name"], **dict(state["model_config"]))
+            model = create_model_from_saved(state["model_name"], dict(state["model_config"]))
             model.load_state_dict(state["model"])
         except (ValueError, RuntimeError, TypeError) as error:
             raise DetectorError(f"{path}: cannot rebuild model {state['model_name']!r}: {str(error).splitlines()[0]}") from error

@@ -168,10 +168,23 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return model_cls(build_config(name, **overrides))
 
 
+def create_model_from_saved(name: str, saved_config: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from the config dict a checkpoint stored (``dataclasses.asdict``).
+
+    A field the saved config lacks was added to the model after that checkpoint was written; it
+    takes the value listed in the config class's ``LEGACY_DEFAULTS`` (the behaviour before the
+    field existed), not today's default, so older checkpoints keep loading.
+    """
+    _, config_cls = _lookup(name)
+    legacy = {key: value for key, value in getattr(config_cls, "LEGACY_DEFAULTS", {}).items() if key not in saved_config}
+    return create_model(name, **{**legacy, **saved_config})
+
+
 __all__ = [
     "ModelConfigError",
     "build_config",
     "create_model",
+    "create_model_from_saved",
     "get_config_class",
     "list_models",
     "register_model",

@@ -12,8 +12,9 @@ front-end conv 1 -> 32, k 64, stride 16    ``[B, 32, F]``      4,034
 ``|x|``, max-pool 4, log, BN, LeakyReLU    ``[B, 32, F/4]``    1,008
 res block 32 -> 32, max-pool 3, FMS        ``[B, 32, F/12]``     336
 res block 32 -> 64, max-pool 3, FMS        ``[B, 64, F/36]``     112
-BN, LeakyReLU, BiGRU(64 -> 64 per dir.)    ``[B, 128]``  (final fwd + bwd states)
-linear 128 -> 2                            ``[B, 2]`` logits
+BN, LeakyReLU, BiGRU(64 -> 64 per dir.)    ``[B, N, 128]``       112
+mean and max over time                     ``[B, 256]``
+linear 256 -> 2                            ``[B, 2]`` logits
 =========================================  ==================  ===========
 
 The front-end is a plain learnable ``Conv1d`` (``frontend="conv"``) or SincNet-style band-pass
@@ -27,7 +28,7 @@ depend on ``T``; any ``T >= min_samples`` (624 by default) works.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -42,6 +43,9 @@ from rawguard.models.sinc import LearnableSincConv, odd_kernel_size
 class RawNetLiteConfig:
     """Hyper-parameters of :class:`RawNetLite` (defaults: ~0.1 M parameters)."""
 
+    # Values for fields that checkpoints written before the field existed do not store.
+    LEGACY_DEFAULTS: ClassVar[dict[str, object]] = {"summary": "last"}
+
     frontend: Literal["conv", "sinc"] = "conv"
     frontend_channels: int = 32
     frontend_kernel: int = 64  # taps (4 ms at 16 kHz); a sinc front-end makes it odd
@@ -53,6 +57,11 @@ class RawNetLiteConfig:
     negative_slope: float = 0.3
     feature_scaling: bool = True  # RawNet2's filter-wise feature-map scaling after each block
     gru_hidden: int = 64  # per direction
+    # How the BiGRU's outputs become one clip vector: "last" = the final forward + backward states
+    # (the seed, RawNet2); "mean" / "meanmax" = the average (and maximum) of the outputs over all
+    # time steps, so every frame gets a direct gradient instead of one through the whole
+    # recurrence, and a local artefact anywhere in the clip reaches the classifier.
+    summary: Literal["last", "mean", "meanmax"] = "meanmax"  # see BENCHMARKS.md, shared corpus
     dropout: float = 0.0  # before the classifier
     sample_rate: int = SAMPLE_RATE
 
@@ -67,6 +76,8 @@ class RawNetLiteConfig:
             )
         if not self.block_channels or min(self.block_channels) < 1 or min(self.block_pools) < 1:
             raise ValueError("rawnet-lite config: block_channels / block_pools must be non-empty and positive")
+        if self.summary not in ("last", "mean", "meanmax"):
+            raise ValueError(f"rawnet-lite config: summary must be 'last', 'mean' or 'meanmax', got {self.summary!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -121,7 +132,8 @@ class RawNetLite(nn.Module):
         self.gru_act = nn.LeakyReLU(config.negative_slope)
         self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(config.dropout)
-        self.fc = nn.Linear(2 * config.gru_hidden, 2)
+        summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
+        self.fc = nn.Linear(summary_size, 2)
         self._kernel = kernel
         self._pools = [config.frontend_pool, *config.block_pools]
         self.min_samples = min_input_length(kernel, config.frontend_stride, self._pools)
@@ -143,6 +155,11 @@ class RawNetLite(nn.Module):
         for block, fms in zip(self.blocks, self.fms):
             x = fms(block(x))  # [B, C, N / pool]
         x = self.gru_act(self.gru_bn(x)).transpose(1, 2)  # [B, N, C]
-        _, hidden = gru_fp32(self.gru, x)  # [2, B, H]: final forward state, final backward state
-        summary = torch.cat([hidden[0], hidden[1]], dim=-1)  # [B, 2H]
+        outputs, hidden = gru_fp32(self.gru, x)  # [B, N, 2H], [2, B, H]
+        if self.config.summary == "last":
+            summary = torch.cat([hidden[0], hidden[1]], dim=-1)  # [B, 2H]: final fwd + bwd states
+        elif self.config.summary == "mean":
+            summary = outputs.mean(dim=1)  # [B, 2H]
+        else:
+            summary = torch.cat([outputs.mean(dim=1), outputs.amax(dim=1)], dim=-1)  # [B, 4H]
         return self.fc(self.dropout(summary))  # [B, 2]
