@@ -3,6 +3,11 @@
 # Both select best.pt on dev (unseen speakers) and are evaluated on dev; the table and plot land in
 # $OUT/comparison.{md,png,json}. Usage (from the repository root):
 #   MINUTES=15 THREADS=2 bash benchmarks/shared_corpus_head_to_head.sh
+# SYNTH lists the copy-synthesis methods (as `rawguard recipe shared-corpus`): copies of the train
+# bona fide clips join the train cache as extra spoofs, so both models train on the same data.
+# SYNTH="" trains on the corpus alone. Changing SYNTH changes the train cache, and `rawguard train`
+# would resume an existing $OUT/<model> on it: give each SYNTH its own OUT (an OUT from before SYNTH
+# existed holds runs trained without copies).
 # Every step resumes if interrupted: re-run the same command.
 set -euo pipefail
 CORPUS=${CORPUS:-../shared/corpus}
@@ -10,8 +15,19 @@ OUT=${OUT:-runs/shared}
 MINUTES=${MINUTES:-15}
 THREADS=${THREADS:-2}
 MODELS=${MODELS:-"lite:shared_corpus rawnet2:shared_corpus_rawnet2"}
+SYNTH=${SYNTH-"lpc sinusoidal world griffin_lim"}  # '-', not ':-': an empty SYNTH means none
 
-rawguard prepare "$CORPUS/protocols/train.txt" --audio-dir "$CORPUS/flac" --out "$OUT/caches/train" --quiet
+train_protocols=("$CORPUS/protocols/train.txt")
+audio_dirs=(--audio-dir "$CORPUS/flac")
+for method in $SYNTH; do
+  # Train split only: copies of dev speakers in training would leak them.
+  rawguard synth-spoof --protocol "$CORPUS/protocols/train.txt" --audio-dir "$CORPUS/flac" --format asvspoof2019 \
+    "$OUT/synth/$method" --method "$method" --quiet
+  train_protocols+=("$OUT/synth/$method/protocol.csv")
+  audio_dirs+=(--audio-dir -)  # each protocol.csv finds its copies beside itself
+done
+# No --format: prepare would apply it to the CSVs too; the train protocol's format is detected.
+rawguard prepare "${train_protocols[@]}" "${audio_dirs[@]}" --out "$OUT/caches/train" --quiet
 rawguard prepare "$CORPUS/protocols/dev.txt" --audio-dir "$CORPUS/flac" --out "$OUT/caches/dev" --quiet
 runs=()
 for entry in $MODELS; do

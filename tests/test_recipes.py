@@ -2,7 +2,8 @@
 
 The real corpora cannot be downloaded here, so each test builds the official folder layout with a few
 generated clips and protocol lines in the official formats, then runs the recipe's prepare stage
-through the CLI and checks that every set lands in its cache with the right labels and systems.
+through the CLI (with lpc copy synthesis, the fastest method) and checks that every set lands in its
+cache with the right labels, and that only the train cache holds the copies.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import soundfile as sf
 
 from rawguard.cli import main as cli_main
 from rawguard.config import load_config
+from rawguard.conventions import BONAFIDE, SPOOF
 from rawguard.data.cache import Cache
-from rawguard.recipes import RECIPES, RecipeError, check_layout, get_recipe, plan
+from rawguard.recipes import RECIPES, RecipeError, check_layout, format_command, get_recipe, plan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,11 +112,20 @@ def test_recipe_prepares_every_set_of_its_layout(name, tmp_path):
     LAYOUTS[name](root)
     check_layout(recipe, root)
     out = tmp_path / "out"
-    assert cli_main(["recipe", name, "--root", str(root), "--out", str(out), "--stages", "prepare", "--workers", "1"]) == 0
-    for data_set in [recipe.train, recipe.dev, *recipe.evaluations]:
+    # lpc copies of the 2 train bona fide clips: also checks that the merged train prepare (which
+    # detects the train protocol's format instead of being told it) reads every recipe's train format.
+    assert cli_main(["recipe", name, "--root", str(root), "--out", str(out), "--stages", "prepare", "--workers", "1",
+                     "--copy-synthesis", "lpc"]) == 0
+    train = Cache.open(out / "caches" / "train")
+    assert len(train) == 6
+    copies = [system == "synth-lpc" for system in train.systems]
+    assert sum(copies) == 2 and set(train.labels[copies].tolist()) == {SPOOF}
+    assert sorted(train.labels.tolist()) == sorted([BONAFIDE] * 2 + [SPOOF] * 4)
+    for data_set in [recipe.dev, *recipe.evaluations]:
         cache = Cache.open(out / "caches" / data_set.name)
         assert len(cache) == 4, data_set.name
         assert sorted(cache.labels.tolist()) == [0, 0, 1, 1], data_set.name
+        assert "synth-lpc" not in cache.systems, data_set.name
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -144,3 +155,45 @@ def test_plan_selects_on_dev_and_scores_eval_with_asv_scores(tmp_path):
         plan(get_recipe("asvspoof5"), tmp_path, tmp_path, stages=("fit",))
     with pytest.raises(RecipeError, match="unknown recipe 'la19'"):
         get_recipe("la19")
+
+
+def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tmp_path, capsys):
+    root, out = tmp_path / "corpus", tmp_path / "o"
+    assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [format_command(c) for c in plan(get_recipe("shared-corpus"), root, out)] == lines
+    methods = ("lpc", "sinusoidal", "world", "griffin_lim")
+    assert lines[:6] == [
+        *(f"rawguard synth-spoof --protocol {root}/protocols/train.txt --audio-dir {root}/flac --format asvspoof2019 "
+          f"{out}/synth/{m} --method {m}" for m in methods),
+        f"rawguard prepare {root}/protocols/train.txt "
+        + " ".join(f"{out}/synth/{m}/protocol.csv" for m in methods)
+        + f" --out {out}/caches/train --audio-dir {root}/flac" + " --audio-dir -" * len(methods),
+        f"rawguard prepare {root}/protocols/dev.txt --out {out}/caches/dev --audio-dir {root}/flac "
+        "--format asvspoof2019",
+    ]
+
+
+def test_copy_synthesis_none_and_other_recipes_prepare_only_the_corpus(tmp_path, capsys):
+    assert cli_main(["recipe", "shared-corpus", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--dry-run",
+                     "--copy-synthesis", "none"]) == 0
+    printed = capsys.readouterr().out
+    assert "synth-spoof" not in printed and "protocol.csv" not in printed
+    assert f"prepare {tmp_path}/protocols/train.txt --out {tmp_path}/o/caches/train --audio-dir" in printed
+    for name, recipe in RECIPES.items():
+        if name != "shared-corpus":
+            assert recipe.copy_synthesis == (), name
+            assert not any(c[0] == "synth-spoof" for c in plan(recipe, tmp_path, tmp_path / "o")), name
+    # the train and evaluate stages alone never resynthesise
+    assert not any(c[0] == "synth-spoof" for c in plan(get_recipe("shared-corpus"), tmp_path, tmp_path,
+                                                       stages=("train", "evaluate")))
+
+
+def test_unknown_copy_synthesis_method_names_it_and_the_valid_ones(tmp_path, capsys):
+    with pytest.raises(RecipeError, match=r"'vits'.*griffin_lim, lpc, sinusoidal, world"):
+        plan(get_recipe("asvspoof5"), tmp_path, tmp_path, copy_synthesis=("lpc", "vits"))
+    with pytest.raises(RecipeError, match="more than once"):
+        plan(get_recipe("asvspoof5"), tmp_path, tmp_path, copy_synthesis=("lpc", "lpc"))
+    assert cli_main(["recipe", "shared-corpus", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--dry-run",
+                     "--copy-synthesis", "lpc,hifigan"]) == 2
+    assert "'hifigan'" in capsys.readouterr().err

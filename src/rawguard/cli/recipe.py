@@ -6,27 +6,50 @@ import argparse
 import sys
 from pathlib import Path
 
-from rawguard.recipes import RECIPES, STAGES, RecipeError, check_layout, format_command, get_recipe, plan, run
+from rawguard.recipes import (
+    RECIPES,
+    STAGES,
+    RecipeError,
+    check_layout,
+    format_command,
+    get_recipe,
+    parse_copy_synthesis,
+    plan,
+    run,
+)
+from rawguard.synth.vocoders import METHODS
 
 
 def register(subparsers, name: str = "recipe", help: str = "") -> argparse.ArgumentParser:
     lines = "\n".join(f"  {recipe.name:<16} {recipe.description}" for recipe in RECIPES.values())
+    synth = "\n".join(f"  {recipe.name:<16} {', '.join(recipe.copy_synthesis)}"
+                      for recipe in RECIPES.values() if recipe.copy_synthesis)
     parser = subparsers.add_parser(
         name, help=help, formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Run a corpus recipe: check the corpus layout, then prepare every set, train (selecting on dev), "
             "and evaluate on dev and the eval sets. --dry-run prints the exact commands instead.\n\n"
-            f"recipes:\n{lines}\n\nLayouts and reported results: docs/recipes.md"
+            f"recipes:\n{lines}\n\n"
+            "Copy synthesis: before preparing the train set, `rawguard synth-spoof` resynthesises its bona fide\n"
+            "clips with each method into OUT/synth/<method>, and those copies join the train cache as extra\n"
+            "spoofs (dev and eval sets are never resynthesised). On by default for:\n"
+            f"{synth}\n"
+            "the other recipes have none; --copy-synthesis sets the methods for any recipe, none turns it off.\n\n"
+            "Layouts, reported results and what copy synthesis gave: docs/recipes.md"
         ),
     )
     parser.add_argument("name", choices=sorted(RECIPES), metavar="NAME", help="recipe name (see above)")
     parser.add_argument("--root", required=True, type=Path, help="corpus root folder (layout in docs/recipes.md)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder: caches/, run/, eval/")
+    parser.add_argument("--out", required=True, type=Path, help="output folder: synth/, caches/, run/, eval/")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
     parser.add_argument("--config", default=None, help="training config (default: the recipe's)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="training config overrides")
-    parser.add_argument("--workers", type=int, default=None, help="decoder processes for prepare")
+    parser.add_argument("--copy-synthesis", default=None, metavar="METHODS",
+                        help=f"comma-separated resynthesis methods ({','.join(METHODS)}) whose copies of the train "
+                             "bona fide clips are added to the train cache, or 'none' (default: the recipe's, "
+                             "see above)")
+    parser.add_argument("--workers", type=int, default=None, help="processes for prepare and synth-spoof")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     parser.set_defaults(func=main)
     return parser
@@ -36,8 +59,9 @@ def main(args: argparse.Namespace) -> int:
     stages = tuple(stage.strip() for stage in args.stages.split(",") if stage.strip())
     try:
         recipe = get_recipe(args.name)
+        copy_synthesis = None if args.copy_synthesis is None else parse_copy_synthesis(args.copy_synthesis)
         commands = plan(recipe, args.root, args.out, stages=stages, config=args.config,
-                        overrides=tuple(args.set), workers=args.workers)
+                        overrides=tuple(args.set), workers=args.workers, copy_synthesis=copy_synthesis)
         if not args.dry_run and "prepare" in stages:
             check_layout(recipe, args.root)
     except RecipeError as error:
