@@ -174,6 +174,16 @@ def test_resume_with_another_model_is_refused(toy, tmp_path):
         train(tiny("train.max_steps=4", "eval.every=0", "model.gru_hidden=8"), toy, toy, run, progress=False)
 
 
+def test_resume_on_other_train_data_is_refused_and_same_data_continues(toy, tmp_path):
+    other = make_toy_cache(tmp_path / "other", n_per_class=20, seed=1)
+    run = tmp_path / "r"
+    train(tiny("train.max_steps=2", "eval.every=0"), toy, toy, run, progress=False)
+    with pytest.raises(TrainingError, match="other data"):
+        train(tiny("train.max_steps=4", "eval.every=0"), other, toy, run, progress=False)
+    result = train(tiny("train.max_steps=4", "eval.every=0"), toy, toy, run, progress=False)
+    assert result.step == 4
+
+
 def test_dev_cache_with_one_class_is_refused(toy, tmp_path):
     from rawguard.data.cache import prepare_cache as prepare
 

@@ -206,7 +206,21 @@ def _build_augmenter(config: RunConfig):
     return build_augmenter(config.augment)
 
 
-def _check_resume(saved: dict[str, Any], config: RunConfig, path: Path, world_size: int) -> None:
+def _data_fingerprint(cache: Any) -> str | None:
+    """The prepared cache's content fingerprint (``meta.json``), or None for other datasets."""
+    meta = getattr(cache, "meta", None)
+    return meta.get("fingerprint") if isinstance(meta, dict) else None
+
+
+def _check_resume(saved: dict[str, Any], config: RunConfig, path: Path, world_size: int,
+                  train_fingerprint: str | None) -> None:
+    saved_fingerprint = saved.get("train_data_fingerprint")
+    if saved_fingerprint and train_fingerprint and saved_fingerprint != train_fingerprint:
+        # Continuing on other data would silently mix two experiments in one run folder.
+        raise TrainingError(
+            f"{path}: cannot resume: the train cache holds other data than when this run started "
+            f"(fingerprint {train_fingerprint[:12]} vs {saved_fingerprint[:12]}); use another --out directory"
+        )
     old = saved.get("config", {})
     new = config.to_dict()
     if old.get("model") != new["model"]:
@@ -346,7 +360,7 @@ def _train(
     last_dev_eer: float | None = None
     if last_path.exists():
         saved = load_checkpoint(last_path)
-        _check_resume(saved, config, last_path, ctx.world_size)
+        _check_resume(saved, config, last_path, ctx.world_size, _data_fingerprint(train_set))
         _unwrap(model).load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         if scaler.is_enabled() and saved["scaler"]:  # empty when the run was not fp16 before
@@ -400,6 +414,7 @@ def _train(
             "elapsed_s": elapsed_before + (time.monotonic() - session_start),
             "world_size": ctx.world_size,
             "precision": precision,
+            "train_data_fingerprint": _data_fingerprint(train_set),
         }
         if rng_ranks is not None:
             state["rng_ranks"] = rng_ranks
