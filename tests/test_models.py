@@ -293,14 +293,14 @@ def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(lite, tmp_pat
 
 
 def test_checkpoints_saved_before_a_config_field_existed_still_load():
-    """A rawnet-lite checkpoint written before ``summary`` existed stores no such key; it must be
-    rebuilt with the old behaviour ("last"), whose classifier shape its weights have."""
+    """A rawnet-lite checkpoint written before ``summary`` / ``log_compression`` existed stores no
+    such keys; it must be rebuilt with the old behaviour ("last", no log), which its weights fit."""
     from rawguard.models import create_model_from_saved
 
     torch.manual_seed(0)
-    old = create_model("rawnet-lite", summary="last").eval()
+    old = create_model("rawnet-lite", summary="last", log_compression=False).eval()
     saved = dataclasses.asdict(old.config)
-    del saved["summary"]
+    del saved["summary"], saved["log_compression"]  # neither existed in the first checkpoints
     rebuilt = create_model_from_saved("rawnet-lite", saved).eval()
     rebuilt.load_state_dict(old.state_dict())
     x = 0.1 * torch.randn(2, 16_000)

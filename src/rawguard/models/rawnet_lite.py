@@ -44,7 +44,7 @@ class RawNetLiteConfig:
     """Hyper-parameters of :class:`RawNetLite` (defaults: ~0.1 M parameters)."""
 
     # Values for fields that checkpoints written before the field existed do not store.
-    LEGACY_DEFAULTS: ClassVar[dict[str, object]] = {"summary": "last"}
+    LEGACY_DEFAULTS: ClassVar[dict[str, object]] = {"log_compression": False, "summary": "last"}
 
     frontend: Literal["conv", "sinc"] = "conv"
     frontend_channels: int = 32
