@@ -114,6 +114,9 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     """Also write ``last.pt`` when this many minutes have passed since the last one (0 = off); the
     training result does not depend on when checkpoints are taken."""
+    ema_decay: float = 0.0
+    """Keep an exponential moving average of the weights and BatchNorm statistics with this decay
+    (e.g. 0.999; 0 = off); dev evaluation, ``best.pt`` and the final model then use the average."""
 
 
 @dataclass
@@ -466,6 +469,7 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.log_every", config.train.log_every >= 1, "must be >= 1"),
         ("train.checkpoint_every", config.train.checkpoint_every >= 0, "must be >= 0"),
         ("train.checkpoint_minutes", config.train.checkpoint_minutes >= 0, "must be >= 0"),
+        ("train.ema_decay", 0 <= config.train.ema_decay < 1, "must be in [0, 1) (0 = off)"),
         ("eval.every", config.eval.every >= 0, "must be >= 0 (0 = only at the end)"),
         ("eval.window", config.eval.window > 0, "must be > 0"),
         ("eval.hop", config.eval.hop > 0, "must be > 0"),

@@ -8,9 +8,11 @@ Read top to bottom, :func:`train` does this:
    position, every RNG, early-stopping state, the running loss window) and cut ``metrics.jsonl``
    back to that step, so the continuation is bit-for-bit the run that was interrupted;
 4. loop over optimizer steps: warm-up/cosine learning rate, autocast forward, (scaled) backward
-   over ``train.grad_accum`` micro-batches, gradient clipping, step;
+   over ``train.grad_accum`` micro-batches, gradient clipping, step, and (``train.ema_decay``)
+   an update of the weights' moving average;
 5. every ``eval.every`` steps score the dev cache, keep ``best.pt`` by dev EER (with the EER
-   threshold and a logistic calibration in its ``selection``), count patience;
+   threshold and a logistic calibration in its ``selection``), count patience; with an EMA it is
+   the averaged weights that are scored, selected and written as ``model``;
 6. write ``last.pt`` every ``train.checkpoint_every`` steps, at every dev evaluation, on
    SIGTERM/SIGINT and at the end; plot the curves; print one summary line.
 
@@ -42,6 +44,7 @@ from rawguard.checkpoint import load_checkpoint, save_checkpoint
 from rawguard.config import ConfigError, RunConfig, load_config
 from rawguard.conventions import BONAFIDE, SPOOF
 from rawguard.training.distributed import DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed
+from rawguard.training.ema import ModelEMA
 from rawguard.training.log import MetricsLog, truncate_metrics
 from rawguard.training.precision import autocast, make_scaler, resolve_precision
 from rawguard.training.rng import capture_rng, preserved_rng, restore_rng, seed_everything
@@ -223,6 +226,7 @@ def _check_resume(saved: dict[str, Any], config: RunConfig, path: Path, world_si
         )
     old = saved.get("config", {})
     new = config.to_dict()
+    defaults = RunConfig().to_dict()  # a key the checkpoint predates counts as its default then
     if old.get("model") != new["model"]:
         raise TrainingError(
             f"{path}: cannot resume: the checkpoint's model {old.get('model')} differs from the "
@@ -233,7 +237,7 @@ def _check_resume(saved: dict[str, Any], config: RunConfig, path: Path, world_si
         for section in new
         if section != "model" and isinstance(new[section], dict)
         for key in sorted(set(new[section]) | set(old.get(section, {})))
-        if new[section].get(key) != old.get(section, {}).get(key)
+        if new[section].get(key) != old.get(section, {}).get(key, defaults.get(section, {}).get(key))
     ]
     if changed:
         tqdm.write(f"resume: configuration changed since the checkpoint: {', '.join(changed)}", file=sys.stderr)
@@ -326,6 +330,8 @@ def _train(
         # Same initial weights everywhere (seeded above), but each rank its own dropout stream.
         seed_everything(cfg_t.seed + 7919 * ctx.rank)
     model_config = dataclasses.asdict(model.config)
+    # The average is of the plain module (BatchNorm, not SyncBatchNorm; no DDP wrapper): same keys.
+    ema = ModelEMA(model, cfg_t.ema_decay) if cfg_t.ema_decay else None
     if ctx.enabled:
         if device.type == "cuda" and cfg_t.sync_batchnorm:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -361,7 +367,12 @@ def _train(
     if last_path.exists():
         saved = load_checkpoint(last_path)
         _check_resume(saved, config, last_path, ctx.world_size, _data_fingerprint(train_set))
-        _unwrap(model).load_state_dict(saved["model"])
+        # With an EMA, "model" holds the average and "raw_model" the weights being trained.
+        _unwrap(model).load_state_dict(saved.get("raw_model", saved["model"]))
+        if ema is not None and "ema" in saved:
+            ema.load(saved["model"], saved["ema"]["updates"])
+        elif ema is not None:  # EMA switched on for a run that had none: average from here on
+            ema.load(_unwrap(model).state_dict(), 0)
         optimizer.load_state_dict(saved["optimizer"])
         if scaler.is_enabled() and saved["scaler"]:  # empty when the run was not fp16 before
             scaler.load_state_dict(saved["scaler"])
@@ -400,7 +411,8 @@ def _train(
         state = {
             "model_name": config.model.name,
             "model_config": model_config,
-            "model": _unwrap(model).state_dict(),
+            # "model" is what evaluate/score/export load: the average when there is one.
+            "model": (ema.module if ema is not None else _unwrap(model)).state_dict(),
             "config": config.to_dict(),
             "step": step,
             "epoch": epoch,
@@ -416,6 +428,9 @@ def _train(
             "precision": precision,
             "train_data_fingerprint": _data_fingerprint(train_set),
         }
+        if ema is not None:
+            state["raw_model"] = _unwrap(model).state_dict()
+            state["ema"] = {"decay": ema.decay, "updates": ema.updates}
         if rng_ranks is not None:
             state["rng_ranks"] = rng_ranks
             state["rank_fingerprints"] = fingerprints
@@ -441,7 +456,7 @@ def _train(
         result = None
         if ctx.is_main:
             with preserved_rng(generator):
-                result = evaluate_dev(model, dev_set, config, device)
+                result = evaluate_dev(ema.module if ema is not None else model, dev_set, config, device)
         result = broadcast_object(result, ctx)
         selection, last_dev_eer = result, result["dev_eer"]
         early["last_eval_step"] = step
@@ -453,7 +468,7 @@ def _train(
         log.write({
             "type": "dev", "step": step, "epoch": epoch, "dev_eer": result["dev_eer"],
             "threshold": result["threshold"], "best_dev_eer": early["best_dev_eer"],
-            "eval_s": round(time.monotonic() - started, 3),
+            "eval_s": round(time.monotonic() - started, 3), "ema": ema is not None,
         })
         if improved:
             with preserved_rng(generator):
@@ -526,6 +541,8 @@ def _train(
                     nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
+                if ema is not None:
+                    ema.update(_unwrap(model))
                 step += 1
                 batch_in_epoch += 1
                 clips = x.shape[0] * ctx.world_size
