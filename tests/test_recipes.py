@@ -190,10 +190,35 @@ def test_copy_synthesis_none_and_other_recipes_prepare_only_the_corpus(tmp_path,
 
 
 def test_unknown_copy_synthesis_method_names_it_and_the_valid_ones(tmp_path, capsys):
-    with pytest.raises(RecipeError, match=r"'vits'.*griffin_lim, lpc, sinusoidal, world"):
+    with pytest.raises(RecipeError, match=r"'vits'.*griffin_lim, lpc, sinusoidal, world, neural"):
         plan(get_recipe("asvspoof5"), tmp_path, tmp_path, copy_synthesis=("lpc", "vits"))
     with pytest.raises(RecipeError, match="more than once"):
         plan(get_recipe("asvspoof5"), tmp_path, tmp_path, copy_synthesis=("lpc", "lpc"))
     assert cli_main(["recipe", "shared-corpus", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--dry-run",
                      "--copy-synthesis", "lpc,hifigan"]) == 2
     assert "'hifigan'" in capsys.readouterr().err
+
+
+def test_neural_copy_synthesis_trains_a_vocoder_on_the_train_set_first(tmp_path, capsys):
+    root, out = tmp_path / "corpus", tmp_path / "o"
+    assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
+                     "--copy-synthesis", "neural,lpc", "--vocoder-minutes", "2.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == [
+        f"rawguard prepare {root}/protocols/train.txt --out {out}/caches/train_corpus --audio-dir {root}/flac "
+        "--format asvspoof2019",
+        f"rawguard train-vocoder {out}/caches/train_corpus --out {out}/vocoder --minutes 2.5",
+        f"rawguard synth-spoof --protocol {root}/protocols/train.txt --audio-dir {root}/flac --format asvspoof2019 "
+        f"{out}/synth/neural --method neural --vocoder {out}/vocoder/vocoder.pt",
+        f"rawguard synth-spoof --protocol {root}/protocols/train.txt --audio-dir {root}/flac --format asvspoof2019 "
+        f"{out}/synth/lpc --method lpc",
+    ]
+    assert lines[4].startswith(f"rawguard prepare {root}/protocols/train.txt {out}/synth/neural/protocol.csv "
+                               f"{out}/synth/lpc/protocol.csv --out {out}/caches/train ")
+    # without the neural method there is no vocoder to train
+    commands = plan(get_recipe("shared-corpus"), root, out, copy_synthesis=("lpc",))
+    assert not any(c[0] == "train-vocoder" for c in commands)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
+                  "--vocoder-minutes", "0"])
+    assert exit_info.value.code == 2 and "--vocoder-minutes must be positive" in capsys.readouterr().err

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rawguard.cli.prepare import DEFAULT_AUDIO_DIR
+from rawguard.synth.folder import ALL_METHODS, NEURAL
 from rawguard.synth.folder import PROTOCOL as PROTOCOL_CSV
-from rawguard.synth.vocoders import METHODS
 
 
 class RecipeError(ValueError):
@@ -33,10 +33,10 @@ class RecipeError(ValueError):
 
 def check_copy_synthesis(methods: tuple[str, ...]) -> None:
     """Raise :class:`RecipeError` for an unknown or repeated resynthesis method, naming it and the valid ones."""
-    unknown = [method for method in methods if method not in METHODS]
+    unknown = [method for method in methods if method not in ALL_METHODS]
     if unknown:
         raise RecipeError(f"unknown copy-synthesis method(s) {', '.join(map(repr, unknown))}; "
-                          f"methods are {', '.join(METHODS)} (or none)")
+                          f"methods are {', '.join(ALL_METHODS)} (or none)")
     repeated = sorted({method for method in methods if methods.count(method) > 1})
     if repeated:  # two copies of one method would give the train cache duplicate utterance ids
         raise RecipeError(f"copy-synthesis method(s) {', '.join(map(repr, repeated))} given more than once")
@@ -81,8 +81,11 @@ class Recipe:
     reported: tuple[str, ...] = field(default=())
     """What the field reports on this corpus, for comparison (system: figure, source)."""
     copy_synthesis: tuple[str, ...] = ()
-    """Resynthesis methods (keys of :data:`rawguard.synth.vocoders.METHODS`) whose copies of the train
-    set's bona fide clips join the train cache as extra spoofs (``OUT/synth/<method>``)."""
+    """Resynthesis methods (keys of :data:`rawguard.synth.vocoders.METHODS`, or ``neural``) whose copies
+    of the train set's bona fide clips join the train cache as extra spoofs (``OUT/synth/<method>``).
+    ``neural`` first trains a vocoder on those clips (``OUT/vocoder``, :attr:`vocoder_minutes`)."""
+    vocoder_minutes: float = 10.0
+    """Training budget of the ``neural`` copy-synthesis vocoder (``rawguard train-vocoder --minutes``)."""
 
     def __post_init__(self) -> None:
         # Checked here so that a typo in a recipe fails at import, not after hours of preparing.
@@ -215,16 +218,19 @@ def plan(
     overrides: tuple[str, ...] = (),
     workers: int | None = None,
     copy_synthesis: tuple[str, ...] | None = None,
+    vocoder_minutes: float | None = None,
 ) -> list[list[str]]:
     """The ``rawguard`` command lines (argv lists, without the program name) that run the recipe.
 
     Layout: ``OUT/synth/<method>`` (copy-synthesis spoofs of the train bona fide clips),
-    ``OUT/caches/<set>``, ``OUT/run`` (``best.pt``, ``last.pt``, ...), ``OUT/eval/<set>``
+    ``OUT/vocoder`` (the ``neural`` method's vocoder, trained on ``OUT/caches/<train>_corpus``, the
+    train set alone), ``OUT/caches/<set>``, ``OUT/run`` (``best.pt``, ``last.pt``, ...), ``OUT/eval/<set>``
     (scores, metrics.json, report.md and plots). The dev set is evaluated too.
 
     Args:
         copy_synthesis: resynthesis methods whose copies join the train cache (``()``: none);
             ``None`` keeps the recipe's :attr:`Recipe.copy_synthesis`. Part of the prepare stage.
+        vocoder_minutes: budget of the ``neural`` method's vocoder (``None``: the recipe's).
 
     Raises:
         RecipeError: an unknown stage or copy-synthesis method.
@@ -239,7 +245,14 @@ def plan(
     run_dir = out / "run"
     if "prepare" in stages:
         synth_dirs = [out / "synth" / method for method in methods]
-        commands += [_synth_spoof_command(recipe.train, root, synth_dir, method, workers)
+        vocoder = out / "vocoder" / "vocoder.pt"
+        if NEURAL in methods:
+            corpus_cache = out / "caches" / f"{recipe.train.name}_corpus"
+            commands.append(_prepare_command(recipe.train, root, corpus_cache, [], workers))
+            minutes = recipe.vocoder_minutes if vocoder_minutes is None else vocoder_minutes
+            commands.append(["train-vocoder", str(corpus_cache), "--out", str(vocoder.parent), "--minutes", f"{minutes:g}"])
+        commands += [_synth_spoof_command(recipe.train, root, synth_dir, method, workers,
+                                          vocoder if method == NEURAL else None)
                      for method, synth_dir in zip(methods, synth_dirs)]
         for data_set in _sets(recipe):
             extra = synth_dirs if data_set is recipe.train else []  # never resynthesise dev / eval data
@@ -261,12 +274,14 @@ def plan(
 
 
 def _synth_spoof_command(data_set: DataSet, root: Path, synth_dir: Path, method: str,
-                         workers: int | None) -> list[str]:
+                         workers: int | None, vocoder: Path | None = None) -> list[str]:
     """``synth-spoof``: copies of the bona fide entries of ``data_set`` into ``synth_dir`` (its ``protocol.csv``)."""
     command = ["synth-spoof", "--protocol", str(root / data_set.protocol)]
     if data_set.audio_dir:
         command += ["--audio-dir", str(root / data_set.audio_dir)]
     command += ["--format", data_set.format, str(synth_dir), "--method", method]
+    if vocoder is not None:
+        command += ["--vocoder", str(vocoder)]
     if workers:
         command += ["--workers", str(workers)]
     return command

@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("export", "export", "export a trained detector to ONNX"),
     ("demo", "demo", "run the whole pipeline on a built-in generated corpus"),
     ("synth-spoof", "synth_spoof", "make copy-synthesis spoofs of your own bona fide recordings"),
+    ("train-vocoder", "train_vocoder", "train a small neural vocoder on bona fide speech (for synth-spoof --method neural)"),
     ("recipe", "recipe", "prepare, train and evaluate on a known corpus layout (ASVspoof, In-the-Wild, ...)"),
 ]
 

@@ -17,7 +17,7 @@ from rawguard.recipes import (
     plan,
     run,
 )
-from rawguard.synth.vocoders import METHODS
+from rawguard.synth.folder import ALL_METHODS
 
 
 def register(subparsers, name: str = "recipe", help: str = "") -> argparse.ArgumentParser:
@@ -34,7 +34,9 @@ def register(subparsers, name: str = "recipe", help: str = "") -> argparse.Argum
             "clips with each method into OUT/synth/<method>, and those copies join the train cache as extra\n"
             "spoofs (dev and eval sets are never resynthesised). On by default for:\n"
             f"{synth}\n"
-            "the other recipes have none; --copy-synthesis sets the methods for any recipe, none turns it off.\n\n"
+            "the other recipes have none; --copy-synthesis sets the methods for any recipe, none turns it off.\n"
+            "The neural method first trains a small vocoder on the train set's bona fide clips (OUT/vocoder,\n"
+            "--vocoder-minutes of CPU/GPU time).\n\n"
             "Layouts, reported results and what copy synthesis gave: docs/recipes.md"
         ),
     )
@@ -46,22 +48,27 @@ def register(subparsers, name: str = "recipe", help: str = "") -> argparse.Argum
     parser.add_argument("--config", default=None, help="training config (default: the recipe's)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="training config overrides")
     parser.add_argument("--copy-synthesis", default=None, metavar="METHODS",
-                        help=f"comma-separated resynthesis methods ({','.join(METHODS)}) whose copies of the train "
+                        help=f"comma-separated resynthesis methods ({','.join(ALL_METHODS)}) whose copies of the train "
                              "bona fide clips are added to the train cache, or 'none' (default: the recipe's, "
                              "see above)")
+    parser.add_argument("--vocoder-minutes", type=float, default=None, metavar="M",
+                        help="training budget of the neural copy-synthesis vocoder (default: the recipe's, 10)")
     parser.add_argument("--workers", type=int, default=None, help="processes for prepare and synth-spoof")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    parser.set_defaults(func=main)
+    parser.set_defaults(func=main, parser=parser)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     stages = tuple(stage.strip() for stage in args.stages.split(",") if stage.strip())
+    if args.vocoder_minutes is not None and args.vocoder_minutes <= 0:
+        args.parser.error("--vocoder-minutes must be positive")
     try:
         recipe = get_recipe(args.name)
         copy_synthesis = None if args.copy_synthesis is None else parse_copy_synthesis(args.copy_synthesis)
         commands = plan(recipe, args.root, args.out, stages=stages, config=args.config,
-                        overrides=tuple(args.set), workers=args.workers, copy_synthesis=copy_synthesis)
+                        overrides=tuple(args.set), workers=args.workers, copy_synthesis=copy_synthesis,
+                        vocoder_minutes=args.vocoder_minutes)
         if not args.dry_run and "prepare" in stages:
             check_layout(recipe, args.root)
     except RecipeError as error:

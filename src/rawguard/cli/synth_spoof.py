@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 from rawguard.data.protocols import FORMATS
-from rawguard.synth.vocoders import METHODS
+from rawguard.synth.folder import ALL_METHODS
 
 
 def register(subparsers, name: str, help: str) -> None:
@@ -16,7 +16,7 @@ def register(subparsers, name: str, help: str) -> None:
         name,
         help=help,
         usage=f"rawguard {name} [-h] (IN_DIR | --protocol FILE [--audio-dir DIR] [--format F]) OUT_DIR --method NAME "
-              "[--seed S] [--workers N] [--quiet]",
+              "[--vocoder FILE] [--seed S] [--workers N] [--quiet]",
         description=textwrap.fill(  # wrapped here: the raw formatter keeps the examples' line breaks
             "Resynthesise bona fide recordings with a vocoder-like method and write the copies as 16 kHz FLAC "
             "under OUT_DIR: every audio file under IN_DIR (same relative layout), or the bona fide entries of "
@@ -31,6 +31,9 @@ def register(subparsers, name: str, help: str) -> None:
             "examples:\n"
             "  rawguard synth-spoof my_voice/ my_voice_lpc/ --method lpc\n"
             "  rawguard synth-spoof --protocol corpus/protocols/train.txt --audio-dir corpus/flac synth/lpc --method lpc\n"
+            "  rawguard train-vocoder caches/train --out vocoder/ --minutes 10\n"
+            "  rawguard synth-spoof --protocol corpus/protocols/train.txt --audio-dir corpus/flac synth/neural "
+            "--method neural --vocoder vocoder/vocoder.pt\n"
             "  rawguard prepare corpus/protocols/train.txt synth/lpc/protocol.csv "
             "--audio-dir corpus/flac --audio-dir - --out caches/train_plus"
         ),
@@ -47,9 +50,13 @@ def register(subparsers, name: str, help: str) -> None:
                         help="with --protocol: where its audio is (default: the protocol's folder)")
     parser.add_argument("--format", default=None, choices=["auto", *FORMATS],
                         help="with --protocol: its format (default: detect)")
-    parser.add_argument("--method", required=True, choices=list(METHODS),
+    parser.add_argument("--method", required=True, choices=list(ALL_METHODS),
                         help="griffin_lim: mel spectrogram + Griffin-Lim; lpc: LPC pulse/noise vocoder; "
-                             "sinusoidal: peak-picking sinusoidal model; world: WORLD-like F0/envelope/aperiodicity")
+                             "sinusoidal: peak-picking sinusoidal model; world: WORLD-like F0/envelope/aperiodicity; "
+                             "neural: a mel -> waveform neural vocoder trained with `rawguard train-vocoder` "
+                             "(give --vocoder)")
+    parser.add_argument("--vocoder", metavar="FILE", default=None,
+                        help="with --method neural: the vocoder.pt that `rawguard train-vocoder` wrote")
     parser.add_argument("--seed", type=int, default=0, help="random seed (noise excitation, initial phases)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 4)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -70,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from rawguard.synth.folder import SynthFolderError, synth_spoof_folder, synth_spoof_protocol
 
     _check_inputs(args)
-    options = dict(seed=args.seed, workers=args.workers, progress=not args.quiet)
+    options = dict(seed=args.seed, workers=args.workers, progress=not args.quiet, vocoder=args.vocoder)
     try:
         if args.protocol is not None:
             summary = synth_spoof_protocol(args.protocol, args.out_dir, args.method, audio_dir=args.audio_dir,

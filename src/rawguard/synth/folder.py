@@ -2,7 +2,8 @@
 
 Sources are either every audio file under a folder (:func:`synth_spoof_folder`) or the bona fide
 entries of a protocol (:func:`synth_spoof_protocol`, any format :func:`read_protocol` reads). Each
-is resynthesised with one method of :data:`rawguard.synth.vocoders.METHODS` and written as 16 kHz
+is resynthesised with one method of :data:`rawguard.synth.vocoders.METHODS`, or with a neural vocoder
+trained by :func:`rawguard.synth.neural.train_vocoder` (method ``neural``), and written as 16 kHz
 16-bit FLAC under ``out_dir``: at the same relative path (folder) or at ``<utt_id>.flac``
 (protocol). Training a detector on such copies of one's own bona fide data, paired with the
 originals, is a known way to make it listen to vocoder artefacts rather than to speaker, content
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -45,6 +47,10 @@ from tqdm import tqdm
 
 from rawguard.conventions import BONAFIDE, SAMPLE_RATE
 from rawguard.synth.vocoders import METHODS, SynthError, resynthesize
+
+NEURAL = "neural"
+"""Method name of copies made by a trained :class:`rawguard.synth.neural.NeuralVocoder` (``--vocoder``)."""
+ALL_METHODS = (*METHODS, NEURAL)
 
 MANIFEST = "synth_spoof.tsv"
 PROTOCOL = "protocol.csv"
@@ -193,14 +199,26 @@ def _atomic_file(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def _spoof_one(task: tuple[str, str, str, int]) -> tuple[str, str | None]:
+@functools.lru_cache(maxsize=2)
+def _neural_vocoder(path: str):
+    """The trained vocoder at ``path``, loaded once per worker process."""
+    import torch
+
+    from rawguard.synth.neural import NeuralVocoder
+
+    torch.set_num_threads(1)  # one process per core already
+    return NeuralVocoder.load(path)
+
+
+def _spoof_one(task: tuple[str, str, str, int, str | None]) -> tuple[str, str | None]:
     """Worker: load, resynthesise, write atomically. Returns (source, error message or None)."""
     from rawguard.audio import AudioError, load_audio
 
-    source, target, method, seed = task
+    source, target, method, seed, vocoder = task
     try:
         wave = load_audio(source)
-        copy = resynthesize(wave, method, np.random.default_rng(seed))
+        engine = _neural_vocoder(vocoder) if method == NEURAL else method
+        copy = resynthesize(wave, engine, np.random.default_rng(seed))
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         with _atomic_file(Path(target)) as handle:
             sf.write(handle, copy, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
@@ -211,9 +229,24 @@ def _spoof_one(task: tuple[str, str, str, int]) -> tuple[str, str | None]:
     return source, None
 
 
-def _check_method(method: str) -> None:
+def _check_method(method: str, vocoder: str | os.PathLike | None = None) -> str | None:
+    """Refuse an unknown method or a missing / unusable vocoder; returns the vocoder's sha256 (or None)."""
+    if method == NEURAL:
+        if vocoder is None:
+            raise SynthFolderError("method 'neural' needs a trained vocoder: --vocoder DIR/vocoder.pt "
+                                   "(make one with `rawguard train-vocoder`)")
+        from rawguard.synth.neural import NeuralVocoder, VocoderError
+
+        try:
+            NeuralVocoder.load(vocoder)
+        except VocoderError as error:
+            raise SynthFolderError(str(error)) from None
+        return hashlib.sha256(Path(vocoder).read_bytes()).hexdigest()
+    if vocoder is not None:
+        raise SynthFolderError(f"a vocoder ({vocoder}) goes with method 'neural', not {method!r}")
     if method not in METHODS:
-        raise SynthFolderError(f"unknown resynthesis method {method!r} (choose from: {', '.join(METHODS)})")
+        raise SynthFolderError(f"unknown resynthesis method {method!r} (choose from: {', '.join(ALL_METHODS)})")
+    return None
 
 
 def _check_targets(sources: Sequence[SpoofSource]) -> None:
@@ -225,7 +258,7 @@ def _check_targets(sources: Sequence[SpoofSource]) -> None:
         first[source.target] = source.path
 
 
-def _claim(out_dir: Path, method: str, seed: int, sources: Sequence[SpoofSource]) -> None:
+def _claim(out_dir: Path, method: str, seed: int, sources: Sequence[SpoofSource], vocoder: str | None) -> None:
     """Record what ``out_dir`` holds copies of; refuse a folder made with other settings.
 
     Without this, a re-run with another method would keep the old copies (their targets exist)
@@ -235,6 +268,8 @@ def _claim(out_dir: Path, method: str, seed: int, sources: Sequence[SpoofSource]
     for source in sources:  # targets in order: also fixes each target's seed (its position)
         digest.update(json.dumps([os.path.abspath(source.path), source.target, source.utt_id]).encode() + b"\n")
     state = {"method": method, "seed": seed, "sources": len(sources), "fingerprint": digest.hexdigest()}
+    if vocoder is not None:
+        state["vocoder_sha256"] = vocoder
     state_path = out_dir / STATE_FILE
     if state_path.is_file():
         try:
@@ -242,9 +277,12 @@ def _claim(out_dir: Path, method: str, seed: int, sources: Sequence[SpoofSource]
         except (OSError, ValueError) as error:
             raise SynthFolderError(f"{state_path}: unreadable ({error}); delete {out_dir} to start over") from None
         if held != state:
-            what = (f"{held.get('method')} copies with seed {held.get('seed')}"
-                    if (held.get("method"), held.get("seed")) != (method, seed)
-                    else f"copies of another list of sources ({held.get('sources')} files, now {len(sources)})")
+            if (held.get("method"), held.get("seed")) != (method, seed):
+                what = f"{held.get('method')} copies with seed {held.get('seed')}"
+            elif held.get("vocoder_sha256") != state.get("vocoder_sha256"):
+                what = "copies made with another vocoder checkpoint"
+            else:
+                what = f"copies of another list of sources ({held.get('sources')} files, now {len(sources)})"
             raise SynthFolderError(f"{out_dir}: holds {what}; use another OUT_DIR, or delete this one to start over")
         return
     with _atomic_file(state_path) as handle:
@@ -266,6 +304,7 @@ def synth_spoof(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
+    vocoder: str | os.PathLike | None = None,
 ) -> SpoofSummary:
     """Resynthesise every source into ``out_dir`` (resumable; see the module docstring).
 
@@ -273,28 +312,32 @@ def synth_spoof(
         sources: what to copy and where (:func:`folder_sources`, :func:`protocol_sources`), in the
             order that fixes each copy's seed.
         out_dir: destination; receives the copies, ``protocol.csv``, ``synth_spoof.tsv``.
-        method: a key of :data:`rawguard.synth.vocoders.METHODS`.
+        method: a key of :data:`rawguard.synth.vocoders.METHODS`, or ``"neural"`` with ``vocoder``.
         seed: the copy at position ``i`` is a deterministic function of ``(seed, i)``.
         workers: processes (default: CPU count, at most 4); 1 runs in-process.
         progress: tqdm bar (files/s, ETA).
+        vocoder: with method ``"neural"``: a ``vocoder.pt`` from :func:`rawguard.synth.neural.train_vocoder`.
 
     Returns:
         A :class:`SpoofSummary`; per-file failures are listed there, not raised.
 
     Raises:
-        SynthFolderError: unknown method, no sources, two sources with one target, or ``out_dir``
-            holds copies made with another method, seed or source list.
+        SynthFolderError: unknown method, a missing or unusable vocoder, no sources, two sources
+            with one target, or ``out_dir`` holds copies made with another method, seed, vocoder or
+            source list.
     """
     from rawguard.checkpoint import fsync_directory  # here, not at the top: keeps workers free of torch
 
-    _check_method(method)
+    vocoder_hash = _check_method(method, vocoder)
     if not sources:
         raise SynthFolderError("no sources to resynthesise")
     _check_targets(sources)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _claim(out_dir, method, seed, sources)
-    tasks = [(str(s.path), str(out_dir / s.target), method, _file_seed(seed, i)) for i, s in enumerate(sources)]
+    _claim(out_dir, method, seed, sources, vocoder_hash)
+    vocoder_path = None if vocoder is None else os.path.abspath(vocoder)
+    tasks = [(str(s.path), str(out_dir / s.target), method, _file_seed(seed, i), vocoder_path)
+             for i, s in enumerate(sources)]
     summary = SpoofSummary(out_dir=out_dir, method=method)
     done = [os.path.isfile(task[1]) for task in tasks]  # only complete files have the final name
     summary.kept = [Path(task[1]) for task, ok in zip(tasks, done) if ok]
@@ -335,20 +378,21 @@ def synth_spoof_folder(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
+    vocoder: str | os.PathLike | None = None,
 ) -> SpoofSummary:
     """Resynthesise every audio file under ``in_dir`` into ``out_dir`` (same layout, ``.flac``).
 
     Args:
         in_dir: folder searched recursively for audio files (:data:`rawguard.audio.AUDIO_EXTENSIONS`);
             files already under ``out_dir`` are ignored. Copies get speaker ``-``.
-        out_dir, method, seed, workers, progress: as for :func:`synth_spoof`.
+        out_dir, method, seed, workers, progress, vocoder: as for :func:`synth_spoof`.
 
     Raises:
-        SynthFolderError: unknown method, missing ``in_dir``, no audio files in it, two files with
+        SynthFolderError: unknown method or unusable vocoder, missing ``in_dir``, no audio files in it, two files with
             one target (``a.wav`` and ``a.flac``), or ``out_dir`` made with other settings.
     """
-    _check_method(method)  # before looking at the folder: the cheaper mistake to report
-    return synth_spoof(folder_sources(in_dir, out_dir, method), out_dir, method, seed, workers, progress)
+    _check_method(method, vocoder)  # before looking at the folder: the cheaper mistake to report
+    return synth_spoof(folder_sources(in_dir, out_dir, method), out_dir, method, seed, workers, progress, vocoder)
 
 
 def synth_spoof_protocol(
@@ -360,17 +404,19 @@ def synth_spoof_protocol(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
+    vocoder: str | os.PathLike | None = None,
 ) -> SpoofSummary:
     """Resynthesise the bona fide entries of a protocol into ``out_dir/<utt_id>.flac``.
 
     Args:
         protocol, audio_dir, format: as for :func:`rawguard.data.protocols.read_protocol`.
-        out_dir, method, seed, workers, progress: as for :func:`synth_spoof`. Copies keep their
+        out_dir, method, seed, workers, progress, vocoder: as for :func:`synth_spoof`. Copies keep their
             source's speaker.
 
     Raises:
         ProtocolError: the protocol cannot be read.
         SynthFolderError: as :func:`synth_spoof`, or no bona fide entry in the protocol.
     """
-    _check_method(method)
-    return synth_spoof(protocol_sources(protocol, method, audio_dir, format), out_dir, method, seed, workers, progress)
+    _check_method(method, vocoder)
+    return synth_spoof(protocol_sources(protocol, method, audio_dir, format), out_dir, method, seed, workers,
+                       progress, vocoder)

@@ -194,7 +194,10 @@ def world_like(wave: np.ndarray, rng: np.random.Generator, lifter_periods: float
     return out[:length]
 
 
-METHODS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+Resynthesis = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+"""``f(wave [T] float64, rng) -> copy [T']``: what :func:`resynthesize` wraps."""
+
+METHODS: dict[str, Resynthesis] = {
     "griffin_lim": griffin_lim,
     "lpc": lpc_vocoder,
     "sinusoidal": sinusoidal,
@@ -205,12 +208,13 @@ METHODS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
 MIN_SAMPLES = 2048  # shortest input every method can analyse (one 1024-sample frame + margins)
 
 
-def resynthesize(wave: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
+def resynthesize(wave: np.ndarray, method: str | Resynthesis, rng: np.random.Generator) -> np.ndarray:
     """Copy-synthesise ``wave`` with ``method``; same length and active-speech loudness as the input.
 
     Args:
         wave: float [T] mono waveform at :data:`~rawguard.conventions.SAMPLE_RATE`, T >= 2048.
-        method: a key of :data:`METHODS`.
+        method: a key of :data:`METHODS`, or any ``f(wave [T], rng) -> [T']`` (e.g. a trained
+            :class:`rawguard.synth.neural.NeuralVocoder`).
         rng: random generator (random phases / noise excitation).
 
     Returns:
@@ -219,8 +223,9 @@ def resynthesize(wave: np.ndarray, method: str, rng: np.random.Generator) -> np.
     Raises:
         SynthError: unknown method, input not 1-D, too short, or not finite.
     """
-    if method not in METHODS:
+    if isinstance(method, str) and method not in METHODS:
         raise SynthError(f"unknown resynthesis method {method!r} (choose from: {', '.join(METHODS)})")
+    function = METHODS[method] if isinstance(method, str) else method
     wave = np.asarray(wave)
     if wave.ndim != 1:
         raise SynthError(f"expected a mono waveform [T], got shape {wave.shape}")
@@ -232,9 +237,9 @@ def resynthesize(wave: np.ndarray, method: str, rng: np.random.Generator) -> np.
     level = active_rms(x, SAMPLE_RATE)
     if level < 1e-6:  # digital silence: nothing to resynthesise
         return np.zeros(len(x), dtype=np.float32)
-    y = METHODS[method](x / level * 0.1, rng)[: len(x)]
+    y = np.asarray(function(x / level * 0.1, rng))[: len(x)]
     if not np.all(np.isfinite(y)):  # a method bug, never the user's input (checked above)
-        raise SynthError(f"resynthesis method {method!r} produced non-finite samples")
+        raise SynthError(f"resynthesis method {getattr(method, '__name__', method)!r} produced non-finite samples")
     y = np.pad(y, (0, len(x) - len(y)))
     y = y / max(active_rms(y, SAMPLE_RATE), 1e-9) * level
     peak = float(np.max(np.abs(y)))
