@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -140,6 +141,37 @@ def test_balanced_sampling_on_a_skewed_cache(tmp_path, smoke_items):
     assert sorted(order[cache.labels[order] == BONAFIDE].tolist()) == list(range(20))
     y = torch.cat([y for _, y in batches.epoch(0)])
     assert (y == BONAFIDE).sum() == (y == SPOOF).sum() == 20
+
+
+@needs_corpus
+def test_copy_share_splits_the_spoof_draws_between_corpus_spoofs_and_copies(tmp_path, smoke_items):
+    # 20 bona fide, 5 corpus spoofs, and the other 15 spoofs relabelled as copy-synthesis systems
+    spoofs = [i for i in smoke_items if i.label == SPOOF]
+    copies = [dataclasses.replace(i, system=f"synth-lpc") for i in spoofs[5:]]
+    prepare_cache([i for i in smoke_items if i.label == BONAFIDE] + spoofs[:5] + copies, tmp_path / "c",
+                  workers=1, progress=False)
+    cache = Cache.open(tmp_path / "c")
+    is_copy = np.array([s.startswith("synth-") for s in cache.systems])
+    proportional = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True).epoch_order(0)
+    assert is_copy[proportional].sum() == 15  # without copy_share: each spoof clip once
+    for share, expected in ((0.25, 5), (0.0, 0), (1.0, 20)):
+        batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True, copy_share=share)
+        order = batches.epoch_order(0)
+        assert len(order) == 40 and (cache.labels[order] == BONAFIDE).sum() == 20
+        assert is_copy[order].sum() == expected, share
+        assert np.array_equal(order, batches.epoch_order(0))  # still a function of (seed, epoch)
+    corpus_draws = np.bincount(order[~is_copy[order] & (cache.labels[order] == SPOOF)], minlength=len(cache))
+    assert corpus_draws.sum() == 0  # share 1.0: no corpus spoof at all
+    with pytest.raises(ValueError, match="needs balanced sampling"):
+        TrainBatches(cache, window=8000, batch_size=8, copy_share=0.3)
+    no_copies = Cache.open(_plain_cache(tmp_path, smoke_items))
+    with pytest.raises(ValueError, match="copy-synthesis spoofs, but the cache has none"):
+        TrainBatches(no_copies, window=8000, batch_size=8, balanced=True, copy_share=0.3)
+
+
+def _plain_cache(tmp_path: Path, items) -> Path:
+    prepare_cache(items, tmp_path / "plain", workers=1, progress=False)
+    return tmp_path / "plain"
 
 
 @needs_corpus

@@ -33,11 +33,16 @@ def test_generator_turns_frames_into_hop_samples_each():
     assert wave.shape == (2, 17 * 256) and wave.abs().max() < 1
     odd = VocoderConfig(channels=16, hop=240, upsample_rates=(5, 6, 8), resblock_kernels=(3,), resblock_dilations=(1,))
     assert Generator(odd)(torch.zeros(1, 80, 7)).shape == (1, 7 * 240)
+    for upsample in ("nearest", "transposed"):
+        resize = VocoderConfig(**TINY, upsample=upsample, hop=240, upsample_rates=(5, 6, 8))
+        assert Generator(resize)(torch.zeros(1, 80, 7)).shape == (1, 7 * 240)
 
 
 def test_config_rejects_rates_that_do_not_make_the_hop():
     with pytest.raises(VocoderError, match="multiply to hop 256"):
         VocoderConfig(upsample_rates=(8, 8, 2))
+    with pytest.raises(VocoderError, match="upsample must be"):
+        VocoderConfig(upsample="linear")
 
 
 def test_stft_loss_is_zero_only_for_the_same_signal():

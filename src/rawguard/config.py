@@ -46,6 +46,9 @@ class DataConfig:
     """Global batch size: split evenly across DDP ranks and gradient-accumulation micro-batches."""
     balanced: bool = False
     """Draw bona fide and spoof clips equally often (an alternative to ``train.class_weights``)."""
+    copy_share: float | None = None
+    """With ``balanced``: the share of spoof draws taken from copy-synthesis spoofs (systems
+    ``synth-*``, made by ``rawguard synth-spoof``); null = in proportion to their number."""
     prefetch: int = 2
     """Batches assembled ahead in a background thread (0 = in the training thread)."""
 
@@ -442,6 +445,10 @@ def validate(config: RunConfig) -> RunConfig:
         ("data.window", config.data.window > 0, "must be > 0"),
         ("data.batch_size", config.data.batch_size > 0, "must be > 0"),
         ("data.prefetch", config.data.prefetch >= 0, "must be >= 0"),
+        ("data.copy_share", config.data.copy_share is None or 0 <= config.data.copy_share <= 1,
+         "must be null or in [0, 1]"),
+        ("data.copy_share", config.data.copy_share is None or config.data.balanced,
+         "needs data.balanced: true (it splits the spoof half of balanced draws)"),
         ("optim.name", config.optim.name in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
         ("optim.lr", config.optim.lr > 0, "must be > 0"),
         ("optim.weight_decay", config.optim.weight_decay >= 0, "must be >= 0"),

@@ -28,6 +28,9 @@ LABEL_NAMES: dict[int, str] = {BONAFIDE: "bonafide", SPOOF: "spoof"}
 DEFAULT_WINDOW: int = 64_600
 """Training / scoring window in samples (RawNet2 / AASIST convention, ~4.04 s at 16 kHz)."""
 
+COPY_SYSTEM_PREFIX: str = "synth-"
+"""System names of copy-synthesis spoofs (``rawguard synth-spoof``): ``synth-<method>``."""
+
 INT16_SCALE: float = 32768.0
 """Caches store ``round(x * INT16_SCALE)`` clipped to int16; read back as ``int16 / INT16_SCALE``
 (the same mapping libsndfile uses for 16-bit PCM, so 16-bit FLAC/WAV round-trips exactly)."""

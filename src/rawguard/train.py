@@ -343,6 +343,7 @@ def _train(
     batches = TrainBatches(
         train_set, config.data.window, config.data.batch_size // ctx.world_size, cfg_t.seed,
         balanced=config.data.balanced, rank=ctx.rank, world_size=ctx.world_size, prefetch=config.data.prefetch,
+        copy_share=config.data.copy_share,
     )
     steps_per_epoch = batches.batches_per_epoch
     augmenter = _build_augmenter(config)

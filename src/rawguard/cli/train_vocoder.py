@@ -22,6 +22,9 @@ def register(subparsers, name: str, help: str) -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget (default: 10)")
     parser.add_argument("--max-steps", type=int, default=100_000, help="stop earlier after this many steps")
     parser.add_argument("--batch-size", type=int, default=8, help="segments of 8,192 samples per step (default: 8)")
+    parser.add_argument("--upsample", choices=["transposed", "nearest"], default="transposed",
+                        help="generator upsampling: transposed convolutions (HiFi-GAN-like, default) or sample "
+                             "repetition + convolution; a second vocoder of the other kind gives copies with other traces")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -30,12 +33,12 @@ def register(subparsers, name: str, help: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rawguard.data.cache import CacheError
-    from rawguard.synth.neural import VocoderError, VocoderTrainConfig, train_vocoder
+    from rawguard.synth.neural import VocoderConfig, VocoderError, VocoderTrainConfig, train_vocoder
 
     if args.minutes <= 0 or args.max_steps < 1 or args.batch_size < 1:
         args.parser.error("--minutes, --max-steps and --batch-size must be positive")
     config = VocoderTrainConfig(minutes=args.minutes, max_steps=args.max_steps, batch_size=args.batch_size,
-                                seed=args.seed, threads=args.threads)
+                                seed=args.seed, threads=args.threads, model=VocoderConfig(upsample=args.upsample))
     try:
         summary = train_vocoder(args.cache, args.out, config, progress=not args.quiet)
     except (VocoderError, CacheError) as error:

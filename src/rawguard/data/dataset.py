@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SPOOF
+from rawguard.conventions import BONAFIDE, COPY_SYSTEM_PREFIX, DEFAULT_WINDOW, INT16_SCALE, SPOOF
 from rawguard.data.cache import Cache
 
 # Distinguishes the crop stream from the order stream of the same (seed, epoch).
@@ -132,6 +132,12 @@ def _prefetch(batches: Iterable, depth: int) -> Iterator:
         worker.join()
 
 
+def _repeated_permutations(members: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` draws from ``members``: concatenated permutations, cut (each appears equally often, +-1)."""
+    repeats = -(-count // len(members))
+    return np.concatenate([rng.permutation(members) for _ in range(repeats)])[:count]
+
+
 class TrainBatches:
     """Deterministic, shardable, optionally class-balanced training batches from a cache.
 
@@ -141,6 +147,9 @@ class TrainBatches:
         batch_size: windows per batch *per rank*; the global batch is ``batch_size * world_size``.
         seed: base seed; batches are a pure function of ``(seed, epoch, batch index)``.
         balanced: draw each epoch half bona fide, half spoof (see :meth:`epoch_order`).
+        copy_share: with ``balanced``, the share of the spoof draws that come from copy-synthesis
+            spoofs (systems starting with :data:`COPY_SYSTEM_PREFIX`); ``None``: no split, each
+            spoof clip is drawn equally often.
         rank, world_size: DDP sharding (see the module docstring).
         prefetch: batches prepared ahead in a background thread (0: none).
         pin_memory: put ``x`` in page-locked memory for faster, asynchronous copies to a GPU
@@ -149,7 +158,7 @@ class TrainBatches:
 
     def __init__(self, cache: Cache, window: int = DEFAULT_WINDOW, batch_size: int = 32, seed: int = 0,
                  balanced: bool = False, rank: int = 0, world_size: int = 1, prefetch: int = 2,
-                 pin_memory: bool = False):
+                 pin_memory: bool = False, copy_share: float | None = None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         if window <= 0 or batch_size <= 0:
@@ -162,6 +171,20 @@ class TrainBatches:
         self._by_class = [np.flatnonzero(cache.labels == c) for c in (SPOOF, BONAFIDE)]
         if balanced and any(len(members) == 0 for members in self._by_class):
             raise ValueError(f"{cache.directory}: balanced sampling needs both classes in the cache")
+        self.copy_share = copy_share
+        self._spoof_groups: list[tuple[np.ndarray, float]] | None = None
+        if copy_share is not None:
+            if not balanced or not 0 <= copy_share <= 1:
+                raise ValueError(f"copy_share needs balanced sampling and a value in [0, 1], got {copy_share}")
+            spoofs = self._by_class[0]
+            is_copy = np.array([cache.systems[i].startswith(COPY_SYSTEM_PREFIX) for i in spoofs], dtype=bool)
+            groups = [(spoofs[~is_copy], 1.0 - copy_share), (spoofs[is_copy], copy_share)]
+            empty = [name for (members, share), name in zip(groups, ("corpus", "copy-synthesis")) if share > 0
+                     and len(members) == 0]
+            if empty:
+                raise ValueError(f"{cache.directory}: copy_share {copy_share} asks for {empty[0]} spoofs, "
+                                 "but the cache has none")
+            self._spoof_groups = groups
         self.epoch_size = 2 * max(len(m) for m in self._by_class) if balanced else len(cache)
         global_batch = batch_size * world_size
         self.batches_per_epoch = self.epoch_size // global_batch
@@ -175,15 +198,20 @@ class TrainBatches:
         Plain: a permutation of all clips. Balanced: both classes contribute ``max(class sizes)``
         draws, the larger class as one permutation, the smaller one as as many concatenated
         permutations as needed (each of its clips appears equally often, +-1), then all shuffled.
+        With ``copy_share``, the spoof draws are split between corpus spoofs and copies in that
+        proportion, each group drawn the same way.
         """
         rng = np.random.default_rng([self.seed, epoch, _ORDER_STREAM])
         if not self.balanced:
             return rng.permutation(len(self.cache))
         per_class = self.epoch_size // 2
-        draws = []
-        for members in self._by_class:
-            repeats = -(-per_class // len(members))
-            draws.append(np.concatenate([rng.permutation(members) for _ in range(repeats)])[:per_class])
+        if self._spoof_groups is None:
+            groups = [(members, per_class) for members in self._by_class]
+        else:  # the spoof half split between corpus spoofs and copies
+            n_copies = int(round(self._spoof_groups[1][1] * per_class))
+            groups = [(self._spoof_groups[0][0], per_class - n_copies), (self._spoof_groups[1][0], n_copies),
+                      (self._by_class[1], per_class)]
+        draws = [_repeated_permutations(members, count, rng) for members, count in groups if count > 0]
         return rng.permutation(np.concatenate(draws))
 
     def _batch(self, order: np.ndarray, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:

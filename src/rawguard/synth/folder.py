@@ -45,7 +45,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from rawguard.conventions import BONAFIDE, SAMPLE_RATE
+from rawguard.conventions import BONAFIDE, COPY_SYSTEM_PREFIX, SAMPLE_RATE
 from rawguard.synth.vocoders import METHODS, SynthError, resynthesize
 
 NEURAL = "neural"
@@ -102,7 +102,7 @@ class SpoofSummary:
 
 def system_name(method: str) -> str:
     """The spoofing-system name of copies made with ``method``: ``synth-<method>``."""
-    return f"synth-{method}"
+    return f"{COPY_SYSTEM_PREFIX}{method}"
 
 
 def copy_id(method: str, source_id: str) -> str:

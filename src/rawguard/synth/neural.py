@@ -12,11 +12,13 @@ Generator (HiFi-GAN-style, Kong et al. 2020), for a log-mel ``[B, n_mels, F]`` (
 
 =================================================  ======================
 conv k7, n_mels -> C                               ``[B, C, F]``
-3 x (LeakyReLU, ConvTranspose1d up x r, MRF block)  ``[B, C / 8, F * 256]``
+3 x (LeakyReLU, upsample x r, MRF block)          ``[B, C / 8, F * 256]``
 LeakyReLU, conv k7 -> 1, tanh                      ``[B, F * 256]``
 =================================================  ======================
 
-The MRF block sums residual stacks of dilated convolutions with kernels 3 and 7. Training uses the
+Upsampling is a ``ConvTranspose1d`` (default, as in HiFi-GAN) or sample repetition + conv
+(``upsample="nearest"``). The MRF block averages residual stacks of dilated convolutions with
+kernels 3 and 7. Training uses the
 multi-resolution STFT loss of Parallel WaveGAN (spectral convergence + log-magnitude L1 at three
 resolutions) and no discriminator: adversarial training needs hours of GPU, and the copies only
 have to carry the traces neural vocoders share (learned upsampling by transposed convolutions,
@@ -62,6 +64,10 @@ class VocoderConfig:
     resblock_kernels: tuple[int, ...] = (3, 7)
     resblock_dilations: tuple[int, ...] = (1, 3)
     negative_slope: float = 0.1
+    # "transposed": learned ConvTranspose1d upsampling (HiFi-GAN, MelGAN, Parallel WaveGAN's family);
+    # "nearest": sample repetition + conv ("resize-convolution"), which leaves other traces
+    # (no checkerboard pattern, images of the frame rate instead).
+    upsample: str = "transposed"
 
     def __post_init__(self) -> None:
         self.upsample_rates = tuple(int(r) for r in self.upsample_rates)
@@ -71,6 +77,8 @@ class VocoderConfig:
             raise VocoderError(f"vocoder config: upsample_rates {self.upsample_rates} must multiply to hop {self.hop}")
         if self.channels < 2 ** len(self.upsample_rates) or self.n_mels < 1 or self.n_fft < self.hop:
             raise VocoderError(f"vocoder config: invalid sizes {asdict(self)}")
+        if self.upsample not in ("transposed", "nearest"):
+            raise VocoderError(f"vocoder config: upsample must be 'transposed' or 'nearest', got {self.upsample!r}")
 
 
 class LogMel(nn.Module):
@@ -119,9 +127,12 @@ class Generator(nn.Module):
         self.pre = nn.Conv1d(config.n_mels, c, 7, padding=3)
         ups, mrfs = [], []
         for rate in config.upsample_rates:
-            # kernel 2r, padding r/2: each output sample sees two input frames, output length = N * r
-            ups.append(nn.ConvTranspose1d(c, c // 2, 2 * rate, stride=rate, padding=rate // 2 + rate % 2,
-                                          output_padding=rate % 2))
+            if config.upsample == "nearest":  # repeat each sample r times, then a conv spanning 2 input steps
+                ups.append(nn.Sequential(nn.Upsample(scale_factor=rate, mode="nearest"),
+                                         nn.Conv1d(c, c // 2, 2 * rate + 1, padding=rate)))
+            else:  # kernel 2r, padding r/2: each output sample sees two input frames, output length = N * r
+                ups.append(nn.ConvTranspose1d(c, c // 2, 2 * rate, stride=rate, padding=rate // 2 + rate % 2,
+                                              output_padding=rate % 2))
             c //= 2
             mrfs.append(MultiReceptiveField(c, config.resblock_kernels, config.resblock_dilations,
                                             config.negative_slope))
