@@ -169,7 +169,7 @@ class VocoderTrainConfig:
     batch_size: int = 8
     segment: int = 8192  # samples per training segment (32 frames)
     lr: float = 1e-3
-    min_lr: float = 1e-4  # cosine from lr to min_lr over the time budget
+    min_lr: float = 1e-4  # cosine from lr to min_lr over the time budget (or max_steps, if reached first)
     seed: int = 0
     threads: int = 0  # 0: torch's default
     checkpoint_every: int = 500
@@ -254,7 +254,8 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
     with contextlib.ExitStack() as stack, open(out_dir / "log.jsonl", "a") as log:
         stack.callback(bar.close)
         while step < config.max_steps and time.monotonic() - start < budget:
-            progress_fraction = min(1.0, (time.monotonic() - start) / budget)
+            # cosine over whichever limit comes first: the time budget or max_steps
+            progress_fraction = min(1.0, max((time.monotonic() - start) / budget, step / config.max_steps))
             lr = config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress_fraction))
             for group in optimizer.param_groups:
                 group["lr"] = lr
