@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from rawguard.conventions import score_from_logits
 from rawguard.data.dataset import eval_batches, to_float
+from rawguard.progress import progress_bar
 from rawguard.training.precision import autocast, resolve_precision
 
 
@@ -59,7 +59,7 @@ def score_cache(
     model.eval()
     try:
         batches = eval_batches(cache, window, hop, batch_size)
-        for x, utt in tqdm(batches, desc="scoring", unit="batch", disable=not progress, leave=False):
+        for x, utt in progress_bar(batches, desc="scoring", unit="batch", disable=not progress, leave=False):
             with autocast(precision, device):
                 logits = model(to_float(x).to(device, non_blocking=True))
             if logits.ndim != 2 or logits.shape[1] != 2 or logits.shape[0] != x.shape[0]:

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from rawguard.checkpoint import load_checkpoint, save_checkpoint
 from rawguard.config import ConfigError, RunConfig, load_config
 from rawguard.conventions import BONAFIDE, SPOOF
+from rawguard.progress import progress_bar
 from rawguard.training.distributed import DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed
 from rawguard.training.ema import ModelEMA
 from rawguard.training.log import MetricsLog, truncate_metrics
@@ -485,7 +486,7 @@ def _train(
     total_steps = cfg_t.max_steps or (cfg_t.max_epochs * steps_per_epoch) or None
     if cfg_t.max_steps and cfg_t.max_epochs:
         total_steps = min(cfg_t.max_steps, cfg_t.max_epochs * steps_per_epoch)
-    bar = tqdm(
+    bar = progress_bar(
         total=total_steps, initial=step, unit="step", dynamic_ncols=True, desc="train",
         disable=not (progress and ctx.is_main),
     )

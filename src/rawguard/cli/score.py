@@ -67,10 +67,9 @@ def _text_lines(result) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from rawguard.checkpoint import CheckpointError
     from rawguard.detector import Detector, DetectorError, find_audio_files
+    from rawguard.progress import progress_bar
 
     try:
         window, hop = apply_scoring_options(args)
@@ -85,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"rawguard score: error: no audio files under {' '.join(args.paths)}", file=sys.stderr)
         return 2
     failed = 0
-    progress = tqdm(detector.score_files(files), total=len(files), desc="scoring", unit="file", file=sys.stderr, disable=None)
+    progress = progress_bar(detector.score_files(files), total=len(files), desc="scoring", unit="file", file=sys.stderr, disable=None)
     for path, outcome in progress:
         if isinstance(outcome, Exception):
             failed += 1

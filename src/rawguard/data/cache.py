@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 try:
     import fcntl
@@ -44,6 +43,7 @@ from rawguard.audio import AudioError, load_audio
 from rawguard.checkpoint import fsync_directory
 from rawguard.conventions import INT16_SCALE, SAMPLE_RATE, label_name, parse_label
 from rawguard.data.protocols import Item
+from rawguard.progress import progress_bar
 
 CACHE_FORMAT = "rawguard-cache"
 CACHE_VERSION = 1
@@ -418,7 +418,7 @@ def _prepare(items: Sequence[Item], out_dir: Path, fingerprint: str, workers: in
     tasks = [(os.path.abspath(item.path), sample_rate, max_duration) for item in items[resumed:]]
     try:
         with _decoder(workers if workers is not None else default_workers(), len(tasks)) as decode:
-            with tqdm(total=len(items), initial=resumed, unit="clip", desc="prepare", disable=not progress,
+            with progress_bar(total=len(items), initial=resumed, unit="clip", desc="prepare", disable=not progress,
                       smoothing=0.1) as bar:
                 for result in decode(tasks):
                     journal.append(result)

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
 from rawguard.conventions import SAMPLE_RATE
+from rawguard.progress import progress_bar
 from rawguard.synth.dsp import active_rms
 from rawguard.synth.vocoders import METHODS, resynthesize
 from rawguard.synth.voice import Speaker, random_speaker, synthesize_utterance
@@ -187,7 +187,7 @@ def generate_demo_corpus(
     (out / "protocols").mkdir(parents=True, exist_ok=True)
     jobs, speakers = plan_jobs(out, spec, seed)
     workers = workers or min(4, os.cpu_count() or 1)
-    bar = tqdm(total=len(jobs), desc="demo corpus", unit="clip", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="demo corpus", unit="clip", disable=not progress)
     try:
         if workers <= 1:
             for job in jobs:
