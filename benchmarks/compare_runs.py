@@ -40,7 +40,7 @@ def summarize_run(run: Path) -> dict:
     elapsed = float(last.get("elapsed_s", train_rows[-1]["elapsed_s"] if train_rows else 0.0))
     steps = int(last["step"])
     row = {
-        "run": str(run),
+        "run": run.name,
         "model": best["model_name"],
         "parameters": parameters,
         "window_samples": window,
@@ -109,8 +109,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (rawguard train --out)")
     parser.add_argument("--out", type=Path, required=True, help="output prefix: OUT.md, OUT.json, OUT.png")
+    parser.add_argument("--labels", nargs="+", default=None,
+                        help="one name per run for the table and plot (default: the model's name)")
     args = parser.parse_args()
+    if args.labels is not None and len(args.labels) != len(args.runs):
+        parser.error(f"--labels: {len(args.labels)} names for {len(args.runs)} runs")
     rows = [summarize_run(run) for run in args.runs]
+    for row, label in zip(rows, args.labels or []):
+        row["model"] = label
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table = to_markdown(rows)
     args.out.with_suffix(".md").write_text(table)

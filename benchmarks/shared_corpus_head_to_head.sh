@@ -15,14 +15,23 @@ OUT=${OUT:-runs/shared}
 MINUTES=${MINUTES:-15}
 THREADS=${THREADS:-2}
 MODELS=${MODELS:-"lite:shared_corpus rawnet2:shared_corpus_rawnet2"}
-SYNTH=${SYNTH-"lpc sinusoidal world griffin_lim"}  # '-', not ':-': an empty SYNTH means none
+SYNTH=${SYNTH-"lpc sinusoidal world griffin_lim neural"}  # '-', not ':-': an empty SYNTH means none
+VOCODER_MINUTES=${VOCODER_MINUTES:-10}  # training budget of the neural method's vocoder
 
 train_protocols=("$CORPUS/protocols/train.txt")
 audio_dirs=(--audio-dir "$CORPUS/flac")
+if [[ " $SYNTH " == *" neural "* ]]; then
+  # The neural method's vocoder learns from the train split's bona fide clips (never dev).
+  rawguard prepare "$CORPUS/protocols/train.txt" --audio-dir "$CORPUS/flac" --format asvspoof2019 \
+    --out "$OUT/caches/train_corpus" --quiet
+  rawguard train-vocoder "$OUT/caches/train_corpus" --out "$OUT/vocoder" --minutes "$VOCODER_MINUTES" --quiet
+fi
 for method in $SYNTH; do
+  vocoder=()
+  [[ $method == neural ]] && vocoder=(--vocoder "$OUT/vocoder/vocoder.pt")
   # Train split only: copies of dev speakers in training would leak them.
   rawguard synth-spoof --protocol "$CORPUS/protocols/train.txt" --audio-dir "$CORPUS/flac" --format asvspoof2019 \
-    "$OUT/synth/$method" --method "$method" --quiet
+    "$OUT/synth/$method" --method "$method" "${vocoder[@]}" --quiet
   train_protocols+=("$OUT/synth/$method/protocol.csv")
   audio_dirs+=(--audio-dir -)  # each protocol.csv finds its copies beside itself
 done

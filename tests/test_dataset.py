@@ -147,7 +147,7 @@ def test_balanced_sampling_on_a_skewed_cache(tmp_path, smoke_items):
 def test_copy_share_splits_the_spoof_draws_between_corpus_spoofs_and_copies(tmp_path, smoke_items):
     # 20 bona fide, 5 corpus spoofs, and the other 15 spoofs relabelled as copy-synthesis systems
     spoofs = [i for i in smoke_items if i.label == SPOOF]
-    copies = [dataclasses.replace(i, system=f"synth-lpc") for i in spoofs[5:]]
+    copies = [dataclasses.replace(i, system="synth-lpc") for i in spoofs[5:]]
     prepare_cache([i for i in smoke_items if i.label == BONAFIDE] + spoofs[:5] + copies, tmp_path / "c",
                   workers=1, progress=False)
     cache = Cache.open(tmp_path / "c")

@@ -155,5 +155,6 @@ def test_a_rerun_with_the_budget_spent_leaves_the_vocoder_file_alone(bonafide_ca
     _train(cache, out, steps=2)
     before = (out / "vocoder.pt").read_bytes()
     config = VocoderTrainConfig(minutes=5, max_steps=2, batch_size=2, model=VocoderConfig(**TINY))
-    assert train_vocoder(cache, out, config, progress=False).steps == 2
+    summary = train_vocoder(cache, out, config, progress=False)
+    assert (summary.steps, summary.new_steps) == (2, 0)
     assert (out / "vocoder.pt").read_bytes() == before  # synth-spoof folders keyed on its hash stay valid

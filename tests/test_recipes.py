@@ -162,10 +162,14 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
     assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [format_command(c) for c in plan(get_recipe("shared-corpus"), root, out)] == lines
-    methods = ("lpc", "sinusoidal", "world", "griffin_lim")
-    assert lines[:6] == [
+    methods = ("lpc", "sinusoidal", "world", "griffin_lim", "neural")
+    vocoder = {m: f" --vocoder {out}/vocoder/vocoder.pt" if m == "neural" else "" for m in methods}
+    assert lines[:9] == [
+        f"rawguard prepare {root}/protocols/train.txt --out {out}/caches/train_corpus --audio-dir {root}/flac "
+        "--format asvspoof2019",
+        f"rawguard train-vocoder {out}/caches/train_corpus --out {out}/vocoder --minutes 10",
         *(f"rawguard synth-spoof --protocol {root}/protocols/train.txt --audio-dir {root}/flac --format asvspoof2019 "
-          f"{out}/synth/{m} --method {m}" for m in methods),
+          f"{out}/synth/{m} --method {m}{vocoder[m]}" for m in methods),
         f"rawguard prepare {root}/protocols/train.txt "
         + " ".join(f"{out}/synth/{m}/protocol.csv" for m in methods)
         + f" --out {out}/caches/train --audio-dir {root}/flac" + " --audio-dir -" * len(methods),

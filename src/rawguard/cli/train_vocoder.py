@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     except (VocoderError, CacheError) as error:
         print(f"rawguard train-vocoder: error: {error}", file=sys.stderr)
         return 2
-    print(f"trained a vocoder on {summary.clips} bona fide clips: {summary.steps} steps in {summary.minutes:.1f} min, "
+    what = "trained a vocoder" if summary.new_steps else "vocoder already trained (budget spent, file left as it was)"
+    print(f"{what} on {summary.clips} bona fide clips: {summary.steps} steps in {summary.minutes:.1f} min, "
           f"final multi-resolution STFT loss {summary.loss:.3f} -> {summary.path}")
     return 0

@@ -43,9 +43,9 @@ from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
 from rawguard.conventions import BONAFIDE, COPY_SYSTEM_PREFIX, SAMPLE_RATE
+from rawguard.progress import progress_bar
 from rawguard.synth.vocoders import METHODS, SynthError, resynthesize
 
 NEURAL = "neural"
@@ -343,7 +343,7 @@ def synth_spoof(
     summary.kept = [Path(task[1]) for task, ok in zip(tasks, done) if ok]
     todo = [(i, task) for i, (task, ok) in enumerate(zip(tasks, done)) if not ok]
     workers = workers or min(4, os.cpu_count() or 1)
-    bar = tqdm(total=len(tasks), initial=len(summary.kept), desc=f"synth-spoof {method}", unit="file",
+    bar = progress_bar(total=len(tasks), initial=len(summary.kept), desc=f"synth-spoof {method}", unit="file",
                disable=not progress)
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from rawguard.conventions import BONAFIDE, INT16_SCALE, SAMPLE_RATE
+from rawguard.progress import progress_bar
 from rawguard.synth.dsp import mel_filterbank
 
 CHECKPOINT_KIND = "rawguard-vocoder"
@@ -178,11 +178,14 @@ class VocoderTrainConfig:
 
 @dataclass
 class VocoderSummary:
+    """What :func:`train_vocoder` did: ``steps`` in all, ``new_steps`` of them in this call."""
+
     path: Path
     steps: int
     minutes: float
     loss: float
     clips: int
+    new_steps: int = 0
 
 
 def bonafide_waveforms(cache_dir: str | Path, min_samples: int) -> list[np.ndarray]:
@@ -241,7 +244,11 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
     step, spent, loss_value = 0, 0.0, float("nan")
     if path.exists():
         state = load_checkpoint(path)
-        if json.loads(state.get("config", "{}")) != json.loads(json.dumps(asdict(config.model))):
+        try:  # fields a checkpoint predates take their defaults
+            held = VocoderConfig(**json.loads(state.get("config", "{}")))
+        except (TypeError, ValueError):
+            held = None
+        if held != config.model:
             raise VocoderError(f"{path}: holds a vocoder with another architecture; use another folder")
         generator.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -250,7 +257,7 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
     first_step = step
     budget = config.minutes * 60.0
     start = time.monotonic() - spent
-    bar = tqdm(total=config.max_steps, initial=step, desc="train-vocoder", unit="step", disable=not progress)
+    bar = progress_bar(total=config.max_steps, initial=step, desc="train-vocoder", unit="step", disable=not progress)
     with contextlib.ExitStack() as stack, open(out_dir / "log.jsonl", "a") as log:
         stack.callback(bar.close)
         while step < config.max_steps and time.monotonic() - start < budget:
@@ -277,7 +284,6 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
                 # The budget is time, not steps: show the steps it will allow at the current rate.
                 rate = (step - first_step) / max(elapsed - spent, 1e-9)
                 bar.total = min(config.max_steps, step + int(rate * max(budget - elapsed, 0.0)))
-                bar.refresh()
             if step % config.checkpoint_every == 0:
                 save_checkpoint(_state(generator, optimizer, step, time.monotonic() - start, loss_value), path)
     elapsed = time.monotonic() - start
@@ -286,7 +292,8 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
     elif path.exists():
         loss_value = float(load_checkpoint(path).get("loss", loss_value))
     _plot_copy(generator, mel, clips[0], out_dir / "vocoder.png")
-    return VocoderSummary(path=path, steps=step, minutes=elapsed / 60, loss=loss_value, clips=len(clips))
+    return VocoderSummary(path=path, steps=step, minutes=elapsed / 60, loss=loss_value, clips=len(clips),
+                          new_steps=step - first_step)
 
 
 class NeuralVocoder:
