@@ -24,7 +24,7 @@ def register(subparsers, name: str, help: str) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="segments of 8,192 samples per step (default: 8)")
     parser.add_argument("--upsample", choices=["transposed", "nearest"], default="transposed",
                         help="generator upsampling: transposed convolutions (HiFi-GAN-like, default) or sample "
-                             "repetition + convolution; a second vocoder of the other kind gives copies with other traces")
+                             "repetition + convolution (learns more slowly; see BENCHMARKS.md)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
