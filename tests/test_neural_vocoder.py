@@ -82,6 +82,11 @@ def test_training_writes_a_loadable_vocoder_and_resumes(bonafide_cache, tmp_path
     assert any(not torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
     with pytest.raises(VocoderError, match="another architecture"):
         _train(cache, out, steps=6, channels=32, resblock_kernels=(3,), resblock_dilations=(1,))
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "vocoder.pt").write_bytes((out / "vocoder.pt").read_bytes()[:1000])  # a half-written file
+    with pytest.raises(VocoderError, match="truncated.*delete it"):
+        _train(cache, truncated, steps=6)
 
     vocoder = NeuralVocoder.load(out / "vocoder.pt")
     wave = sf.read(FLAC / "RG_D_000004.flac")[0]

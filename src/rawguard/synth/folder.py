@@ -258,7 +258,7 @@ def _check_targets(sources: Sequence[SpoofSource]) -> None:
         first[source.target] = source.path
 
 
-def _claim(out_dir: Path, method: str, seed: int, sources: Sequence[SpoofSource], vocoder: str | None) -> None:
+def _claim(out_dir: Path, method: str, seed: int, sources: Sequence[SpoofSource], vocoder_sha256: str | None) -> None:
     """Record what ``out_dir`` holds copies of; refuse a folder made with other settings.
 
     Without this, a re-run with another method would keep the old copies (their targets exist)
@@ -268,8 +268,8 @@ def _claim(out_dir: Path, method: str, seed: int, sources: Sequence[SpoofSource]
     for source in sources:  # targets in order: also fixes each target's seed (its position)
         digest.update(json.dumps([os.path.abspath(source.path), source.target, source.utt_id]).encode() + b"\n")
     state = {"method": method, "seed": seed, "sources": len(sources), "fingerprint": digest.hexdigest()}
-    if vocoder is not None:
-        state["vocoder_sha256"] = vocoder
+    if vocoder_sha256 is not None:
+        state["vocoder_sha256"] = vocoder_sha256
     state_path = out_dir / STATE_FILE
     if state_path.is_file():
         try:

@@ -229,7 +229,7 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
     Raises:
         VocoderError: no usable bona fide clip, or ``out_dir`` holds a vocoder with another architecture.
     """
-    from rawguard.checkpoint import load_checkpoint, save_checkpoint
+    from rawguard.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     config = config or VocoderTrainConfig()
     out_dir = Path(out_dir)
@@ -243,16 +243,23 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
     path = out_dir / "vocoder.pt"
     step, spent, loss_value = 0, 0.0, float("nan")
     if path.exists():
-        state = load_checkpoint(path)
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as error:
+            raise VocoderError(f"{error}; delete it or use another folder") from None
         try:  # fields a checkpoint predates take their defaults
             held = VocoderConfig(**json.loads(state.get("config", "{}")))
         except (TypeError, ValueError):
             held = None
-        if held != config.model:
-            raise VocoderError(f"{path}: holds a vocoder with another architecture; use another folder")
-        generator.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, spent = int(state["step"]), float(state["elapsed_s"])
+        if state.get("kind") != CHECKPOINT_KIND or held != config.model:
+            raise VocoderError(f"{path}: holds a vocoder with another architecture (or no vocoder); "
+                               "use another folder")
+        try:
+            generator.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            step, spent = int(state["step"]), float(state["elapsed_s"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise VocoderError(f"{path}: cannot resume from it ({error}); delete it or use another folder") from None
     rng = np.random.default_rng([config.seed, step])
     first_step = step
     budget = config.minutes * 60.0
