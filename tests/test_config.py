@@ -56,6 +56,7 @@ def test_yaml_file_then_overrides(tmp_path):
     ("data.copy_share=0.3", r"data.copy_share: needs data.balanced: true"),
     ("data.copy_share=lots", r"data.copy_share: expected a number"),
     ("data.copy_share=1.5", r"data.copy_share: must be null or in \[0, 1\]"),
+    ("data.speaker_matched=true", r"data.speaker_matched: needs data.balanced: true"),
     ("train.precision=fp8", r"train.precision: must be one of auto, fp32, bf16, fp16"),
     ("optim.lr=-1", r"optim.lr: must be > 0"),
     ("train.class_weights=[1]", r"train.class_weights: must be null or two positive numbers"),

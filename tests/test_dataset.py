@@ -12,7 +12,8 @@ import torch
 
 from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SPOOF
 from rawguard.data.cache import Cache, prepare_cache
-from rawguard.data.dataset import TrainBatches, crop_or_pad, eval_batches, to_float, window_starts
+from rawguard.data.dataset import (TrainBatches, crop_or_pad, eval_batches, speaker_matched_weights, to_float,
+                                   window_starts)
 from rawguard.data.protocols import read_protocol
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -167,6 +168,46 @@ def test_copy_share_splits_the_spoof_draws_between_corpus_spoofs_and_copies(tmp_
     no_copies = Cache.open(_plain_cache(tmp_path, smoke_items))
     with pytest.raises(ValueError, match="copy-synthesis spoofs, but the cache has none"):
         TrainBatches(no_copies, window=8000, batch_size=8, balanced=True, copy_share=0.3)
+
+
+def test_speaker_matched_weights_raise_speakers_that_spoofs_copy_and_ignore_tts_voices():
+    # bona fide: A twice, B and C once; spoofs: three copies of B and one TTS voice
+    speakers = ["A", "A", "B", "C", "B", "B", "B", "TTS_1"]
+    bonafide, spoofs = np.arange(4), np.arange(4, 8)
+    weights = speaker_matched_weights(speakers, bonafide, [(spoofs, 1.0)])
+    # uniform shares A 1/2, B 1/4, C 1/4; B's spoof share 3/4 -> A 1/2, B 3/4, C 1/4, renormalised
+    assert np.allclose(weights, [1 / 6, 1 / 6, 1 / 2, 1 / 6])
+    # two groups of half the draws each, one a copy of A: spoof shares A 1/2, B 3/8 -> A 1/2, B 3/8,
+    # C 1/4 (A's share was already 1/2), renormalised by 9/8
+    weights = speaker_matched_weights(speakers + ["A"], bonafide, [(spoofs, 0.5), (np.array([8]), 0.5)])
+    assert np.allclose(weights, [2 / 9, 2 / 9, 1 / 3, 2 / 9])
+    # no spoof names a bona fide speaker: every clip equally often, as without the option
+    assert np.allclose(speaker_matched_weights(speakers[:4] + ["X"] * 4, bonafide, [(spoofs, 1.0)]), 0.25)
+
+
+@needs_corpus
+def test_speaker_matched_draws_follow_the_weights_and_keep_the_classes_balanced(tmp_path, smoke_items):
+    # 10 of the 20 spoofs become copies of the first bona fide clip's speaker
+    bonafide = [i for i in smoke_items if i.label == BONAFIDE]
+    spoofs = [i for i in smoke_items if i.label == SPOOF]
+    copied = bonafide[0].speaker
+    items = bonafide + [dataclasses.replace(i, speaker=copied) for i in spoofs[:10]] + spoofs[10:]
+    prepare_cache(items, tmp_path / "c", workers=1, progress=False)
+    cache = Cache.open(tmp_path / "c")
+    batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True, speaker_matched=True)
+    order = batches.epoch_order(0)
+    assert len(order) == 40 and (cache.labels[order] == BONAFIDE).sum() == 20
+    draws = np.bincount(order[cache.labels[order] == BONAFIDE], minlength=len(cache))
+    of_copied = np.array([s == copied for s in cache.speakers]) & (cache.labels == BONAFIDE)
+    # that speaker's share: 1/20 of the bona fide clips, 10/20 of the spoofs -> 0.5 / (0.5 + 19/20) of
+    # the bona fide draws: 6.9 of 20, against 1 without the option
+    assert of_copied.sum() == 1 and draws[of_copied].sum() == 7
+    expected = 20 * batches._bonafide_weights
+    assert np.all(np.abs(draws[cache.labels == BONAFIDE] - expected) < 1)  # floor or ceil of the expectation
+    assert np.array_equal(order, batches.epoch_order(0))
+    assert not np.array_equal(order, batches.epoch_order(1))
+    with pytest.raises(ValueError, match="speaker_matched needs balanced sampling"):
+        TrainBatches(cache, window=8000, batch_size=8, speaker_matched=True)
 
 
 def _plain_cache(tmp_path: Path, items) -> Path:

@@ -30,6 +30,7 @@ import yaml
 
 from rawguard.augment import AugmentConfig
 from rawguard.conventions import DEFAULT_WINDOW
+from rawguard.training.losses import LOSSES
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,10 @@ class DataConfig:
     copy_share: float | None = None
     """With ``balanced``: the share of spoof draws taken from copy-synthesis spoofs (systems
     ``synth-*``, made by ``rawguard synth-spoof``); null = in proportion to their number."""
+    speaker_matched: bool = False
+    """With ``balanced``: raise the bona fide draws of each speaker to at least that speaker's share
+    of the spoof draws (vocoded copies and voice conversions name the speaker they copy), so that
+    speaker identity is no shortcut to the class (``rawguard.data.dataset.speaker_matched_weights``)."""
     prefetch: int = 2
     """Batches assembled ahead in a background thread (0 = in the training thread)."""
 
@@ -102,8 +107,13 @@ class TrainConfig:
     """CPU threads for torch (0 = torch's default). Fix it for bit-exact resume on CPU."""
     seed: int = 0
     """Seeds the batch order, crops, initialisation, dropout and augmentation."""
+    loss: str = "cross_entropy"
+    """``cross_entropy`` or ``oc_softmax`` (one-class softmax; needs ``model.head: cosine``, see
+    ``rawguard.training.losses``)."""
+    oc_margins: list[float] = field(default_factory=lambda: [0.9, 0.2])
+    """``oc_softmax`` cosine margins ``[bona fide, spoof]`` (the paper's m0, m1)."""
     class_weights: list[float] | None = None
-    """Cross-entropy weights indexed by label id: ``[spoof, bonafide]`` (RawNet2 baseline: [0.1, 0.9])."""
+    """Loss weights indexed by label id: ``[spoof, bonafide]`` (RawNet2 baseline: [0.1, 0.9])."""
     grad_accum: int = 1
     """Micro-batches per optimizer step (the global batch is split; same result as more GPUs)."""
     sync_batchnorm: bool = True
@@ -449,6 +459,8 @@ def validate(config: RunConfig) -> RunConfig:
          "must be null or in [0, 1]"),
         ("data.copy_share", config.data.copy_share is None or config.data.balanced,
          "needs data.balanced: true (it splits the spoof half of balanced draws)"),
+        ("data.speaker_matched", not config.data.speaker_matched or config.data.balanced,
+         "needs data.balanced: true (it reweights the bona fide half of balanced draws)"),
         ("optim.name", config.optim.name in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
         ("optim.lr", config.optim.lr > 0, "must be > 0"),
         ("optim.weight_decay", config.optim.weight_decay >= 0, "must be >= 0"),
@@ -470,6 +482,12 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.class_weights", config.train.class_weights is None
          or (len(config.train.class_weights) == 2 and all(w > 0 for w in config.train.class_weights)),
          "must be null or two positive numbers [spoof, bonafide]"),
+        ("train.loss", config.train.loss in LOSSES, f"must be one of {', '.join(LOSSES)}"),
+        ("train.loss", config.train.loss != "oc_softmax" or config.model.overrides.get("head") == "cosine",
+         "oc_softmax needs a cosine output layer: add model.head=cosine"),
+        ("train.oc_margins", len(config.train.oc_margins) == 2
+         and -1 <= config.train.oc_margins[1] < config.train.oc_margins[0] <= 1,
+         "must be [bona fide, spoof] cosines with -1 <= spoof < bona fide <= 1"),
         ("train.grad_accum", config.train.grad_accum >= 1, "must be >= 1"),
         ("train.grad_accum", config.data.batch_size % config.train.grad_accum == 0,
          f"must divide data.batch_size ({config.data.batch_size})"),

@@ -36,15 +36,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from rawguard.checkpoint import load_checkpoint, save_checkpoint
 from rawguard.config import ConfigError, RunConfig, load_config
 from rawguard.conventions import BONAFIDE, SPOOF
+from rawguard.models.layers import CosineHead
 from rawguard.progress import progress_bar
 from rawguard.training.distributed import DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed
+from rawguard.training import losses
 from rawguard.training.ema import ModelEMA
 from rawguard.training.log import MetricsLog, truncate_metrics
 from rawguard.training.precision import autocast, make_scaler, resolve_precision
@@ -201,6 +202,19 @@ def _build_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimiz
     return cls(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
 
 
+def _build_loss(config: RunConfig, model: nn.Module, class_weights: torch.Tensor | None):
+    """``(logits [B, 2], labels [B]) -> scalar loss`` for ``train.loss``."""
+    if config.train.loss == "cross_entropy":
+        return lambda logits, labels: losses.cross_entropy(logits, labels, class_weights)
+    head = getattr(model, "fc", None)
+    if not isinstance(head, CosineHead):
+        raise ConfigError(f"train.loss: oc_softmax needs a cosine output layer; {config.model.name} has none "
+                          "(rawnet-lite: model.head=cosine)")
+    margin_bonafide, margin_spoof = config.train.oc_margins
+    return lambda logits, labels: losses.oc_softmax_loss(logits, labels, head.scale, margin_bonafide, margin_spoof,
+                                                         class_weights)
+
+
 def _build_augmenter(config: RunConfig):
     """The augmentation engineer's augmenter, or None when the section is off or absent."""
     if not getattr(config.augment, "enabled", False):
@@ -344,7 +358,7 @@ def _train(
     batches = TrainBatches(
         train_set, config.data.window, config.data.batch_size // ctx.world_size, cfg_t.seed,
         balanced=config.data.balanced, rank=ctx.rank, world_size=ctx.world_size, prefetch=config.data.prefetch,
-        copy_share=config.data.copy_share,
+        copy_share=config.data.copy_share, speaker_matched=config.data.speaker_matched,
     )
     steps_per_epoch = batches.batches_per_epoch
     augmenter = _build_augmenter(config)
@@ -353,6 +367,7 @@ def _train(
     class_weights = (
         torch.tensor(cfg_t.class_weights, dtype=torch.float32, device=device) if cfg_t.class_weights else None
     )
+    loss_fn = _build_loss(config, _unwrap(model), class_weights)
     decay_steps = _schedule_length(config, steps_per_epoch)
     lr_for = lambda s: lr_at(  # noqa: E731 - the schedule, as a function of the step only
         s, config.optim.lr, config.optim.warmup_steps, decay_steps, config.optim.schedule, config.optim.min_lr_ratio
@@ -530,7 +545,7 @@ def _train(
                     with model.no_sync() if not sync else contextlib.nullcontext():
                         with autocast(precision, device):
                             logits = model(xc)
-                        loss = F.cross_entropy(logits.float(), yc, weight=class_weights)
+                        loss = loss_fn(logits, yc)
                         scaler.scale(loss / len(chunks)).backward()
                     loss_value += loss.item() / len(chunks)
                 if not math.isfinite(loss_value) and precision != "fp16":

@@ -138,6 +138,55 @@ def _repeated_permutations(members: np.ndarray, count: int, rng: np.random.Gener
     return np.concatenate([rng.permutation(members) for _ in range(repeats)])[:count]
 
 
+def _weighted_draws(members: np.ndarray, weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` draws from ``members`` in proportion to ``weights``, shuffled.
+
+    Systematic sampling: each member is drawn ``floor`` or ``ceil`` of ``count * w / sum(w)`` times,
+    so an epoch holds what the weights ask for, not a multinomial's noisy version of it.
+    """
+    cumulative = np.cumsum(weights / weights.sum())
+    positions = (rng.random() + np.arange(count)) / count
+    picks = np.minimum(np.searchsorted(cumulative, positions, side="right"), len(members) - 1)
+    return rng.permutation(members[picks])
+
+
+def speaker_matched_weights(speakers: list[str], bonafide: np.ndarray, spoofs: list[tuple[np.ndarray, float]]
+                            ) -> np.ndarray:
+    """Draw weights of the bona fide clips ``bonafide`` that match each speaker's share of spoof draws.
+
+    Copy-synthesis and voice-conversion spoofs carry the speaker they copy or imitate. When a speaker's
+    share of the spoof draws is larger than its share of the bona fide draws (one LJSpeech reader
+    with hundreds of vocoded copies, a VCTK voice that a VC system targets), the speaker itself
+    becomes evidence for "spoof", a shortcut that fails on unseen speakers. Each speaker's bona fide
+    share is raised to ``max(uniform share, spoof share)`` (then all renormalised), so no speaker
+    is more often a spoof than bona fide; speakers without spoofs keep their uniform weight and
+    spoofs of speakers without bona fide clips (TTS voices) do not count.
+
+    Args:
+        speakers: speaker of every clip of the cache.
+        bonafide: cache indices of the bona fide clips, ``int64 (Nb,)``.
+        spoofs: ``(cache indices, share of the spoof draws)`` per spoof group; within a group every
+            clip is drawn equally often.
+
+    Returns:
+        ``float64 (Nb,)`` weights, summing to 1.
+    """
+    bonafide_speakers = np.array([speakers[i] for i in bonafide.tolist()])
+    names, per_clip_speaker, bonafide_counts = np.unique(bonafide_speakers, return_inverse=True, return_counts=True)
+    spoof_share = np.zeros(len(names))
+    for members, share in spoofs:
+        if share <= 0 or len(members) == 0:
+            continue
+        position = {name: k for k, name in enumerate(names.tolist())}
+        for i in members.tolist():
+            k = position.get(speakers[i])
+            if k is not None:
+                spoof_share[k] += share / len(members)
+    speaker_share = np.maximum(bonafide_counts / len(bonafide), spoof_share)
+    weights = speaker_share[per_clip_speaker] / bonafide_counts[per_clip_speaker]
+    return weights / weights.sum()
+
+
 class TrainBatches:
     """Deterministic, shardable, optionally class-balanced training batches from a cache.
 
@@ -150,6 +199,9 @@ class TrainBatches:
         copy_share: with ``balanced``, the share of the spoof draws that come from copy-synthesis
             spoofs (systems starting with :data:`COPY_SYSTEM_PREFIX`); ``None``: no split, each
             spoof clip is drawn equally often.
+        speaker_matched: with ``balanced``, draw each speaker's bona fide clips at least as often as
+            spoofs of that speaker (:func:`speaker_matched_weights`); otherwise every bona fide clip
+            equally often.
         rank, world_size: DDP sharding (see the module docstring).
         prefetch: batches prepared ahead in a background thread (0: none).
         pin_memory: put ``x`` in page-locked memory for faster, asynchronous copies to a GPU
@@ -158,7 +210,7 @@ class TrainBatches:
 
     def __init__(self, cache: Cache, window: int = DEFAULT_WINDOW, batch_size: int = 32, seed: int = 0,
                  balanced: bool = False, rank: int = 0, world_size: int = 1, prefetch: int = 2,
-                 pin_memory: bool = False, copy_share: float | None = None):
+                 pin_memory: bool = False, copy_share: float | None = None, speaker_matched: bool = False):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         if window <= 0 or batch_size <= 0:
@@ -185,6 +237,12 @@ class TrainBatches:
                 raise ValueError(f"{cache.directory}: copy_share {copy_share} asks for {empty[0]} spoofs, "
                                  "but the cache has none")
             self._spoof_groups = groups
+        self._bonafide_weights: np.ndarray | None = None
+        if speaker_matched:
+            if not balanced:
+                raise ValueError("speaker_matched needs balanced sampling")
+            spoof_groups = self._spoof_groups or [(self._by_class[0], 1.0)]
+            self._bonafide_weights = speaker_matched_weights(cache.speakers, self._by_class[1], spoof_groups)
         self.epoch_size = 2 * max(len(m) for m in self._by_class) if balanced else len(cache)
         global_batch = batch_size * world_size
         self.batches_per_epoch = self.epoch_size // global_batch
@@ -199,7 +257,8 @@ class TrainBatches:
         draws, the larger class as one permutation, the smaller one as as many concatenated
         permutations as needed (each of its clips appears equally often, +-1), then all shuffled.
         With ``copy_share``, the spoof draws are split between corpus spoofs and copies in that
-        proportion, each group drawn the same way.
+        proportion, each group drawn the same way. With ``speaker_matched``, the bona fide draws
+        follow :func:`speaker_matched_weights` instead.
         """
         rng = np.random.default_rng([self.seed, epoch, _ORDER_STREAM])
         if not self.balanced:
@@ -211,7 +270,12 @@ class TrainBatches:
             n_copies = int(round(self._spoof_groups[1][1] * per_class))
             groups = [(self._spoof_groups[0][0], per_class - n_copies), (self._spoof_groups[1][0], n_copies),
                       (self._by_class[1], per_class)]
-        draws = [_repeated_permutations(members, count, rng) for members, count in groups if count > 0]
+        draws = [_repeated_permutations(members, count, rng) for members, count in groups[:-1] if count > 0]
+        bonafide = self._by_class[1]
+        if self._bonafide_weights is None:
+            draws.append(_repeated_permutations(bonafide, per_class, rng))
+        else:
+            draws.append(_weighted_draws(bonafide, self._bonafide_weights, per_class, rng))
         return rng.permutation(np.concatenate(draws))
 
     def _batch(self, order: np.ndarray, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
