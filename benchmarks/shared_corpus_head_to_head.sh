@@ -16,7 +16,8 @@ MINUTES=${MINUTES:-15}
 THREADS=${THREADS:-2}
 MODELS=${MODELS:-"lite:shared_corpus rawnet2:shared_corpus_rawnet2"}
 SYNTH=${SYNTH-"lpc sinusoidal world griffin_lim neural"}  # '-', not ':-': an empty SYNTH means none
-VOCODER_MINUTES=${VOCODER_MINUTES:-10}  # training budget of the neural method's vocoder
+VOCODER_STEPS=${VOCODER_STEPS:-5000}     # training steps of the neural method's vocoder (as the recipe)
+VOCODER_MINUTES=${VOCODER_MINUTES:-15}  # and its wall-clock cap
 
 train_protocols=("$CORPUS/protocols/train.txt")
 audio_dirs=(--audio-dir "$CORPUS/flac")
@@ -24,7 +25,8 @@ if [[ " $SYNTH " == *" neural "* ]]; then
   # The neural method's vocoder learns from the train split's bona fide clips (never dev).
   rawguard prepare "$CORPUS/protocols/train.txt" --audio-dir "$CORPUS/flac" --format asvspoof2019 \
     --out "$OUT/caches/train_corpus" --quiet
-  rawguard train-vocoder "$OUT/caches/train_corpus" --out "$OUT/vocoder" --minutes "$VOCODER_MINUTES" --quiet
+  rawguard train-vocoder "$OUT/caches/train_corpus" --out "$OUT/vocoder" --max-steps "$VOCODER_STEPS" \
+    --minutes "$VOCODER_MINUTES" --quiet
 fi
 for method in $SYNTH; do
   vocoder=()

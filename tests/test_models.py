@@ -254,6 +254,19 @@ def test_rawnet_lite_mean_summary_is_the_average_of_the_gru_outputs(real_clips):
     torch.testing.assert_close(seen["fc"], seen["gru"].mean(dim=1))
 
 
+def test_rawnet_lite_frontend_mean_norm_makes_the_model_blind_to_input_gain(real_clips):
+    """Removing each filter's mean log envelope removes a gain (an additive constant after the log,
+    but for the log's 1e-6 floor): a clip and the same clip at -12 dB score alike, unlike without it."""
+    batch = torch.stack([torch.from_numpy(np.resize(w, 20_000)) for w in real_clips]).float()
+    change = {}
+    for mean_norm in (True, False):
+        torch.manual_seed(0)
+        model = create_model("rawnet-lite", frontend_mean_norm=mean_norm).eval()
+        with torch.inference_mode():
+            change[mean_norm] = (model(batch) - model(batch * 0.25)).abs().max().item()
+    assert change[True] < 3e-3 and change[True] < 0.25 * change[False], change
+
+
 def test_rawnet_lite_rejects_an_unknown_summary():
     with pytest.raises((ModelConfigError, ValueError), match="summary"):
         create_model("rawnet-lite", summary="attention")

@@ -167,7 +167,7 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
     assert lines[:9] == [
         f"rawguard prepare {root}/protocols/train.txt --out {out}/caches/train_corpus --audio-dir {root}/flac "
         "--format asvspoof2019",
-        f"rawguard train-vocoder {out}/caches/train_corpus --out {out}/vocoder --minutes 10",
+        f"rawguard train-vocoder {out}/caches/train_corpus --out {out}/vocoder --max-steps 5000 --minutes 15",
         *(f"rawguard synth-spoof --protocol {root}/protocols/train.txt --audio-dir {root}/flac --format asvspoof2019 "
           f"{out}/synth/{m} --method {m}{vocoder[m]}" for m in methods),
         f"rawguard prepare {root}/protocols/train.txt "
@@ -206,12 +206,12 @@ def test_unknown_copy_synthesis_method_names_it_and_the_valid_ones(tmp_path, cap
 def test_neural_copy_synthesis_trains_a_vocoder_on_the_train_set_first(tmp_path, capsys):
     root, out = tmp_path / "corpus", tmp_path / "o"
     assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
-                     "--copy-synthesis", "neural,lpc", "--vocoder-minutes", "2.5"]) == 0
+                     "--copy-synthesis", "neural,lpc", "--vocoder-minutes", "2.5", "--vocoder-steps", "300"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[:4] == [
         f"rawguard prepare {root}/protocols/train.txt --out {out}/caches/train_corpus --audio-dir {root}/flac "
         "--format asvspoof2019",
-        f"rawguard train-vocoder {out}/caches/train_corpus --out {out}/vocoder --minutes 2.5",
+        f"rawguard train-vocoder {out}/caches/train_corpus --out {out}/vocoder --max-steps 300 --minutes 2.5",
         f"rawguard synth-spoof --protocol {root}/protocols/train.txt --audio-dir {root}/flac --format asvspoof2019 "
         f"{out}/synth/neural --method neural --vocoder {out}/vocoder/vocoder.pt",
         f"rawguard synth-spoof --protocol {root}/protocols/train.txt --audio-dir {root}/flac --format asvspoof2019 "
@@ -226,3 +226,7 @@ def test_neural_copy_synthesis_trains_a_vocoder_on_the_train_set_first(tmp_path,
         cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
                   "--vocoder-minutes", "0"])
     assert exit_info.value.code == 2 and "--vocoder-minutes must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
+                  "--vocoder-steps", "0"])
+    assert exit_info.value.code == 2 and "--vocoder-steps must be positive" in capsys.readouterr().err

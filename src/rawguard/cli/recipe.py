@@ -36,7 +36,7 @@ def register(subparsers, name: str = "recipe", help: str = "") -> argparse.Argum
             f"{synth}\n"
             "the other recipes have none; --copy-synthesis sets the methods for any recipe, none turns it off.\n"
             "The neural method first trains a small vocoder on the train set's bona fide clips (OUT/vocoder,\n"
-            "--vocoder-minutes of CPU/GPU time).\n\n"
+            "--vocoder-steps steps, at most --vocoder-minutes).\n\n"
             "Layouts, reported results and what copy synthesis gave: docs/recipes.md"
         ),
     )
@@ -51,8 +51,10 @@ def register(subparsers, name: str = "recipe", help: str = "") -> argparse.Argum
                         help=f"comma-separated resynthesis methods ({','.join(ALL_METHODS)}) whose copies of the train "
                              "bona fide clips are added to the train cache, or 'none' (default: the recipe's, "
                              "see above)")
+    parser.add_argument("--vocoder-steps", type=int, default=None, metavar="N",
+                        help="training steps of the neural copy-synthesis vocoder (default: the recipe's, 5000)")
     parser.add_argument("--vocoder-minutes", type=float, default=None, metavar="M",
-                        help="training budget of the neural copy-synthesis vocoder (default: the recipe's, 10)")
+                        help="wall-clock cap of that training (default: the recipe's, 15)")
     parser.add_argument("--workers", type=int, default=None, help="processes for prepare and synth-spoof")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     parser.set_defaults(func=main, parser=parser)
@@ -63,12 +65,14 @@ def main(args: argparse.Namespace) -> int:
     stages = tuple(stage.strip() for stage in args.stages.split(",") if stage.strip())
     if args.vocoder_minutes is not None and args.vocoder_minutes <= 0:
         args.parser.error("--vocoder-minutes must be positive")
+    if args.vocoder_steps is not None and args.vocoder_steps < 1:
+        args.parser.error("--vocoder-steps must be positive")
     try:
         recipe = get_recipe(args.name)
         copy_synthesis = None if args.copy_synthesis is None else parse_copy_synthesis(args.copy_synthesis)
         commands = plan(recipe, args.root, args.out, stages=stages, config=args.config,
                         overrides=tuple(args.set), workers=args.workers, copy_synthesis=copy_synthesis,
-                        vocoder_minutes=args.vocoder_minutes)
+                        vocoder_minutes=args.vocoder_minutes, vocoder_steps=args.vocoder_steps)
         if not args.dry_run and "prepare" in stages:
             check_layout(recipe, args.root)
     except RecipeError as error:
