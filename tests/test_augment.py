@@ -14,7 +14,7 @@ import torch
 from rawguard.augment import (
     ORDER, AugmentConfig, AugmentConfigError, AugmentError, batch_generator, build_augmenter,
     codec_simulation,
-    companding, isd_additive_noise, lnl_convolutive_noise, random_gain, ssi_additive_noise,
+    companding, isd_additive_noise, lnl_convolutive_noise, random_gain, speed_perturbation, ssi_additive_noise,
     telephone_band,
 )
 from rawguard.augment.filters import kernel_response, kernel_spectrum, notch_responses
@@ -242,6 +242,28 @@ def test_companding_8_bit_round_trip_is_close_but_not_exact(speech, law):
     assert (10 * torch.log10(speech.pow(2).sum(-1) / (coarse - speech).pow(2).sum(-1)) < snr - 15).all()
 
 
+def test_speed_moves_a_tone_by_the_factor_and_keeps_its_level():
+    t = torch.arange(SAMPLE_RATE, dtype=torch.float32) / SAMPLE_RATE  # 1 s: FFT bin k = k Hz
+    tone = 0.5 * torch.sin(2 * torch.pi * 1000 * t)[None]
+    cfg = AugmentConfig().speed
+    for factor in (0.9, 1.1):
+        cfg.min_factor = cfg.max_factor = factor
+        y = speed_perturbation(tone, cfg, gen())
+        assert torch.fft.rfft(y[0]).abs().argmax().item() == round(1000 * factor)
+        assert y.abs().max().item() == pytest.approx(0.5, abs=0.03)
+
+
+def test_speed_band_limits_slowed_speech_and_keeps_real_speech_audible(speech):
+    cfg = AugmentConfig().speed
+    cfg.min_factor = cfg.max_factor = 0.8  # slower: nothing can be left above 0.8 x 8 kHz
+    slow = speed_perturbation(speech, cfg, gen())
+    assert (band_energy(slow, 6500, 8000) < 1e-6 * band_energy(slow, 0, 8000)).all()
+    assert (band_energy(speech, 6500, 8000) > 1e-5 * band_energy(speech, 0, 8000)).all()
+    # the level of speech is kept within a few dB (the crop changes with the tempo)
+    ratio = slow.pow(2).mean(-1) / speech.pow(2).mean(-1)
+    assert ((ratio > 0.5) & (ratio < 2.0)).all()
+
+
 def test_gain_scales_by_the_drawn_decibels(speech):
     cfg = AugmentConfig().gain
     cfg.min_db = cfg.max_db = -6.0
@@ -262,6 +284,8 @@ def test_gain_scales_by_the_drawn_decibels(speech):
     ("telephone", "max_low_hz", 3500.0, "augment.telephone.max_low_hz: must be < augment.telephone.min_high_hz"),
     ("companding", "law", "b-law", "augment.companding.law: must be one of mu, a, random"),
     ("gain", "max_db", float("nan"), "augment.gain.max_db: expected a finite number"),
+    ("speed", "min_factor", 1.2, "augment.speed.min_factor: must be <= augment.speed.max_factor"),
+    ("speed", "max_factor", 3.0, "augment.speed.max_factor: must be in [0.5, 2]"),
 ])
 def test_bad_parameters_raise_naming_the_field(section, name, value, message):
     cfg = AugmentConfig()

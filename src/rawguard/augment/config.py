@@ -218,17 +218,29 @@ class GainConfig(_Section):
 
 
 @dataclass
+class SpeedConfig(_Section):
+    """Speed perturbation: each example is resampled by ``f ~ U(min_factor, max_factor)`` and played
+    at the original rate, so pitch and formants move by ``f`` and the tempo by ``1 / f`` (a new
+    speaker, as far as a detector can tell); band-limited, then cut or tiled back to the window."""
+
+    p: float = _probability(0.0)
+    min_factor: float = _bounded(0.9, 0.5, 2.0)
+    max_factor: float = _bounded(1.1, 0.5, 2.0)
+
+
+@dataclass
 class AugmentConfig:
     """The ``augment`` section of the run configuration.
 
     Augmentations are applied in the order of the fields below (the order of
-    :data:`rawguard.augment.pipeline.ORDER`): the RawBoost noises at the "source", then the channel
+    :data:`rawguard.augment.pipeline.ORDER`): the speaker (speed), the RawBoost noises at the "source", then the channel
     (codec, telephone band, companding), then the gain. Each is drawn independently per example with
     its own ``p``, so series combinations (RawBoost's algorithms 4-7) arise naturally.
     ``enabled=False`` switches the whole section off without touching the probabilities.
     """
 
     enabled: bool = True
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
     rawboost_lnl: RawBoostLnLConfig = field(default_factory=RawBoostLnLConfig)
     rawboost_isd: RawBoostISDConfig = field(default_factory=RawBoostISDConfig)
     rawboost_ssi: RawBoostSSIConfig = field(default_factory=RawBoostSSIConfig)

@@ -10,10 +10,12 @@ from rawguard.augment.channel import codec_simulation, companding, random_gain, 
 from rawguard.augment.config import AugmentConfig, AugmentConfigError
 from rawguard.augment.filters import check_batch, uniform
 from rawguard.augment.rawboost import isd_additive_noise, lnl_convolutive_noise, ssi_additive_noise
+from rawguard.augment.speed import speed_perturbation
 
 AugmentFn = Callable[[torch.Tensor, object, torch.Generator], torch.Tensor]
 
 ORDER: tuple[tuple[str, AugmentFn], ...] = (
+    ("speed", speed_perturbation),
     ("rawboost_lnl", lnl_convolutive_noise),
     ("rawboost_isd", isd_additive_noise),
     ("rawboost_ssi", ssi_additive_noise),
@@ -22,7 +24,7 @@ ORDER: tuple[tuple[str, AugmentFn], ...] = (
     ("companding", companding),
     ("gain", random_gain),
 )
-"""Application order: source-side noises first (as RawBoost's series algorithms), then the channel
+"""Application order: the talker (speed), source-side noises (as RawBoost's series algorithms), then the channel
 (a codec or a phone line), then the playback / recording level."""
 
 
