@@ -18,6 +18,7 @@ from rawguard.augment import (
     telephone_band,
 )
 from rawguard.augment.filters import kernel_response, kernel_spectrum, notch_responses
+from rawguard.augment.speed import fast_length
 from rawguard.conventions import SAMPLE_RATE
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -249,8 +250,25 @@ def test_speed_moves_a_tone_by_the_factor_and_keeps_its_level():
     for factor in (0.9, 1.1):
         cfg.min_factor = cfg.max_factor = factor
         y = speed_perturbation(tone, cfg, gen())
-        assert torch.fft.rfft(y[0]).abs().argmax().item() == round(1000 * factor)
+        effective = SAMPLE_RATE / fast_length(round(SAMPLE_RATE / factor))  # the FFT-friendly length's factor
+        assert abs(effective / factor - 1) < 0.0045
+        assert torch.fft.rfft(y[0]).abs().argmax().item() == round(1000 * effective)
         assert y.abs().max().item() == pytest.approx(0.5, abs=0.03)
+
+
+def test_fast_length_is_13_smooth_and_close():
+    def largest_prime_factor(n: int) -> int:
+        factor, largest = 2, 1
+        while n > 1:
+            while n % factor == 0:
+                n, largest = n // factor, factor
+            factor += 1
+        return largest
+
+    assert fast_length(14_998) == 15_000 and fast_length(16_000) == 16_000 and fast_length(1) == 1
+    for n in range(14_000, 18_500, 37):
+        m = fast_length(n)
+        assert largest_prime_factor(m) <= 13 and abs(m / n - 1) < 0.0045, n
 
 
 def test_speed_band_limits_slowed_speech_and_keeps_real_speech_audible(speech):
