@@ -174,10 +174,10 @@ def speaker_matched_weights(speakers: list[str], bonafide: np.ndarray, spoofs: l
     bonafide_speakers = np.array([speakers[i] for i in bonafide.tolist()])
     names, per_clip_speaker, bonafide_counts = np.unique(bonafide_speakers, return_inverse=True, return_counts=True)
     spoof_share = np.zeros(len(names))
+    position = {name: k for k, name in enumerate(names.tolist())}
     for members, share in spoofs:
         if share <= 0 or len(members) == 0:
             continue
-        position = {name: k for k, name in enumerate(names.tolist())}
         for i in members.tolist():
             k = position.get(speakers[i])
             if k is not None:
