@@ -265,12 +265,12 @@ class TrainBatches:
             return rng.permutation(len(self.cache))
         per_class = self.epoch_size // 2
         if self._spoof_groups is None:
-            groups = [(members, per_class) for members in self._by_class]
+            spoof_groups = [(self._by_class[0], per_class)]
         else:  # the spoof half split between corpus spoofs and copies
             n_copies = int(round(self._spoof_groups[1][1] * per_class))
-            groups = [(self._spoof_groups[0][0], per_class - n_copies), (self._spoof_groups[1][0], n_copies),
-                      (self._by_class[1], per_class)]
-        draws = [_repeated_permutations(members, count, rng) for members, count in groups[:-1] if count > 0]
+            spoof_groups = [(self._spoof_groups[0][0], per_class - n_copies), (self._spoof_groups[1][0], n_copies)]
+        # Spoofs first, then bona fide: the order of the draws from rng is that of earlier versions.
+        draws = [_repeated_permutations(members, count, rng) for members, count in spoof_groups if count > 0]
         bonafide = self._by_class[1]
         if self._bonafide_weights is None:
             draws.append(_repeated_permutations(bonafide, per_class, rng))
