@@ -44,8 +44,8 @@ from rawguard.config import ConfigError, RunConfig, load_config
 from rawguard.conventions import BONAFIDE, SPOOF
 from rawguard.models.layers import CosineHead
 from rawguard.progress import progress_bar
-from rawguard.training.distributed import DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed
 from rawguard.training import losses
+from rawguard.training.distributed import DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed
 from rawguard.training.ema import ModelEMA
 from rawguard.training.log import MetricsLog, truncate_metrics
 from rawguard.training.precision import autocast, make_scaler, resolve_precision
