@@ -15,6 +15,7 @@ apart by more than ``2 * lr`` per step; the check asks for far less than that bo
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,11 @@ def _restore_threads():
     torch.set_num_threads(threads)
 
 
+def _trained_a_step(run: Path) -> bool:
+    log = run / "metrics.jsonl"
+    return log.exists() and any(r["type"] == "train" for r in read_metrics(log))
+
+
 def test_two_process_gloo_ddp_matches_single_process(tmp_path):
     cache = tmp_path / "smoke"
     smoke_cache(cache)
@@ -54,7 +60,15 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "rawguard.cli", "train", "--train", str(cache), "--dev", str(cache), "--out", str(ddp_run),
                "--no-progress", "--set", *OVERRIDES]
-    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    for attempt in range(2):
+        done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                              timeout=300)
+        if done.returncode == 0 or _trained_a_step(ddp_run):
+            break
+        # A rank that dies before the first optimizer step is gloo's TCP set-up failing on a busy
+        # machine (an exception in its device thread aborts the process, pytorch/gloo#162), not
+        # this code: launch once more, from a clean folder. A crash after training began fails.
+        shutil.rmtree(ddp_run, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("done (max_steps)") == 1  # rank 0 alone reports
 
