@@ -85,9 +85,14 @@ def test_rawnet_lite_cosine_head_and_bad_head_name():
         create_model("rawnet-lite", head="arc")
 
 
-def test_oc_softmax_without_a_cosine_head_is_a_config_error():
+def test_oc_softmax_without_a_cosine_head_is_a_config_error(tmp_path):
+    # checked on the built model (whatever the architecture), before the first step
+    toy = make_toy_cache(tmp_path / "toy", n_per_class=4)
     with pytest.raises(ConfigError, match="train.loss: oc_softmax needs a cosine output layer"):
-        tiny("train.loss=oc_softmax")
+        train(tiny("train.loss=oc_softmax"), toy, toy, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "last.pt").exists()
+    with pytest.raises(ConfigError, match="train.loss: must be one of cross_entropy, oc_softmax"):
+        tiny("train.loss=hinge")
     with pytest.raises(ConfigError, match="train.oc_margins"):
         tiny("train.loss=oc_softmax", "model.head=cosine", "train.oc_margins=[0.2,0.9]")
 

@@ -483,8 +483,6 @@ def validate(config: RunConfig) -> RunConfig:
          or (len(config.train.class_weights) == 2 and all(w > 0 for w in config.train.class_weights)),
          "must be null or two positive numbers [spoof, bonafide]"),
         ("train.loss", config.train.loss in LOSSES, f"must be one of {', '.join(LOSSES)}"),
-        ("train.loss", config.train.loss != "oc_softmax" or config.model.overrides.get("head") == "cosine",
-         "oc_softmax needs a cosine output layer: add model.head=cosine"),
         ("train.oc_margins", len(config.train.oc_margins) == 2
          and -1 <= config.train.oc_margins[1] < config.train.oc_margins[0] <= 1,
          "must be [bona fide, spoof] cosines with -1 <= spoof < bona fide <= 1"),
