@@ -106,3 +106,27 @@ def _init_params() -> dict[str, torch.Tensor]:
     config = load_config(overrides=OVERRIDES)
     torch.manual_seed(config.train.seed)
     return dict(create_model(config.model.name, **config.model.overrides).named_parameters())
+
+
+def test_nccl_with_more_ranks_than_gpus_is_a_config_error(monkeypatch):
+    from rawguard.config import ConfigError
+    from rawguard.training import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"train.dist_backend: NCCL needs one GPU per rank.*found 1 GPU"):
+        distributed.init_distributed("cuda", "auto")
+    with pytest.raises(ConfigError, match="train.dist_backend: nccl needs CUDA"):
+        distributed.init_distributed("cpu", "nccl")
+    assert distributed.resolve_backend("auto", "cpu") == "gloo"
+    assert distributed.resolve_backend("auto", "cuda") == "nccl"
+    assert distributed.resolve_backend("gloo", "cuda") == "gloo"
+
+
+def test_unknown_dist_backend_is_refused():
+    from rawguard.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.dist_backend"):
+        load_config(overrides=["train.dist_backend=mpi"])

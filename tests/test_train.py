@@ -200,6 +200,7 @@ def test_auto_precision_on_cpu_follows_amx(monkeypatch, amx, expected):
 
     monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
     assert precision.resolve_precision("auto", torch.device("cpu")) == expected
+    assert precision.resolve_precision("auto", torch.device("cuda")) == "fp32"  # measured fastest on an H200
     assert precision.resolve_precision("fp32", torch.device("cpu")) == "fp32"
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         precision.resolve_precision("fp16", torch.device("cpu"))

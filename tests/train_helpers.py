@@ -22,6 +22,9 @@ TINY = [
     "model.name=rawnet-lite", "model.frontend_channels=8", "model.block_channels=[8,16]",
     "model.gru_hidden=16", "data.window=8000", "eval.window=8000", "eval.hop=8000",
     "data.batch_size=8", "train.threads=1", "augment.enabled=false",
+    # These tests pin down CPU behaviour (bit-exact resume, gloo DDP); the CUDA paths have their own
+    # tests in test_cuda.py, so a GPU in the machine must not change what these check.
+    "train.device=cpu",
 ]
 
 

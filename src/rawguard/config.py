@@ -118,6 +118,9 @@ class TrainConfig:
     """Micro-batches per optimizer step (the global batch is split; same result as more GPUs)."""
     sync_batchnorm: bool = True
     """Under multi-GPU DDP, convert BatchNorm to SyncBatchNorm (CUDA only; CPU/gloo keeps per-rank stats)."""
+    dist_backend: str = "auto"
+    """DDP backend under torchrun: ``auto`` (NCCL on CUDA, gloo on CPU), ``nccl`` or ``gloo``. gloo on
+    CUDA lets several ranks share one GPU (NCCL refuses that): for checking a multi-GPU set-up on one."""
     deterministic: bool = False
     """Ask torch for deterministic kernels (slower on CUDA; CPU training is deterministic already)."""
     log_every: int = 10
@@ -479,6 +482,7 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.device", config.train.device == "auto" or config.train.device.split(":")[0] in ("cpu", "cuda"),
          "must be auto, cpu, cuda or cuda:N"),
         ("train.threads", config.train.threads >= 0, "must be >= 0 (0 = torch default)"),
+        ("train.dist_backend", config.train.dist_backend in ("auto", "nccl", "gloo"), "must be auto, nccl or gloo"),
         ("train.class_weights", config.train.class_weights is None
          or (len(config.train.class_weights) == 2 and all(w > 0 for w in config.train.class_weights)),
          "must be null or two positive numbers [spoof, bonafide]"),

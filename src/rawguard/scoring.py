@@ -61,7 +61,7 @@ def score_cache(
         batches = eval_batches(cache, window, hop, batch_size)
         for x, utt in progress_bar(batches, desc="scoring", unit="batch", disable=not progress, leave=False):
             with autocast(precision, device):
-                logits = model(to_float(x).to(device, non_blocking=True))
+                logits = model(to_float(x.to(device, non_blocking=True)))
             if logits.ndim != 2 or logits.shape[1] != 2 or logits.shape[0] != x.shape[0]:
                 raise ScoringError(f"model output: expected [B, 2] logits with B={x.shape[0]}, got {tuple(logits.shape)}")
             logits = logits.float()

@@ -294,10 +294,10 @@ def train(
     config = _as_config(config)
     out_dir = Path(out_dir)
     device = _resolve_device(config)
-    ctx = init_distributed(device.type)
+    ctx = init_distributed(device.type, config.train.dist_backend)
     try:
         if ctx.enabled and device.type == "cuda":
-            device = torch.device("cuda", ctx.local_rank)
+            device = torch.device("cuda", ctx.gpu)
         return _train(config, train_cache, dev_cache, out_dir, resume, progress, device, ctx)
     finally:
         shutdown_distributed(ctx)
@@ -322,6 +322,8 @@ def _train(
     if cfg_t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every training batch has one shape: time cuDNN's algorithms once
     precision = resolve_precision(cfg_t.precision, device)
     resolve_precision(config.eval.precision, device)  # fp16 dev scoring on CPU: fail before training
     shards = ctx.world_size * cfg_t.grad_accum
@@ -359,6 +361,7 @@ def _train(
         train_set, config.data.window, config.data.batch_size // ctx.world_size, cfg_t.seed,
         balanced=config.data.balanced, rank=ctx.rank, world_size=ctx.world_size, prefetch=config.data.prefetch,
         copy_share=config.data.copy_share, speaker_matched=config.data.speaker_matched,
+        pin_memory=device.type == "cuda",  # page-locked batches: the host-to-GPU copy runs asynchronously
     )
     steps_per_epoch = batches.batches_per_epoch
     augmenter = _build_augmenter(config)
@@ -532,7 +535,9 @@ def _train(
                 lr = lr_for(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                x = to_float(x).to(device, non_blocking=True)
+                # int16 crosses to the GPU (half the bytes, asynchronously from pinned memory) and
+                # becomes float there.
+                x = to_float(x.to(device, non_blocking=True))
                 y = y.to(device, non_blocking=True)
                 if augmenter is not None:
                     x = augmenter(x, generator)

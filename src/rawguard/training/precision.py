@@ -13,11 +13,13 @@ from rawguard.config import ConfigError
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Turn ``auto`` into a concrete choice and reject combinations that cannot work.
 
-    ``auto``: on CUDA, bf16 where the GPU supports it (Ampere and newer: as fast as fp16 with fp32's
-    range, no scaler), else fp16 with a scaler. On CPU, bf16 where the CPU has AMX tiles (Sapphire
-    Rapids and newer: RawNet2 steps ~2.5x faster in bf16 there, rawnet-lite's slightly, see
-    BENCHMARKS.md), else fp32: without AMX, CPU bf16 is emulated and slower. bf16 autocast keeps
-    fp32 master weights and the loss in fp32, so it needs no scaler and is safe to train with.
+    ``auto``: on CUDA, fp32: measured on an H200 (BENCHMARKS.md, "GPU"), bf16 and fp16 autocast made
+    both models slower (training 11-20 %, inference 10-37 %): these networks are too small for the
+    tensor cores to pay for the casts, and cuDNN already runs fp32 convolutions in TF32. On CPU,
+    bf16 where the CPU has AMX tiles (Sapphire Rapids and newer: RawNet2 steps ~2.5x faster in bf16
+    there, rawnet-lite's slightly, see BENCHMARKS.md), else fp32: without AMX, CPU bf16 is emulated
+    and slower. bf16 autocast keeps fp32 master weights and the loss in fp32, so it needs no scaler
+    and is safe to train with; fp16 (CUDA only) trains with a gradient scaler.
 
     Raises:
         ConfigError: naming ``train.precision``, for fp16 on CPU (no scaler support there) or an
@@ -25,7 +27,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """
     if precision == "auto":
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return "fp32"
         return "bf16" if cpu_has_amx() else "fp32"
     if precision not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"train.precision: unknown precision {precision!r} (expected auto, fp32, bf16 or fp16)")
