@@ -1,4 +1,4 @@
-"""Inference real-time factor (RTF) of a rawguard detector on CPU.
+"""Inference real-time factor (RTF) of a rawguard detector on CPU (or a GPU with ``--device cuda``).
 
 Scores about an hour of audio with :class:`rawguard.detector.Detector` exactly as ``rawguard score``
 does (windows at ``window_starts``, batched forward passes, mean of window scores), and reports
@@ -17,6 +17,9 @@ The model has random weights (speed does not depend on them). Run it when the ma
 the 1-minute load average is printed with the results. Example::
 
     python benchmarks/bench_inference.py --threads 2
+    python benchmarks/bench_inference.py --device cuda --batch-sizes 64,256,1024
+
+On a GPU the CPU-time columns count the host's work only (feeding windows, collecting scores).
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hop", type=int, default=None, help="hop in samples (default: window, no overlap)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--source", choices=["corpus", "noise"], default="corpus")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -103,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     wave = hour_of_audio(args.source, args.seconds)
     audio_s = wave.shape[0] / SAMPLE_RATE
+    if args.device != "cpu":
+        torch.backends.cudnn.benchmark = True  # every forward but the last has the same shape
+        print(f"device {args.device}: {torch.cuda.get_device_name(torch.device(args.device))}")
     print(f"model {args.model} ({n_params:,} parameters), torch {torch.__version__}, {args.threads} thread(s), "
           f"window {DEFAULT_WINDOW}, hop {args.hop or DEFAULT_WINDOW}, audio {audio_s / 3600:.2f} h ({args.source}), "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
@@ -113,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'shape':<8} {'batch':>5} {'median s':>9} {'best s':>8} {'RTF median':>11} {'RTF best':>9} {'CPU s':>7} {'RTF/CPU':>9}")
     results = {}
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
-        detector = Detector(model, window=DEFAULT_WINDOW, hop=args.hop, batch_size=batch_size)
+        detector = Detector(model, window=DEFAULT_WINDOW, hop=args.hop, batch_size=batch_size, device=args.device)
         detector.score_array(wave[: 10 * DEFAULT_WINDOW])  # warm-up: allocator, oneDNN kernels
         wall, cpu = timed(lambda: detector.score_array(wave), args.repeats)
         results[batch_size] = statistics.median(cpu)
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         clips = corpus_clips(args.clip_seconds)
         clip_s = sum(c.shape[0] for c in clips) / SAMPLE_RATE
         best_batch = min(results, key=results.get)
-        detector = Detector(model, window=DEFAULT_WINDOW, hop=args.hop, batch_size=best_batch)
+        detector = Detector(model, window=DEFAULT_WINDOW, hop=args.hop, batch_size=best_batch, device=args.device)
         for name, run in (("clips", lambda: detector.score_arrays(clips)),
                           ("clips/1", lambda: [detector.score_array(c) for c in clips])):
             wall, cpu = timed(run, args.repeats)

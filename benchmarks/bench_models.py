@@ -6,10 +6,13 @@ Usage::
     python benchmarks/bench_models.py --quick        # ~1 min: fewer timed steps
     python benchmarks/bench_models.py --models rawnet-lite --set gru_hidden=96   # an ablation
     python benchmarks/bench_models.py --profile      # add a per-stage profile of rawnet-lite
+    python benchmarks/bench_models.py --device cuda --precisions fp32,bf16,fp16 --batch 128   # a GPU
 
 Training step = forward + cross-entropy + backward + AdamW step on a batch of 32 random
 64,600-sample clips; inference = ``eval()`` + ``torch.inference_mode()`` forward on the same batch.
-bf16 rows wrap the forward (and loss) in ``torch.autocast("cpu", dtype=torch.bfloat16)``.
+bf16 / fp16 rows wrap the forward (and loss) in ``torch.autocast`` on the model's device (fp16:
+CUDA only, with a gradient scaler as in training). On a GPU every timed step ends with
+``torch.cuda.synchronize()`` (kernels run asynchronously) and cuDNN picks its fastest algorithms.
 seed-literal (``seed_literal.py``) is timed on a 1/10 crop and scaled up (``--seed-shrink``).
 Throughput is clips/s; "x real time" is audio seconds processed per wall second. Every model is
 measured in the same run, so the ratios between them are meaningful even on a busy machine; the
@@ -48,6 +51,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "models.json"
 # walks all 64,600 samples one by one, so one timed step of it takes minutes.
 PLAN_FULL = {"rawnet-lite": (2, 10, 20), "rawnet2": (1, 3, 5), "seed-literal": (0, 1, 1)}
 PLAN_QUICK = {"rawnet-lite": (1, 3, 5), "rawnet2": (1, 1, 2), "seed-literal": (0, 1, 1)}
+# On a GPU a step takes milliseconds: more warm-up (cuDNN autotuning runs in the first steps) and
+# more timed steps. seed-literal's first step builds cuDNN's GRU plan for 64,600 steps: warm it up.
+PLAN_GPU = {"rawnet-lite": (10, 40, 60), "rawnet2": (5, 20, 40), "seed-literal": (1, 2, 2)}
 # seed-literal runs on a crop this many times shorter and its time is scaled up (--seed-shrink 1 for
 # the full length): every layer, the GRU included, runs once per sample, so its cost is linear in T,
 # and one full-length training step takes minutes on 2 busy cores.
@@ -61,8 +67,16 @@ def build(name: str, overrides: dict) -> nn.Module:
     return create_model(name, **(overrides if name == "rawnet-lite" else {}))
 
 
-def autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+def autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels (a no-op on CPU), so wall-clock time covers the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def forward_mflop(model: nn.Module, length: int) -> float:
@@ -78,25 +92,30 @@ def forward_mflop(model: nn.Module, length: int) -> float:
     return counter.get_total_flops() / 1e6
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               precision: str) -> float:
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               x: torch.Tensor, y: torch.Tensor, precision: str) -> float:
     """Seconds for one training step (forward + loss + backward + AdamW step) on ``x [B, T]``."""
     model.train()
+    synchronize(x.device)
     start = time.perf_counter()
-    with autocast(precision):
+    with autocast(precision, x.device):
         loss = F.cross_entropy(model(x).float(), y)
-    loss.backward()
-    optimizer.step()
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    synchronize(x.device)
     return time.perf_counter() - start
 
 
 def infer_step(model: nn.Module, x: torch.Tensor, precision: str) -> float:
     """Seconds for one inference forward (eval mode, inference_mode) on ``x [B, T]``."""
     model.eval()
+    synchronize(x.device)
     start = time.perf_counter()
-    with torch.inference_mode(), autocast(precision):
+    with torch.inference_mode(), autocast(precision, x.device):
         model(x)
+    synchronize(x.device)
     return time.perf_counter() - start
 
 
@@ -240,6 +259,9 @@ def machine() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "mkldnn": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
     }
 
 
@@ -263,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-shrink", type=int, default=SEED_SHRINK,
                         help=f"time seed-literal on a 1/N crop and scale up (default {SEED_SHRINK}; 1 = full length)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}")
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16 (CUDA only)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=DEFAULT_WINDOW, help="samples per clip")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="rawnet-lite config override")
@@ -281,10 +304,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     precisions = [p.strip() for p in args.precisions.split(",")]
-    plans = PLAN_QUICK if args.quick else PLAN_FULL
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available")
+    if "fp16" in precisions and device.type != "cuda":
+        raise SystemExit("--precisions fp16 needs --device cuda (CPU autocast has no fp16 scaler path)")
+    torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its algorithms once
+    plans = PLAN_GPU if device.type == "cuda" else PLAN_QUICK if args.quick else PLAN_FULL
 
     result = {
-        "machine": machine(), "threads": args.threads, "batch": args.batch, "length": args.length,
+        "machine": machine(), "device": str(device), "threads": args.threads, "batch": args.batch, "length": args.length,
         "quick": args.quick, "rawnet_lite_overrides": overrides, "load_before": os.getloadavg(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "models": {},
     }
@@ -295,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         length, scale = args.length, 1.0
         if name == "seed-literal" and args.seed_shrink > 1:
             length, scale = args.length // args.seed_shrink, float(args.seed_shrink)
-        x = (0.1 * torch.randn(args.batch, length)).clamp(-1, 1)
-        y = torch.randint(0, 2, (args.batch,))
+        x = (0.1 * torch.randn(args.batch, length)).clamp(-1, 1).to(device)
+        y = torch.randint(0, 2, (args.batch,)).to(device)
         result["models"][name] = {
             "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "min_samples": model.min_samples,
@@ -309,14 +338,16 @@ def main(argv: list[str] | None = None) -> int:
             "extrapolated": scale != 1.0,
         }
         warmup, train_steps, infer_steps = plans[name]
+        model.to(device)  # after counting FLOPs, which runs on a CPU tensor
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         for precision in precisions:
             common = {"model": name, "precision": precision, "warmup": warmup, "scale": scale}
+            scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
             tasks.append({**common, "kind": "train", "steps": train_steps, "label": f"{name} {precision} train", "times": [],
-                          "step": partial(train_step, model, optimizer, x, y, precision)})
+                          "step": partial(train_step, model, optimizer, scaler, x, y, precision)})
             tasks.append({**common, "kind": "infer", "steps": infer_steps, "label": f"{name} {precision} infer", "times": [],
                           "step": partial(infer_step, model, x, precision)})
-        if args.profile and name == "rawnet-lite":
+        if args.profile and name == "rawnet-lite" and device.type == "cpu":
             result["models"][name]["stage_profile"] = stage_profile(model, x, y)
     run_interleaved(tasks)
     for task in tasks:
@@ -350,8 +381,9 @@ def ratios(models: dict, precisions: list[str]) -> dict:
 
 def markdown(result: dict, precisions: list[str]) -> str:
     m = result["machine"]
+    gpu = f"{m['gpu']} (CUDA {m['cuda']}, cuDNN {m['cudnn']}); " if result.get("device", "cpu") != "cpu" else ""
     lines = [
-        f"Machine: {m['cpu']}, {result['threads']} torch threads ({m['cpu_count']} logical CPUs), torch "
+        f"Machine: {gpu}{m['cpu']}, {result['threads']} torch threads ({m['cpu_count']} logical CPUs), torch "
         f"{m['torch']}; batch {result['batch']} x {result['length']} samples; load average "
         f"{result['load_before'][0]:.1f} before, {result['load_after'][0]:.1f} after.",
         "",

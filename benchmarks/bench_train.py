@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_train.py                         # rawnet-lite and rawnet2, fp32 and bf16
     python benchmarks/bench_train.py --models rawnet-lite --threads 2 --steps 20
+    python benchmarks/bench_train.py --device cuda --batch 128 --steps 100 --train-split dev   # a GPU
 
 For each model and precision, in one process and one after the other:
 
@@ -53,31 +54,39 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 RESULTS = ROOT / "benchmarks" / "results" / "train.json"
 
 
-def model_only(name: str, precision: str, batch: int, warmup: int, steps: int) -> float:
-    """Clips/s of the bare training step on one in-memory random batch."""
+def model_only(name: str, precision: str, batch: int, warmup: int, steps: int, device: torch.device) -> float:
+    """Clips/s of the bare training step on one random batch already on ``device``."""
     torch.manual_seed(0)
-    model = create_model(name)
+    model = create_model(name).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, DEFAULT_WINDOW) * 0.1
-    y = torch.randint(0, 2, (batch,))
-    cast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    x = (torch.randn(batch, DEFAULT_WINDOW) * 0.1).to(device)
+    y = torch.randint(0, 2, (batch,)).to(device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    cast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
     elapsed = 0.0
     for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with cast:
             logits = model(x)
-        F.cross_entropy(logits.float(), y).backward()
-        optimizer.step()
+        scaler.scale(F.cross_entropy(logits.float(), y)).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # kernels run asynchronously: wait for the step's work
         if i >= warmup:
             elapsed += time.perf_counter() - start
     return batch * steps / elapsed
 
 
 def end_to_end(name: str, precision: str, batch: int, warmup: int, steps: int, train_cache: Cache,
-               dev_cache: Cache, threads: int, prefetch: int, work: Path) -> float:
+               dev_cache: Cache, threads: int, prefetch: int, work: Path, device: torch.device) -> float:
     """Clips/s of :func:`rawguard.train.train` after ``warmup`` steps (from its metrics.jsonl)."""
     config = load_config(overrides=[
+        f"train.device={device}",
         f"model.name={name}", f"train.precision={precision}", f"data.batch_size={batch}",
         f"data.window={DEFAULT_WINDOW}", f"data.prefetch={prefetch}", f"train.threads={threads}",
         f"train.max_steps={warmup + steps}", "train.log_every=1", "train.checkpoint_every=0",
@@ -92,10 +101,10 @@ def end_to_end(name: str, precision: str, batch: int, warmup: int, steps: int, t
     return batch * len(lines) / seconds
 
 
-def caches(work: Path) -> tuple[Cache, Cache]:
-    """Train cache of the shared corpus (decoded once) and the 40-clip smoke set for the final dev pass."""
+def caches(work: Path, train_split: str = "train") -> tuple[Cache, Cache]:
+    """A split of the shared corpus (decoded once) to train on and the 40-clip smoke set for the final dev pass."""
     out = []
-    for split in ("train", "smoke"):
+    for split in (train_split, "smoke"):
         protocol = CORPUS / "protocols" / f"{split}.txt"
         if not protocol.exists():
             sys.exit(f"shared corpus not found: {protocol}")
@@ -114,31 +123,40 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="timed steps per measurement (0: 12 lite, 3 rawnet2)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating model-only / end-to-end rounds")
     parser.add_argument("--work", type=Path, help="where the caches and runs go (default: a temporary folder)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    parser.add_argument("--train-split", default="train", choices=["train", "dev"],
+                        help="corpus split to train on (dev: a quarter of the decoding, same clips per second)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.name})")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as rawguard train leaves it: fixed shapes
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        train_cache, dev_cache = caches(work)
+        train_cache, dev_cache = caches(work, args.train_split)
         rows = []
         plan = [(m, p) for m in args.models for p in args.precisions]
         for name, precision in tqdm(plan, desc="bench_train", unit="config"):
             steps = args.steps or (12 if name == "rawnet-lite" else 3)
-            warmup = 2 if name == "rawnet-lite" else 1
+            warmup = (2 if name == "rawnet-lite" else 1) * (5 if device.type == "cuda" else 1)
             only, e2e = [], []
             for _ in range(args.rounds):
-                only.append(model_only(name, precision, args.batch, warmup, steps))
+                only.append(model_only(name, precision, args.batch, warmup, steps, device))
                 e2e.append(end_to_end(name, precision, args.batch, warmup, steps, train_cache, dev_cache,
-                                      args.threads, args.prefetch, work))
+                                      args.threads, args.prefetch, work, device))
             rows.append({"model": name, "precision": precision, "model_only": only, "end_to_end": e2e,
                          "ratio": statistics.median(e2e) / statistics.median(only), "steps": steps})
     load_after = os.getloadavg()[0]
     meta = {"rounds": args.rounds, "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
             "threads": args.threads, "batch": args.batch, "window": DEFAULT_WINDOW, "prefetch": args.prefetch,
-            "load_before": load_before, "load_after": load_after}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"threads={args.threads} batch={args.batch} window={DEFAULT_WINDOW} prefetch={args.prefetch} "
+            "load_before": load_before, "load_after": load_after, "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "train_split": args.train_split}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"device={meta['gpu'] or 'cpu'} threads={args.threads} batch={args.batch} window={DEFAULT_WINDOW} prefetch={args.prefetch} "
           f"load {load_before:.1f} -> {load_after:.1f}")
     print("| model | precision | model-only clips/s, median (range) | end-to-end clips/s, median (range) "
           "| end-to-end / model-only |")
