@@ -70,6 +70,9 @@ def test_evaluate_writes_official_scores_and_metrics(evaluated, smoke, run):
     assert saved["n_bonafide"] == 20 and saved["n_spoof"] == 20
     eer, _ = compute_eer(table.scores[table.labels == 1], table.scores[table.labels == 0])
     assert saved["eer_percent"] == pytest.approx(100 * eer)
+    low, high = saved["eer_ci95_percent"]  # the bootstrap interval brackets the EER and is reported
+    assert low <= saved["eer_percent"] <= high and saved["eer_ci95_resamples"] == 1000
+    assert "EER, 95 % bootstrap interval" in (out / "report.md").read_text()
     attacks = per_attack_eer(table.scores, table.labels, table.attacks)
     assert saved["per_attack_eer_percent"] == pytest.approx({k: 100 * v for k, v in attacks.items()})
     assert "min_tdcf" not in saved  # no ASV scores given

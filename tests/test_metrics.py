@@ -208,3 +208,53 @@ def test_cli_reports_bad_file(tmp_path, capsys):
     bad.write_text("u1 - bonafide 1.0\nu2 A01 spoof 0.1\nu3 A01 spoof x\n")
     assert main(["metrics", str(bad)]) == 1
     assert "bad.txt:3: score 'x' is not a number" in capsys.readouterr().err
+
+
+def test_resampled_eers_are_the_eers_of_the_resampled_sets():
+    from rawguard.metrics import _resampled_eers, compute_eer
+
+    rng = np.random.default_rng(3)
+    bona = np.round(rng.normal(1.0, 1.0, 60), 1)  # rounded: many tied scores, across classes too
+    spoof = np.round(rng.normal(-1.0, 1.0, 90), 1)
+    ones = _resampled_eers(bona, spoof, np.ones((1, bona.size)), np.ones((1, spoof.size)))
+    assert ones[0] == compute_eer(bona, spoof)[0]
+    picks_b = rng.integers(0, bona.size, (5, bona.size))
+    picks_s = rng.integers(0, spoof.size, (5, spoof.size))
+    counts_b = np.stack([np.bincount(p, minlength=bona.size) for p in picks_b])
+    counts_s = np.stack([np.bincount(p, minlength=spoof.size) for p in picks_s])
+    expected = [compute_eer(bona[pb], spoof[ps])[0] for pb, ps in zip(picks_b, picks_s)]
+    np.testing.assert_allclose(_resampled_eers(bona, spoof, counts_b, counts_s), expected, rtol=0, atol=1e-12)
+
+
+def test_eer_interval_brackets_the_eer_and_narrows_with_more_trials():
+    from rawguard.metrics import MetricsError, compute_eer, eer_confidence_interval
+
+    rng = np.random.default_rng(0)
+
+    def interval(n):
+        bona, spoof = rng.normal(1.5, 1.0, n), rng.normal(0.0, 1.0, 2 * n)
+        eer, _ = compute_eer(bona, spoof)
+        low, high = eer_confidence_interval(bona, spoof, resamples=400)
+        assert low <= eer <= high
+        assert eer_confidence_interval(bona, spoof, resamples=400) == (low, high)  # seeded
+        return high - low
+
+    small, large = interval(100), interval(1600)
+    assert 2.5 < small / large < 6  # the width falls about as 1 / sqrt(n): 4x for 16x the trials
+    assert eer_confidence_interval([2.0, 3.0], [0.0, 1.0]) == (0.0, 0.0)  # separable: no doubt
+    with pytest.raises(MetricsError, match="level"):
+        eer_confidence_interval([1.0], [0.0], level=1.0)
+    with pytest.raises(MetricsError, match="spoof_scores"):
+        eer_confidence_interval([1.0], [])
+
+
+def test_summary_reports_the_eer_interval_on_request():
+    rng = np.random.default_rng(1)
+    scores = np.concatenate([rng.normal(1, 1, 200), rng.normal(-1, 1, 300)])
+    labels = np.array([1] * 200 + [0] * 300)
+    assert "eer_ci95_percent" not in metrics.summarize(scores, labels)
+    summary = metrics.summarize(scores, labels, bootstrap=300)
+    low, high = summary["eer_ci95_percent"]
+    assert low < summary["eer_percent"] < high and high - low < 10 and summary["eer_ci95_resamples"] == 300
+    assert metrics.default_resamples(762) == 1000 and metrics.default_resamples(71_237) == 280
+    assert metrics.default_resamples(611_829) == 100

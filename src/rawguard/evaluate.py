@@ -260,7 +260,7 @@ def evaluate(
     from rawguard.calibration import apply_calibration, reliability
     from rawguard.data.cache import Cache
     from rawguard.detector import Detector
-    from rawguard.metrics import summarize
+    from rawguard.metrics import default_resamples, summarize
     from rawguard.report import plot_det, plot_per_attack, plot_reliability, plot_score_hist, write_report
     from rawguard.scoring import score_cache
 
@@ -276,7 +276,7 @@ def evaluate(
     attacks = np.asarray(cache.systems)
     write_cm_scores(out_dir / "scores.txt", cache.ids, attacks, labels, scores)
 
-    metrics = summarize(scores, labels, attacks, asv_scores=asv)
+    metrics = summarize(scores, labels, attacks, asv_scores=asv, bootstrap=default_resamples(scores.size))
     bona, spoof = scores[labels == BONAFIDE], scores[labels == SPOOF]
     metrics["at_threshold"] = {
         "threshold": detector.threshold,

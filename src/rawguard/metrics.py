@@ -184,6 +184,80 @@ def compute_eer(bonafide_scores, spoof_scores) -> tuple[float, float]:
     return _eer_from_curve(det_curve(bonafide_scores, spoof_scores))
 
 
+def eer_confidence_interval(bonafide_scores, spoof_scores, level: float = 0.95, resamples: int = 1000,
+                            seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the EER (stratified: each class resampled apart).
+
+    Each resample draws ``N_b`` bona fide and ``N_s`` spoof trials with replacement and takes the EER
+    exactly as :func:`compute_eer` does (same operating-point rule, no interpolation); the interval
+    is the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of those EERs. Every resample is a
+    vector of trial counts over one sorted order, so the cost is ``O(resamples x N)``: about 0.1 s
+    for 1,000 resamples of 1,000 trials, 5-15 s for 1,000 of 100,000 on 2 CPU cores
+    (:func:`default_resamples` scales the count down for large sets).
+
+    Trials are treated as independent. Clips of one speaker or one source recording are not, so on
+    small sets the interval is optimistic; it is a floor on the uncertainty, not a ceiling.
+
+    Args:
+        bonafide_scores, spoof_scores: as :func:`compute_eer`.
+        level: coverage, in (0, 1).
+        resamples: bootstrap resamples.
+        seed: the resampling is deterministic for a given seed.
+
+    Returns:
+        ``(low, high)`` EER fractions.
+
+    Raises:
+        MetricsError: as :func:`compute_eer`, or a bad ``level`` / ``resamples``.
+    """
+    if not 0 < level < 1:
+        raise MetricsError(f"level: must be in (0, 1), got {level}")
+    if resamples < 2:
+        raise MetricsError(f"resamples: need at least 2, got {resamples}")
+    bona = _as_scores(bonafide_scores, "bonafide_scores")
+    spoof = _as_scores(spoof_scores, "spoof_scores")
+    rng = np.random.default_rng(seed)
+    eers = np.empty(resamples)
+    chunk = max(1, 4_000_000 // (bona.size + spoof.size))  # resamples per vectorised pass: bounded memory
+    for first in range(0, resamples, chunk):
+        rows = min(chunk, resamples - first)
+        eers[first:first + rows] = _resampled_eers(
+            bona, spoof,
+            rng.multinomial(bona.size, np.full(bona.size, 1 / bona.size), size=rows),
+            rng.multinomial(spoof.size, np.full(spoof.size, 1 / spoof.size), size=rows),
+        )
+    low, high = np.quantile(eers, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def default_resamples(trials: int) -> int:
+    """Bootstrap resamples for a set of ``trials``: 1,000 up to 20,000 trials, then fewer (at least
+    100) so that the interval costs about as much as 1,000 resamples of 20,000 trials."""
+    return 1000 if trials <= 20_000 else max(100, 20_000_000 // trials)
+
+
+def _resampled_eers(bona: np.ndarray, spoof: np.ndarray, bona_counts: np.ndarray, spoof_counts: np.ndarray) -> np.ndarray:
+    """EERs ``[R]`` of ``R`` resamples given as trial multiplicities ``[R, N_b]`` and ``[R, N_s]``.
+
+    The weighted form of :func:`det_curve` + :func:`_eer_from_curve`: resample ``r`` holds trial
+    ``i`` ``counts[r, i]`` times (the counts of each class sum to that class's size).
+    """
+    scores = np.concatenate([bona, spoof])
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    last_of_run = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
+    counts = np.concatenate([bona_counts, spoof_counts], axis=1)[:, order].astype(np.float64)  # [R, N]
+    is_bona = order < bona.size
+    bona_rejected = np.cumsum(np.where(is_bona, counts, 0.0), axis=1)[:, last_of_run]
+    spoof_rejected = np.cumsum(np.where(is_bona, 0.0, counts), axis=1)[:, last_of_run]
+    rows = counts.shape[0]
+    frr = np.concatenate([np.zeros((rows, 1)), bona_rejected / bona.size], axis=1)
+    far = np.concatenate([np.ones((rows, 1)), (spoof.size - spoof_rejected) / spoof.size], axis=1)
+    index = np.argmin(np.abs(frr - far), axis=1)  # first minimum, as _eer_from_curve
+    pick = np.arange(rows)
+    return (frr[pick, index] + far[pick, index]) / 2
+
+
 def asv_error_rates(asv_target, asv_nontarget, asv_spoof, threshold: float | None = None) -> dict[str, float]:
     """ASV error rates at ``threshold`` (default: the ASV's own EER threshold), as in ASVspoof 2019.
 
@@ -379,6 +453,7 @@ def summarize(
     labels,
     attacks: Sequence[str] | None = None,
     asv_scores: Mapping[str, np.ndarray] | None = None,
+    bootstrap: int = 0,
 ) -> dict:
     """Every metric of a scored set, as the JSON-ready dict written to ``metrics.json``.
 
@@ -387,9 +462,12 @@ def summarize(
         labels: ``[N]`` label ids.
         attacks: ``[N]`` attack ids (spoof rows) for the per-attack EERs; ``None`` skips them.
         asv_scores: ``{"target", "nontarget", "spoof"}`` ASV score arrays; enables ``min_tdcf``.
+        bootstrap: resamples for the EER's 95 % interval (0 = none; see :func:`default_resamples`).
 
     Returns:
         dict with ``n_trials``, ``n_bonafide``, ``n_spoof``, ``eer_percent``, ``eer_threshold``,
+        with ``bootstrap`` ``eer_ci95_percent`` (``[low, high]``, :func:`eer_confidence_interval`) and
+        ``eer_ci95_resamples``,
         ``min_dcf`` / ``act_dcf`` / ``cllr`` (ASVspoof 5 stand-alone CM metrics; the last two read
         scores as LLRs), ``min_tdcf_asvspoof5``, and with ASV scores ``min_tdcf_legacy`` (ASVspoof 2019),
         ``min_tdcf`` (the same value: rawguard's primary t-DCF) and ``asv`` (its EER and error
@@ -415,6 +493,9 @@ def summarize(
         "cllr": cllr(bona, spoof),
         "min_tdcf_asvspoof5": min_tdcf_asvspoof5(bona, spoof)[0],
     }
+    if bootstrap:
+        result["eer_ci95_percent"] = [100 * bound for bound in eer_confidence_interval(bona, spoof, resamples=bootstrap)]
+        result["eer_ci95_resamples"] = bootstrap
     if asv_scores is not None:
         missing = [key for key in ("target", "nontarget", "spoof") if key not in asv_scores]
         if missing:

@@ -238,6 +238,9 @@ def format_table(metrics: Mapping, markdown: bool = False) -> str:
         ("trials", f"{metrics['n_trials']} ({metrics['n_bonafide']} bona fide, {metrics['n_spoof']} spoof)"),
         ("EER", f"{metrics['eer_percent']:.4f} % (threshold {metrics['eer_threshold']:.6g})"),
     ]
+    if "eer_ci95_percent" in metrics:
+        low, high = metrics["eer_ci95_percent"]
+        rows.append(("EER, 95 % bootstrap interval", f"{low:.2f} - {high:.2f} %"))
     if "min_tdcf_legacy" in metrics:
         asv = metrics.get("asv", {})
         rows.append(("min t-DCF (ASVspoof 2019)", f"{metrics['min_tdcf_legacy']:.6f} (ASV EER {asv.get('eer_percent', float('nan')):.3f} %)"))

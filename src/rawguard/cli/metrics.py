@@ -19,6 +19,8 @@ def register(subparsers, name: str, help: str) -> None:
     parser.add_argument("--protocol", metavar="FILE", help="protocol giving labels and attacks for a two-column score file")
     parser.add_argument("--audio-dir", metavar="DIR", help="audio folder of --protocol (its reader checks ids against it)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="add a 95 %% bootstrap interval of the EER from N resamples (0 = none; ~1000 is usual)")
     parser.set_defaults(func=run)
 
 
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         table = read_cm_scores(args.score_file, protocol=args.protocol, audio_dir=args.audio_dir)
         asv = read_asv_scores(args.asv_scores) if args.asv_scores else None
-        metrics = summarize(table.scores, table.labels, table.attacks, asv_scores=asv)
+        metrics = summarize(table.scores, table.labels, table.attacks, asv_scores=asv, bootstrap=args.bootstrap)
     except (MetricsError, ValueError) as error:  # ProtocolError is a ValueError too
         print(f"rawguard metrics: error: {error}", file=sys.stderr)
         return 1
