@@ -121,6 +121,9 @@ class TrainConfig:
     dist_backend: str = "auto"
     """DDP backend under torchrun: ``auto`` (NCCL on CUDA, gloo on CPU), ``nccl`` or ``gloo``. gloo on
     CUDA lets several ranks share one GPU (NCCL refuses that): for checking a multi-GPU set-up on one."""
+    speaker_adversarial: float = 0.0
+    """Gradient-reversal strength of a speaker classifier on the utterance embedding (0 = off;
+    ``rawguard.training.adversarial``): pushes the encoder to hide who speaks. Single process only."""
     deterministic: bool = False
     """Ask torch for deterministic kernels (slower on CUDA; CPU training is deterministic already)."""
     log_every: int = 10
@@ -482,6 +485,7 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.device", config.train.device == "auto" or config.train.device.split(":")[0] in ("cpu", "cuda"),
          "must be auto, cpu, cuda or cuda:N"),
         ("train.threads", config.train.threads >= 0, "must be >= 0 (0 = torch default)"),
+        ("train.speaker_adversarial", config.train.speaker_adversarial >= 0, "must be >= 0 (0 = off)"),
         ("train.dist_backend", config.train.dist_backend in ("auto", "nccl", "gloo"), "must be auto, nccl or gloo"),
         ("train.class_weights", config.train.class_weights is None
          or (len(config.train.class_weights) == 2 and all(w > 0 for w in config.train.class_weights)),

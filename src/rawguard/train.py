@@ -45,6 +45,7 @@ from rawguard.conventions import BONAFIDE, SPOOF
 from rawguard.models.layers import CosineHead
 from rawguard.progress import progress_bar
 from rawguard.training import losses
+from rawguard.training.adversarial import SpeakerAdversary, speaker_targets
 from rawguard.training.distributed import DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed
 from rawguard.training.ema import ModelEMA
 from rawguard.training.log import MetricsLog, truncate_metrics
@@ -202,6 +203,23 @@ def _build_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimiz
     return cls(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
 
 
+def _build_adversary(config: RunConfig, model: nn.Module, train_set: Any, ctx: DistContext,
+                     device: torch.device) -> tuple[SpeakerAdversary, np.ndarray]:
+    """The speaker adversary for ``train.speaker_adversarial`` and the train clips' speaker targets."""
+    key = "train.speaker_adversarial"
+    if ctx.enabled:
+        raise ConfigError(f"{key}: single-process training only (its classifier sits outside DDP)")
+    speakers = getattr(train_set, "speakers", None)
+    if speakers is None:
+        raise ConfigError(f"{key}: the train data has no speaker column")
+    targets, names = speaker_targets(speakers, train_set.labels)
+    try:
+        adversary = SpeakerAdversary(model, len(names), config.train.speaker_adversarial).to(device)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from error
+    return adversary, targets
+
+
 def _build_loss(config: RunConfig, model: nn.Module, class_weights: torch.Tensor | None):
     """``(logits [B, 2], labels [B]) -> scalar loss`` for ``train.loss``."""
     if config.train.loss == "cross_entropy":
@@ -355,6 +373,10 @@ def _train(
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = _build_optimizer(model, config)
     scaler = make_scaler(precision, device)
+    adversary, speaker_ids = None, None
+    if cfg_t.speaker_adversarial:
+        adversary, speaker_ids = _build_adversary(config, _unwrap(model), train_set, ctx, device)
+        optimizer.add_param_group({"params": list(adversary.parameters())})  # same schedule, same state file
     # TrainBatches' batch size is per rank; rank r gets slice r of the same global batch (and crops),
     # so W ranks x A micro-batches compute exactly the gradient one process with grad_accum=W*A would.
     batches = TrainBatches(
@@ -362,6 +384,7 @@ def _train(
         balanced=config.data.balanced, rank=ctx.rank, world_size=ctx.world_size, prefetch=config.data.prefetch,
         copy_share=config.data.copy_share, speaker_matched=config.data.speaker_matched,
         pin_memory=device.type == "cuda",  # page-locked batches: the host-to-GPU copy runs asynchronously
+        targets=speaker_ids,
     )
     steps_per_epoch = batches.batches_per_epoch
     augmenter = _build_augmenter(config)
@@ -393,6 +416,11 @@ def _train(
             ema.load(saved["model"], saved["ema"]["updates"])
         elif ema is not None:  # EMA switched on for a run that had none: average from here on
             ema.load(_unwrap(model).state_dict(), 0)
+        if adversary is not None:
+            if "speaker_adversary" not in saved:
+                raise ConfigError(f"train.speaker_adversarial: {last_path} was trained without it; "
+                                  "start a new run (or set it to 0 to resume)")
+            adversary.load_state_dict(saved["speaker_adversary"])
         optimizer.load_state_dict(saved["optimizer"])
         if scaler.is_enabled() and saved["scaler"]:  # empty when the run was not fp16 before
             scaler.load_state_dict(saved["scaler"])
@@ -448,6 +476,8 @@ def _train(
             "precision": precision,
             "train_data_fingerprint": _data_fingerprint(train_set),
         }
+        if adversary is not None:
+            state["speaker_adversary"] = adversary.state_dict()
         if ema is not None:
             state["raw_model"] = _unwrap(model).state_dict()
             state["ema"] = {"decay": ema.decay, "updates": ema.updates}
@@ -531,7 +561,7 @@ def _train(
             epoch, batch_in_epoch = epoch + 1, 0
         stop_reason = out_of_budget()
         while not stop_reason:
-            for x, y in batches.epoch(epoch, start_batch=batch_in_epoch):
+            for x, y, *extra in batches.epoch(epoch, start_batch=batch_in_epoch):
                 lr = lr_for(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -539,19 +569,25 @@ def _train(
                 # becomes float there.
                 x = to_float(x.to(device, non_blocking=True))
                 y = y.to(device, non_blocking=True)
+                speakers = extra[0].to(device, non_blocking=True) if extra else y  # y: a placeholder, unused
                 if augmenter is not None:
                     x = augmenter(x, generator)
                 optimizer.zero_grad(set_to_none=True)
-                loss_value = 0.0
-                chunks = list(zip(x.split(micro), y.split(micro)))
-                for i, (xc, yc) in enumerate(chunks):
+                loss_value = speaker_loss_value = 0.0
+                chunks = list(zip(x.split(micro), y.split(micro), speakers.split(micro)))
+                for i, (xc, yc, sc) in enumerate(chunks):
                     # Gradients are all-reduced once, on the last micro-batch.
                     sync = not ctx.enabled or i == len(chunks) - 1
                     with model.no_sync() if not sync else contextlib.nullcontext():
                         with autocast(precision, device):
                             logits = model(xc)
                         loss = loss_fn(logits, yc)
-                        scaler.scale(loss / len(chunks)).backward()
+                        total = loss
+                        if adversary is not None:
+                            speaker_loss = adversary.loss(sc)
+                            total = loss + speaker_loss
+                            speaker_loss_value += speaker_loss.item() / len(chunks)
+                        scaler.scale(total / len(chunks)).backward()
                     loss_value += loss.item() / len(chunks)
                 if not math.isfinite(loss_value) and precision != "fp16":
                     raise TrainingError(
@@ -569,6 +605,8 @@ def _train(
                 batch_in_epoch += 1
                 clips = x.shape[0] * ctx.world_size
                 window["loss_sum"] += loss_value
+                if adversary is not None:
+                    window["speaker_loss_sum"] = window.get("speaker_loss_sum", 0.0) + speaker_loss_value
                 window["steps"] += 1
                 window["clips"] += clips
                 clips_total_session += clips
@@ -585,11 +623,14 @@ def _train(
                         mean_loss = t.item() / ctx.world_size
                     seconds = time.monotonic() - window_start
                     rate = window["clips"] / seconds if seconds > 0 else 0.0
-                    log.write({
+                    record = {
                         "type": "train", "step": step, "epoch": epoch, "loss": mean_loss, "lr": lr,
                         "clips_per_s": round(rate, 2),
                         "elapsed_s": round(elapsed_before + time.monotonic() - session_start, 2),
-                    })
+                    }
+                    if adversary is not None:  # the adversary's own loss: near log(speakers) = speaker hidden
+                        record["speaker_loss"] = window.get("speaker_loss_sum", 0.0) / window["steps"]
+                    log.write(record)
                     bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}")
                     window = {"loss_sum": 0.0, "steps": 0, "clips": 0}
                     window_start = time.monotonic()

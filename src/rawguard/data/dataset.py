@@ -206,11 +206,15 @@ class TrainBatches:
         prefetch: batches prepared ahead in a background thread (0: none).
         pin_memory: put ``x`` in page-locked memory for faster, asynchronous copies to a GPU
             (``x.to(device, non_blocking=True)``); ignored when CUDA is not available.
+        targets: optional int64 ``[len(cache)]`` per-clip targets of an auxiliary task (e.g.
+            speaker ids for speaker-adversarial training); when given, every batch is
+            ``(x, y, targets[batch clips])``. The draws do not depend on it.
     """
 
     def __init__(self, cache: Cache, window: int = DEFAULT_WINDOW, batch_size: int = 32, seed: int = 0,
                  balanced: bool = False, rank: int = 0, world_size: int = 1, prefetch: int = 2,
-                 pin_memory: bool = False, copy_share: float | None = None, speaker_matched: bool = False):
+                 pin_memory: bool = False, copy_share: float | None = None, speaker_matched: bool = False,
+                 targets: np.ndarray | None = None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         if window <= 0 or batch_size <= 0:
@@ -220,6 +224,9 @@ class TrainBatches:
         self.cache, self.window, self.batch_size, self.seed = cache, window, batch_size, seed
         self.balanced, self.rank, self.world_size, self.prefetch = balanced, rank, world_size, prefetch
         self.pin_memory = pin_memory and torch.cuda.is_available()
+        if targets is not None and len(targets) != len(cache):
+            raise ValueError(f"targets: {len(targets)} values for a cache of {len(cache)} clips")
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.int64)
         self._by_class = [np.flatnonzero(cache.labels == c) for c in (SPOOF, BONAFIDE)]
         if balanced and any(len(members) == 0 for members in self._by_class):
             raise ValueError(f"{cache.directory}: balanced sampling needs both classes in the cache")
@@ -278,7 +285,7 @@ class TrainBatches:
             draws.append(_weighted_draws(bonafide, self._bonafide_weights, per_class, rng))
         return rng.permutation(np.concatenate(draws))
 
-    def _batch(self, order: np.ndarray, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(self, order: np.ndarray, epoch: int, b: int) -> tuple[torch.Tensor, ...]:
         global_batch = self.batch_size * self.world_size
         indices = order[b * global_batch:(b + 1) * global_batch]
         # Crop positions for the whole global batch, so sharding does not change what is seen.
@@ -289,10 +296,14 @@ class TrainBatches:
         rows = x.numpy()  # shares x's memory: windows are copied once, straight into the batch
         for row, (i, start) in enumerate(zip(indices[mine].tolist(), starts[mine].tolist())):
             _fill(rows[row], self.cache.waveform(i), start)
-        return x, torch.from_numpy(self.cache.labels[indices[mine]])
+        y = torch.from_numpy(self.cache.labels[indices[mine]])
+        if self.targets is None:
+            return x, y
+        return x, y, torch.from_numpy(self.targets[indices[mine]])
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(x int16 [B, window], y int64 [B])`` for batches ``start_batch .. batches_per_epoch-1``."""
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Yield ``(x int16 [B, window], y int64 [B])`` for batches ``start_batch .. batches_per_epoch-1``
+        (with a third item, the batch's ``targets`` int64 ``[B]``, when the source has them)."""
         if not 0 <= start_batch <= self.batches_per_epoch:
             raise ValueError(f"start_batch {start_batch} outside 0..{self.batches_per_epoch}")
         order = self.epoch_order(epoch)

@@ -108,6 +108,7 @@ class CosineHead(nn.Module):
         if scale <= 0:
             raise ValueError(f"cosine head: scale must be > 0, got {scale}")
         self.scale = scale
+        self.in_features = in_features
         self.direction = nn.Parameter(torch.randn(in_features) / in_features ** 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
