@@ -132,3 +132,20 @@ def test_ddp_on_one_gpu_with_two_gloo_ranks(toy, tmp_path):
     fingerprints = last["rank_fingerprints"]
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]  # the replicas agree exactly
     assert (run / "best.pt").is_file()
+
+
+def test_vocoder_trains_on_the_gpu_and_its_file_loads_on_the_cpu(toy, tmp_path):
+    from rawguard.synth.neural import NeuralVocoder, VocoderConfig, VocoderTrainConfig, train_vocoder
+
+    config = VocoderTrainConfig(minutes=2, max_steps=20, batch_size=4, segment=4096, device="cuda",
+                                model=VocoderConfig(channels=16, resblock_kernels=(3,), resblock_dilations=(1,)))
+    summary = train_vocoder(toy.directory, tmp_path / "vocoder", config, progress=False)
+    assert summary.steps == 20 and np.isfinite(summary.loss)
+    saved = load_checkpoint(summary.path)
+    assert all(t.device.type == "cpu" for t in saved["model"].values())
+    vocoder = NeuralVocoder.load(summary.path)
+    wave = toy.waveform(0).astype(np.float32) / 32768
+    copy = vocoder(wave)
+    assert copy.shape == wave.shape and np.isfinite(copy).all()
+    config.max_steps = 30  # resuming on the GPU from the CPU-stored weights
+    assert train_vocoder(toy.directory, tmp_path / "vocoder", config, progress=False).steps == 30

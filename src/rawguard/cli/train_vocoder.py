@@ -27,6 +27,7 @@ def register(subparsers, name: str, help: str) -> None:
                              "repetition + convolution (learns more slowly; see BENCHMARKS.md)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu); vocoder.pt loads on either")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run, parser=parser)
 
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.minutes <= 0 or args.max_steps < 1 or args.batch_size < 1:
         args.parser.error("--minutes, --max-steps and --batch-size must be positive")
     config = VocoderTrainConfig(minutes=args.minutes, max_steps=args.max_steps, batch_size=args.batch_size,
-                                seed=args.seed, threads=args.threads, model=VocoderConfig(upsample=args.upsample))
+                                seed=args.seed, threads=args.threads, device=args.device,
+                                model=VocoderConfig(upsample=args.upsample))
     try:
         summary = train_vocoder(args.cache, args.out, config, progress=not args.quiet)
     except (VocoderError, CacheError) as error:
