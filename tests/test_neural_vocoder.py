@@ -33,9 +33,13 @@ def test_generator_turns_frames_into_hop_samples_each():
     assert wave.shape == (2, 17 * 256) and wave.abs().max() < 1
     odd = VocoderConfig(channels=16, hop=240, upsample_rates=(5, 6, 8), resblock_kernels=(3,), resblock_dilations=(1,))
     assert Generator(odd)(torch.zeros(1, 80, 7)).shape == (1, 7 * 240)
-    for upsample in ("nearest", "transposed"):
+    for upsample in ("nearest", "transposed", "istft"):
         resize = VocoderConfig(**TINY, upsample=upsample, hop=240, upsample_rates=(5, 6, 8))
         assert Generator(resize)(torch.zeros(1, 80, 7)).shape == (1, 7 * 240)
+    istft = Generator(VocoderConfig(**TINY, upsample="istft"))  # conv stages x8 x8, iSTFT hop 4 (n_fft 16)
+    assert len(istft.ups) == 2 and istft.post.out_channels == 2 * 9
+    out = istft(mel)
+    assert out.shape == (2, 17 * 256) and out.abs().max() <= 1 and torch.isfinite(out).all()
 
 
 def test_config_rejects_rates_that_do_not_make_the_hop():
@@ -43,6 +47,8 @@ def test_config_rejects_rates_that_do_not_make_the_hop():
         VocoderConfig(upsample_rates=(8, 8, 2))
     with pytest.raises(VocoderError, match="upsample must be"):
         VocoderConfig(upsample="linear")
+    with pytest.raises(VocoderError, match="istft' needs at least two"):
+        VocoderConfig(upsample="istft", upsample_rates=(256,))
 
 
 def test_stft_loss_is_zero_only_for_the_same_signal():

@@ -22,9 +22,10 @@ def register(subparsers, name: str, help: str) -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget (default: 10)")
     parser.add_argument("--max-steps", type=int, default=100_000, help="stop earlier after this many steps")
     parser.add_argument("--batch-size", type=int, default=8, help="segments of 8,192 samples per step (default: 8)")
-    parser.add_argument("--upsample", choices=["transposed", "nearest"], default="transposed",
-                        help="generator upsampling: transposed convolutions (HiFi-GAN-like, default) or sample "
-                             "repetition + convolution (learns more slowly; see BENCHMARKS.md)")
+    parser.add_argument("--upsample", choices=["transposed", "nearest", "istft"], default="transposed",
+                        help="generator upsampling: transposed convolutions (HiFi-GAN-like, default), sample "
+                             "repetition + convolution (learns more slowly; see BENCHMARKS.md), or an inverse STFT "
+                             "for the last stage (iSTFTNet / Vocos-like)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu); vocoder.pt loads on either")

@@ -17,7 +17,11 @@ LeakyReLU, conv k7 -> 1, tanh                      ``[B, F * 256]``
 =================================================  ======================
 
 Upsampling is a ``ConvTranspose1d`` (default, as in HiFi-GAN) or sample repetition + conv
-(``upsample="nearest"``). The MRF block averages residual stacks of dilated convolutions with
+(``upsample="nearest"``). With ``upsample="istft"`` (iSTFTNet, Kaneko et al. 2022, the family of
+Vocos and of many recent TTS systems) the last upsampling stage is replaced by an inverse STFT: the
+network predicts a log-magnitude and a phase per bin of a small STFT (hop = the last rate, 4 bins
+per hop) and ``torch.istft`` makes the waveform, which leaves the traces of frame-wise phase
+prediction instead of those of learned upsampling filters. The MRF block averages residual stacks of dilated convolutions with
 kernels 3 and 7. Training uses the
 multi-resolution STFT loss of Parallel WaveGAN (spectral convergence + log-magnitude L1 at three
 resolutions) and no discriminator: adversarial training needs hours of GPU, and the copies only
@@ -45,6 +49,7 @@ from rawguard.progress import progress_bar
 from rawguard.synth.dsp import mel_filterbank
 
 CHECKPOINT_KIND = "rawguard-vocoder"
+UPSAMPLERS = ("transposed", "nearest", "istft")
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (n_fft, hop, window): Parallel WaveGAN's
 
 
@@ -66,7 +71,9 @@ class VocoderConfig:
     negative_slope: float = 0.1
     # "transposed": learned ConvTranspose1d upsampling (HiFi-GAN, MelGAN, Parallel WaveGAN's family);
     # "nearest": sample repetition + conv ("resize-convolution"), which leaves other traces
-    # (no checkerboard pattern, images of the frame rate instead).
+    # (no checkerboard pattern, images of the frame rate instead);
+    # "istft": conv stages for all rates but the last, then an inverse STFT with hop = the last rate
+    # and n_fft = 4 x that hop (iSTFTNet's C8C8I for the default rates).
     upsample: str = "transposed"
 
     def __post_init__(self) -> None:
@@ -77,8 +84,10 @@ class VocoderConfig:
             raise VocoderError(f"vocoder config: upsample_rates {self.upsample_rates} must multiply to hop {self.hop}")
         if self.channels < 2 ** len(self.upsample_rates) or self.n_mels < 1 or self.n_fft < self.hop:
             raise VocoderError(f"vocoder config: invalid sizes {asdict(self)}")
-        if self.upsample not in ("transposed", "nearest"):
-            raise VocoderError(f"vocoder config: upsample must be 'transposed' or 'nearest', got {self.upsample!r}")
+        if self.upsample not in UPSAMPLERS:
+            raise VocoderError(f"vocoder config: upsample must be one of {', '.join(UPSAMPLERS)}, got {self.upsample!r}")
+        if self.upsample == "istft" and len(self.upsample_rates) < 2:
+            raise VocoderError("vocoder config: upsample 'istft' needs at least two upsample_rates (the last is the iSTFT hop)")
 
 
 class LogMel(nn.Module):
@@ -126,7 +135,8 @@ class Generator(nn.Module):
         c = config.channels
         self.pre = nn.Conv1d(config.n_mels, c, 7, padding=3)
         ups, mrfs = [], []
-        for rate in config.upsample_rates:
+        conv_rates = config.upsample_rates[:-1] if config.upsample == "istft" else config.upsample_rates
+        for rate in conv_rates:
             if config.upsample == "nearest":  # repeat each sample r times, then a conv spanning 2 input steps
                 ups.append(nn.Sequential(nn.Upsample(scale_factor=rate, mode="nearest"),
                                          nn.Conv1d(c, c // 2, 2 * rate + 1, padding=rate)))
@@ -137,13 +147,26 @@ class Generator(nn.Module):
             mrfs.append(MultiReceptiveField(c, config.resblock_kernels, config.resblock_dilations,
                                             config.negative_slope))
         self.ups, self.mrfs = nn.ModuleList(ups), nn.ModuleList(mrfs)
-        self.post = nn.Conv1d(c, 1, 7, padding=3)
+        if config.upsample == "istft":
+            self.istft_hop = config.upsample_rates[-1]
+            self.istft_fft = 4 * self.istft_hop
+            self.register_buffer("istft_window", torch.hann_window(self.istft_fft), persistent=False)
+            self.post = nn.Conv1d(c, 2 * (self.istft_fft // 2 + 1), 7, padding=3)  # log-magnitude and phase per bin
+        else:
+            self.post = nn.Conv1d(c, 1, 7, padding=3)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.pre(mel)  # [B, C, F]
         for up, mrf in zip(self.ups, self.mrfs):
             x = mrf(up(F.leaky_relu(x, self.config.negative_slope)))  # [B, C / 2, N * r]
-        return torch.tanh(self.post(F.leaky_relu(x, self.config.negative_slope))).squeeze(1)  # [B, F * hop]
+        x = self.post(F.leaky_relu(x, self.config.negative_slope))
+        if self.config.upsample != "istft":
+            return torch.tanh(x).squeeze(1)  # [B, F * hop]
+        log_magnitude, phase = x.chunk(2, dim=1)  # [B, bins, N] each, N = F * hop / istft_hop
+        spectrum = torch.polar(torch.exp(log_magnitude.clamp(max=6.0)), math.pi * torch.sin(phase))
+        wave = torch.istft(spectrum, self.istft_fft, self.istft_hop, window=self.istft_window,
+                           length=x.shape[-1] * self.istft_hop)  # [B, F * hop]
+        return wave.clamp(-1.0, 1.0)
 
 
 def stft_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
