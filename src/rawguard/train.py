@@ -569,12 +569,13 @@ def _train(
                 # becomes float there.
                 x = to_float(x.to(device, non_blocking=True))
                 y = y.to(device, non_blocking=True)
-                speakers = extra[0].to(device, non_blocking=True) if extra else y  # y: a placeholder, unused
+                speakers = extra[0].to(device, non_blocking=True) if extra else None  # adversary targets
                 if augmenter is not None:
                     x = augmenter(x, generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss_value = speaker_loss_value = 0.0
-                chunks = list(zip(x.split(micro), y.split(micro), speakers.split(micro)))
+                speaker_chunks = speakers.split(micro) if speakers is not None else [None] * len(y.split(micro))
+                chunks = list(zip(x.split(micro), y.split(micro), speaker_chunks))
                 for i, (xc, yc, sc) in enumerate(chunks):
                     # Gradients are all-reduced once, on the last micro-batch.
                     sync = not ctx.enabled or i == len(chunks) - 1
