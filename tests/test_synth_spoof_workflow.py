@@ -176,3 +176,26 @@ def test_cli_needs_exactly_one_input(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["synth-spoof", *args, "--method", "lpc"])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@needs_corpus
+def test_two_copy_sets_of_one_method_share_a_cache_under_their_own_system_names(protocol, tmp_path, capsys):
+    first, second = tmp_path / "synth" / "a", tmp_path / "synth" / "b"
+    _synth(protocol, first)  # default name: synth-lpc
+    assert cli_main(["synth-spoof", "--protocol", str(protocol), "--audio-dir", str(FLAC), str(second),
+                     "--method", "lpc", "--system", "synth-lpc-b", "--seed", "1", "--workers", "1", "--quiet"]) == 0
+    assert _csv_rows(second)[1].startswith(f"synth-lpc-b/{BONAFIDE_IDS[0]},{BONAFIDE_IDS[0]}.flac,spoof,")
+    assert all(row.endswith(",synth-lpc-b") for row in _csv_rows(second)[1:])
+    cache = tmp_path / "cache"
+    assert cli_main(["prepare", str(protocol), str(first / PROTOCOL), str(second / PROTOCOL), "--audio-dir", str(FLAC),
+                     "--audio-dir", "-", "--audio-dir", "-", "--out", str(cache), "--workers", "1", "--quiet"]) == 0
+    prepared = Cache.open(cache)
+    assert prepared.meta["per_system"]["synth-lpc"][0] == 4 and prepared.meta["per_system"]["synth-lpc-b"][0] == 4
+
+    for bad in ("lpc-b", "synth-", "synth-a/b", "synth-a b"):  # copies are recognised by the prefix; ids by '/'
+        with pytest.raises(SynthFolderError, match=f"system {bad!r}: must start with 'synth-'"):
+            _synth(protocol, tmp_path / "bad", system=bad)
+    # Sources made for one name cannot be written under another.
+    sources = protocol_sources(protocol, "lpc", FLAC)
+    with pytest.raises(SynthFolderError, match="does not belong to system 'synth-other'"):
+        folder.synth_spoof(sources, tmp_path / "mixed", "lpc", workers=1, progress=False, system="synth-other")

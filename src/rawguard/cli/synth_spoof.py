@@ -59,6 +59,9 @@ def register(subparsers, name: str, help: str) -> None:
                         help="with --method neural: the vocoder.pt that `rawguard train-vocoder` wrote")
     parser.add_argument("--seed", type=int, default=0, help="random seed (noise excitation, initial phases)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 4)")
+    parser.add_argument("--system", metavar="NAME", default=None,
+                        help="system name of the copies (default synth-METHOD; must start with synth-): give each "
+                             "copy set its own, e.g. two neural vocoders, to put them in one cache")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run, parser=parser)
 
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from rawguard.synth.folder import SynthFolderError, synth_spoof_folder, synth_spoof_protocol
 
     _check_inputs(args)
-    options = dict(seed=args.seed, workers=args.workers, progress=not args.quiet, vocoder=args.vocoder)
+    options = dict(seed=args.seed, workers=args.workers, progress=not args.quiet, vocoder=args.vocoder,
+                   system=args.system)
     try:
         if args.protocol is not None:
             summary = synth_spoof_protocol(args.protocol, args.out_dir, args.method, audio_dir=args.audio_dir,

@@ -105,12 +105,32 @@ def system_name(method: str) -> str:
     return f"{COPY_SYSTEM_PREFIX}{method}"
 
 
-def copy_id(method: str, source_id: str) -> str:
-    """Id of the copy of ``source_id``: ``synth-<method>/<source_id>``, never a bona fide id."""
-    return f"{system_name(method)}/{source_id}"
+def resolve_system(method: str, system: str | None) -> str:
+    """The system name the copies get: ``system`` when given, else :func:`system_name`.
+
+    A given name must start with ``synth-`` (what marks copies for ``data.copy_share``) and be one
+    token without ``/`` (it prefixes the copies' ids). Two copy sets made with one method (two neural
+    vocoders, say) need different names to share a cache.
+
+    Raises:
+        SynthFolderError: naming the bad ``system``.
+    """
+    if system is None:
+        return system_name(method)
+    if not system.startswith(COPY_SYSTEM_PREFIX) or system == COPY_SYSTEM_PREFIX or "/" in system or system != system.strip() \
+            or any(c.isspace() or c == "," for c in system):
+        raise SynthFolderError(f"system {system!r}: must start with {COPY_SYSTEM_PREFIX!r} (copies are recognised by it) "
+                               "and have no spaces, commas or '/'")
+    return system
 
 
-def folder_sources(in_dir: str | os.PathLike, out_dir: str | os.PathLike, method: str) -> list[SpoofSource]:
+def copy_id(method: str, source_id: str, system: str | None = None) -> str:
+    """Id of the copy of ``source_id``: ``<system>/<source_id>`` (``synth-<method>/...`` by default), never a bona fide id."""
+    return f"{resolve_system(method, system)}/{source_id}"
+
+
+def folder_sources(in_dir: str | os.PathLike, out_dir: str | os.PathLike, method: str,
+                   system: str | None = None) -> list[SpoofSource]:
     """Every audio file under ``in_dir`` (sorted; none under ``out_dir``), copied to the same relative path.
 
     Raises:
@@ -128,7 +148,7 @@ def folder_sources(in_dir: str | os.PathLike, out_dir: str | os.PathLike, method
     sources = []
     for path in files:
         stem = path.relative_to(in_dir).with_suffix("").as_posix()
-        sources.append(SpoofSource(path, f"{stem}.flac", copy_id(method, stem)))
+        sources.append(SpoofSource(path, f"{stem}.flac", copy_id(method, stem, system)))
     return sources
 
 
@@ -137,6 +157,7 @@ def protocol_sources(
     method: str,
     audio_dir: str | os.PathLike | None = None,
     format: str = "auto",
+    system: str | None = None,
 ) -> list[SpoofSource]:
     """The bona fide entries of a protocol, sorted by id, each copied to ``<utt_id>.flac``.
 
@@ -155,7 +176,7 @@ def protocol_sources(
     sources = []
     for item in bonafide:
         target = _target_for_id(item.utt_id, protocol)
-        source = SpoofSource(item.path, target, copy_id(method, item.utt_id), item.speaker)
+        source = SpoofSource(item.path, target, copy_id(method, item.utt_id, system), item.speaker)
         if source.utt_id in ids:  # the copies would shadow a real entry in a cache of both protocols
             raise SynthFolderError(f"{protocol}: copy id {source.utt_id!r} is already an id of the protocol")
         sources.append(source)
@@ -289,11 +310,11 @@ def _claim(out_dir: Path, method: str, seed: int, sources: Sequence[SpoofSource]
         handle.write((json.dumps(state) + "\n").encode())
 
 
-def _protocol_text(method: str, sources: Sequence[SpoofSource]) -> str:
+def _protocol_text(system: str, sources: Sequence[SpoofSource]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")  # quotes ids or paths with commas
     writer.writerow(PROTOCOL_COLUMNS)
-    writer.writerows((s.utt_id, s.target, "spoof", s.speaker, system_name(method)) for s in sources)
+    writer.writerows((s.utt_id, s.target, "spoof", s.speaker, system) for s in sources)
     return buffer.getvalue()
 
 
@@ -305,6 +326,7 @@ def synth_spoof(
     workers: int | None = None,
     progress: bool = True,
     vocoder: str | os.PathLike | None = None,
+    system: str | None = None,
 ) -> SpoofSummary:
     """Resynthesise every source into ``out_dir`` (resumable; see the module docstring).
 
@@ -317,6 +339,8 @@ def synth_spoof(
         workers: processes (default: CPU count, at most 4); 1 runs in-process.
         progress: tqdm bar (files/s, ETA).
         vocoder: with method ``"neural"``: a ``vocoder.pt`` from :func:`rawguard.synth.neural.train_vocoder`.
+        system: the copies' system name in ``protocol.csv`` (:func:`resolve_system`; default
+            ``synth-<method>``); the sources' ids must carry the same prefix.
 
     Returns:
         A :class:`SpoofSummary`; per-file failures are listed there, not raised.
@@ -329,8 +353,12 @@ def synth_spoof(
     from rawguard.checkpoint import fsync_directory  # here, not at the top: keeps workers free of torch
 
     vocoder_hash = _check_method(method, vocoder)
+    system = resolve_system(method, system)
     if not sources:
         raise SynthFolderError("no sources to resynthesise")
+    stray = next((source.utt_id for source in sources if not source.utt_id.startswith(f"{system}/")), None)
+    if stray is not None:
+        raise SynthFolderError(f"copy id {stray!r} does not belong to system {system!r} (make the sources with it)")
     _check_targets(sources)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -364,7 +392,7 @@ def synth_spoof(
     completed = [i for i, ok in enumerate(done) if ok]
     manifest = "".join(f"{tasks[i][0]}\t{tasks[i][1]}\t{method}\t{tasks[i][3]}\n" for i in completed)
     for name, text in ((MANIFEST, "source\toutput\tmethod\tseed\n" + manifest),
-                       (PROTOCOL, _protocol_text(method, [sources[i] for i in completed]))):
+                       (PROTOCOL, _protocol_text(system, [sources[i] for i in completed]))):
         with _atomic_file(out_dir / name) as handle:
             handle.write(text.encode("utf-8"))
     fsync_directory(out_dir)
@@ -379,20 +407,22 @@ def synth_spoof_folder(
     workers: int | None = None,
     progress: bool = True,
     vocoder: str | os.PathLike | None = None,
+    system: str | None = None,
 ) -> SpoofSummary:
     """Resynthesise every audio file under ``in_dir`` into ``out_dir`` (same layout, ``.flac``).
 
     Args:
         in_dir: folder searched recursively for audio files (:data:`rawguard.audio.AUDIO_EXTENSIONS`);
             files already under ``out_dir`` are ignored. Copies get speaker ``-``.
-        out_dir, method, seed, workers, progress, vocoder: as for :func:`synth_spoof`.
+        out_dir, method, seed, workers, progress, vocoder, system: as for :func:`synth_spoof`.
 
     Raises:
         SynthFolderError: unknown method or unusable vocoder, missing ``in_dir``, no audio files in it, two files with
             one target (``a.wav`` and ``a.flac``), or ``out_dir`` made with other settings.
     """
     _check_method(method, vocoder)  # before looking at the folder: the cheaper mistake to report
-    return synth_spoof(folder_sources(in_dir, out_dir, method), out_dir, method, seed, workers, progress, vocoder)
+    return synth_spoof(folder_sources(in_dir, out_dir, method, system), out_dir, method, seed, workers, progress,
+                       vocoder, system)
 
 
 def synth_spoof_protocol(
@@ -405,18 +435,19 @@ def synth_spoof_protocol(
     workers: int | None = None,
     progress: bool = True,
     vocoder: str | os.PathLike | None = None,
+    system: str | None = None,
 ) -> SpoofSummary:
     """Resynthesise the bona fide entries of a protocol into ``out_dir/<utt_id>.flac``.
 
     Args:
         protocol, audio_dir, format: as for :func:`rawguard.data.protocols.read_protocol`.
-        out_dir, method, seed, workers, progress, vocoder: as for :func:`synth_spoof`. Copies keep their
-            source's speaker.
+        out_dir, method, seed, workers, progress, vocoder, system: as for :func:`synth_spoof`. Copies
+            keep their source's speaker.
 
     Raises:
         ProtocolError: the protocol cannot be read.
         SynthFolderError: as :func:`synth_spoof`, or no bona fide entry in the protocol.
     """
     _check_method(method, vocoder)
-    return synth_spoof(protocol_sources(protocol, method, audio_dir, format), out_dir, method, seed, workers,
-                       progress, vocoder)
+    return synth_spoof(protocol_sources(protocol, method, audio_dir, format, system), out_dir, method, seed, workers,
+                       progress, vocoder, system)
