@@ -230,3 +230,19 @@ def test_neural_copy_synthesis_trains_a_vocoder_on_the_train_set_first(tmp_path,
         cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
                   "--vocoder-steps", "0"])
     assert exit_info.value.code == 2 and "--vocoder-steps must be positive" in capsys.readouterr().err
+
+
+def test_device_goes_to_the_vocoder_training_and_evaluation(tmp_path, capsys):
+    root, out = tmp_path / "corpus", tmp_path / "o"
+    assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
+                     "--device", "cuda", "--set", "train.max_minutes=5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    vocoder = next(line for line in lines if line.startswith("rawguard train-vocoder"))
+    train = next(line for line in lines if line.startswith("rawguard train "))
+    evaluate = [line for line in lines if line.startswith("rawguard evaluate")]
+    assert vocoder.endswith("--device cuda")
+    assert train.endswith("--set train.max_minutes=5 train.device=cuda")  # after the user's overrides
+    assert evaluate and all(line.endswith("--device cuda") for line in evaluate)
+    # Without --device every command keeps its own default.
+    commands = plan(get_recipe("shared-corpus"), root, out)
+    assert not any("--device" in c or any("train.device" in a for a in c) for c in commands)

@@ -225,6 +225,7 @@ def plan(
     copy_synthesis: tuple[str, ...] | None = None,
     vocoder_minutes: float | None = None,
     vocoder_steps: int | None = None,
+    device: str | None = None,
 ) -> list[list[str]]:
     """The ``rawguard`` command lines (argv lists, without the program name) that run the recipe.
 
@@ -238,6 +239,8 @@ def plan(
             ``None`` keeps the recipe's :attr:`Recipe.copy_synthesis`. Part of the prepare stage.
         vocoder_minutes, vocoder_steps: time cap and steps of the ``neural`` method's vocoder
             (``None``: the recipe's).
+        device: ``cpu``, ``cuda``, ``cuda:N`` for the vocoder, training and evaluation; ``None``
+            leaves each command's default (training: CUDA when available; vocoder, evaluation: CPU).
 
     Raises:
         RecipeError: an unknown stage or copy-synthesis method.
@@ -259,7 +262,7 @@ def plan(
             minutes = recipe.vocoder_minutes if vocoder_minutes is None else vocoder_minutes
             steps = recipe.vocoder_steps if vocoder_steps is None else vocoder_steps
             commands.append(["train-vocoder", str(corpus_cache), "--out", str(vocoder.parent), "--max-steps", str(steps),
-                             "--minutes", f"{minutes:g}"])
+                             "--minutes", f"{minutes:g}", *(["--device", device] if device else [])])
         commands += [_synth_spoof_command(recipe.train, root, synth_dir, method, workers,
                                           vocoder if method == NEURAL else None)
                      for method, synth_dir in zip(methods, synth_dirs)]
@@ -269,6 +272,7 @@ def plan(
     if "train" in stages:
         command = ["train", "--train", str(caches["train"]), "--dev", str(caches["dev"]), "--out", str(run_dir)]
         command += ["--config", config or recipe.config]
+        overrides = (*overrides, f"train.device={device}") if device else overrides
         if overrides:
             command += ["--set", *overrides]
         commands.append(command)
@@ -278,6 +282,8 @@ def plan(
             command += ["--out", str(out / "eval" / data_set.name)]
             if data_set.asv_scores:
                 command += ["--asv-scores", str(root / data_set.asv_scores)]
+            if device:
+                command += ["--device", device]
             commands.append(command)
     return commands
 

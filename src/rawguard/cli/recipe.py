@@ -56,6 +56,9 @@ def register(subparsers, name: str = "recipe", help: str = "") -> argparse.Argum
     parser.add_argument("--vocoder-minutes", type=float, default=None, metavar="M",
                         help="wall-clock cap of that training (default: the recipe's, 15)")
     parser.add_argument("--workers", type=int, default=None, help="processes for prepare and synth-spoof")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:N for train-vocoder, train and evaluate (default: train uses CUDA when "
+                             "available, the vocoder and evaluation the CPU)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     parser.set_defaults(func=main, parser=parser)
     return parser
@@ -72,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
         copy_synthesis = None if args.copy_synthesis is None else parse_copy_synthesis(args.copy_synthesis)
         commands = plan(recipe, args.root, args.out, stages=stages, config=args.config,
                         overrides=tuple(args.set), workers=args.workers, copy_synthesis=copy_synthesis,
-                        vocoder_minutes=args.vocoder_minutes, vocoder_steps=args.vocoder_steps)
+                        vocoder_minutes=args.vocoder_minutes, vocoder_steps=args.vocoder_steps, device=args.device)
         if not args.dry_run and "prepare" in stages:
             check_layout(recipe, args.root)
     except RecipeError as error:
