@@ -169,3 +169,39 @@ def test_a_rerun_with_the_budget_spent_leaves_the_vocoder_file_alone(bonafide_ca
     summary = train_vocoder(cache, out, config, progress=False)
     assert (summary.steps, summary.new_steps) == (2, 0)
     assert (out / "vocoder.pt").read_bytes() == before  # synth-spoof folders keyed on its hash stay valid
+
+
+def test_period_discriminator_folds_by_its_period_and_losses_point_the_right_way():
+    from rawguard.synth.neural import (MultiPeriodDiscriminator, PeriodDiscriminator, discriminator_loss,
+                                       generator_adversarial_loss)
+
+    torch.manual_seed(0)
+    d = PeriodDiscriminator(3)
+    logits, maps = d(torch.randn(2, 1000))  # 1000 is not a multiple of 3: reflect-padded to 1002
+    assert logits.shape[0] == 2 and maps[0].shape[-1] == 3 and len(maps) == 5
+    mpd = MultiPeriodDiscriminator()
+    real, fake = torch.randn(2, 4096) * 0.1, torch.zeros(2, 4096)
+    real_out, fake_out = mpd(real), mpd(fake)
+    perfect = [(torch.ones_like(r), m) for r, m in real_out], [(torch.zeros_like(f), m) for f, m in fake_out]
+    assert float(discriminator_loss(*perfect)) == 0.0  # real at 1, fake at 0: nothing to learn
+    fooled = [(torch.ones_like(f), m) for f, m in real_out]  # fake scored 1 and fake maps == real maps
+    assert float(generator_adversarial_loss(real_out, fooled)) == 0.0
+    assert float(generator_adversarial_loss(real_out, fake_out)) > 0
+
+
+@needs_corpus
+def test_adversarial_fine_tuning_resumes_a_spectral_vocoder_with_a_fresh_discriminator(bonafide_cache, tmp_path):
+    from rawguard.checkpoint import load_checkpoint
+
+    cache, _ = bonafide_cache
+    small = VocoderConfig(**TINY)
+    plain = VocoderTrainConfig(minutes=5, max_steps=3, batch_size=2, segment=4096, model=small)
+    train_vocoder(cache, tmp_path / "voc", plain, progress=False)
+    assert "discriminator" not in load_checkpoint(tmp_path / "voc" / "vocoder.pt")
+    tuned = VocoderTrainConfig(minutes=5, max_steps=5, batch_size=2, segment=4096, model=small, adversarial=0.1)
+    summary = train_vocoder(cache, tmp_path / "voc", tuned, progress=False)
+    assert summary.steps == 5 and summary.new_steps == 2 and np.isfinite(summary.loss)
+    state = load_checkpoint(summary.path)
+    assert state["discriminator"] and state["discriminator_optimizer"]["state"]
+    tuned.max_steps = 6  # and a second resume picks the discriminator up from the file
+    assert train_vocoder(cache, tmp_path / "voc", tuned, progress=False).steps == 6

@@ -169,6 +169,59 @@ class Generator(nn.Module):
         return wave.clamp(-1.0, 1.0)
 
 
+class PeriodDiscriminator(nn.Module):
+    """HiFi-GAN's period discriminator: the waveform folded into ``[B, 1, T / p, p]`` columns of every
+    ``p``-th sample, then 2-D convolutions along time only, so each column (one phase of a period)
+    is judged on its own. ``[B, T]`` -> (logits ``[B, N]``, feature maps)."""
+
+    def __init__(self, period: int, channels: tuple[int, ...] = (16, 32, 64), slope: float = 0.1) -> None:
+        super().__init__()
+        self.period, self.slope = period, slope
+        layers, c_in = [], 1
+        for c_out in channels:
+            layers.append(nn.Conv2d(c_in, c_out, (5, 1), stride=(3, 1), padding=(2, 0)))
+            c_in = c_out
+        layers.append(nn.Conv2d(c_in, c_in, (5, 1), padding=(2, 0)))
+        self.layers = nn.ModuleList(layers)
+        self.out = nn.Conv2d(c_in, 1, (3, 1), padding=(1, 0))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        pad = (-wave.shape[-1]) % self.period
+        x = F.pad(wave, (0, pad), mode="reflect").reshape(wave.shape[0], 1, -1, self.period)  # [B, 1, T/p, p]
+        features = []
+        for layer in self.layers:
+            x = F.leaky_relu(layer(x), self.slope)
+            features.append(x)
+        x = self.out(x)
+        features.append(x)
+        return x.flatten(1), features
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    """Period discriminators for periods 2, 3, 5, 7, 11 (HiFi-GAN), smaller channels for a CPU."""
+
+    def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11)) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(PeriodDiscriminator(p) for p in periods)
+
+    def forward(self, wave: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        return [d(wave) for d in self.discriminators]
+
+
+def discriminator_loss(real: list, fake: list) -> torch.Tensor:
+    """Least-squares GAN loss of the discriminators: real towards 1, fake towards 0."""
+    return sum(torch.mean((1 - r) ** 2) + torch.mean(f ** 2) for (r, _), (f, _) in zip(real, fake))
+
+
+def generator_adversarial_loss(real: list, fake: list) -> torch.Tensor:
+    """The generator's least-squares GAN loss plus 2 x feature matching (L1 between the
+    discriminators' feature maps of real and fake audio), HiFi-GAN's weighting."""
+    adversarial = sum(torch.mean((1 - f) ** 2) for f, _ in fake)
+    matching = sum(F.l1_loss(ff, rf.detach()) for (_, r_maps), (_, f_maps) in zip(real, fake)
+                   for rf, ff in zip(r_maps, f_maps))
+    return adversarial + 2 * matching
+
+
 def stft_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Multi-resolution STFT loss: mean over :data:`STFT_RESOLUTIONS` of spectral convergence + log-magnitude L1.
 
@@ -197,6 +250,10 @@ class VocoderTrainConfig:
     threads: int = 0  # 0: torch's default
     checkpoint_every: int = 500
     device: str = "cpu"  # "cuda": the same training, many times faster; vocoder.pt loads anywhere
+    # Weight of the adversarial terms (multi-period discriminator, least squares + feature matching)
+    # next to the STFT loss; 0 = spectral loss only. Resuming a spectral-only vocoder with it > 0
+    # fine-tunes that vocoder adversarially (a fresh discriminator joins).
+    adversarial: float = 0.0
     model: VocoderConfig = field(default_factory=VocoderConfig)
 
 
@@ -234,13 +291,19 @@ def _segments(clips: list[np.ndarray], batch: int, segment: int, rng: np.random.
     return torch.from_numpy(out)
 
 
-def _state(generator: Generator, optimizer, step: int, elapsed: float, loss: float) -> dict:
+def _state(generator: Generator, optimizer, step: int, elapsed: float, loss: float,
+           adversary: tuple[nn.Module, torch.optim.Optimizer] | None = None) -> dict:
     # Weights on the CPU: vocoder.pt loads on any machine (the optimizer state follows the
     # parameters' device when a run resumes).
-    return {"kind": CHECKPOINT_KIND, "config": json.dumps(asdict(generator.config)),
-            "model": {name: tensor.cpu() for name, tensor in generator.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "step": step, "elapsed_s": elapsed, "loss": loss}
+    state = {"kind": CHECKPOINT_KIND, "config": json.dumps(asdict(generator.config)),
+             "model": {name: tensor.cpu() for name, tensor in generator.state_dict().items()},
+             "optimizer": optimizer.state_dict(),
+             "step": step, "elapsed_s": elapsed, "loss": loss}
+    if adversary is not None:
+        discriminator, d_optimizer = adversary
+        state["discriminator"] = {name: tensor.cpu() for name, tensor in discriminator.state_dict().items()}
+        state["discriminator_optimizer"] = d_optimizer.state_dict()
+    return state
 
 
 def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTrainConfig | None = None,
@@ -270,6 +333,11 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
     clips = bonafide_waveforms(cache_dir, config.segment)
     generator, mel = Generator(config.model).to(device), LogMel(config.model).to(device)
     optimizer = torch.optim.AdamW(generator.parameters(), lr=config.lr, betas=(0.8, 0.99), weight_decay=0.0)
+    adversary = None
+    if config.adversarial:
+        discriminator = MultiPeriodDiscriminator().to(device)
+        d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=config.lr, betas=(0.8, 0.99), weight_decay=0.0)
+        adversary = (discriminator, d_optimizer)
     path = out_dir / "vocoder.pt"
     step, spent, loss_value = 0, 0.0, float("nan")
     if path.exists():
@@ -288,6 +356,9 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
             generator.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             step, spent = int(state["step"]), float(state["elapsed_s"])
+            if adversary is not None and "discriminator" in state:  # else: a fresh one fine-tunes it
+                adversary[0].load_state_dict(state["discriminator"])
+                adversary[1].load_state_dict(state["discriminator_optimizer"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise VocoderError(f"{path}: cannot resume from it ({error}); delete it or use another folder") from None
     rng = np.random.default_rng([config.seed, step])
@@ -301,13 +372,23 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
             # cosine over whichever limit comes first: the time budget or max_steps
             progress_fraction = min(1.0, max((time.monotonic() - start) / budget, step / config.max_steps))
             lr = config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress_fraction))
-            for group in optimizer.param_groups:
+            for group in [*optimizer.param_groups, *(adversary[1].param_groups if adversary else [])]:
                 group["lr"] = lr
             real = _segments(clips, config.batch_size, config.segment, rng).to(device)  # [B, S]
             fake = generator(mel(real))[:, : config.segment]  # [B, S]
             loss = stft_loss(fake, real)
+            total = loss
+            if adversary is not None:
+                discriminator, d_optimizer = adversary
+                d_loss = discriminator_loss(discriminator(real), discriminator(fake.detach()))
+                d_optimizer.zero_grad(set_to_none=True)
+                d_loss.backward()
+                d_optimizer.step()
+                with torch.no_grad():  # the updated discriminator's view of real audio: feature-matching targets
+                    real_view = discriminator(real)
+                total = loss + config.adversarial * generator_adversarial_loss(real_view, discriminator(fake))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             nn.utils.clip_grad_norm_(generator.parameters(), 10.0)
             optimizer.step()
             step += 1
@@ -322,10 +403,10 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
                 rate = (step - first_step) / max(elapsed - spent, 1e-9)
                 bar.total = min(config.max_steps, step + int(rate * max(budget - elapsed, 0.0)))
             if step % config.checkpoint_every == 0:
-                save_checkpoint(_state(generator, optimizer, step, time.monotonic() - start, loss_value), path)
+                save_checkpoint(_state(generator, optimizer, step, time.monotonic() - start, loss_value, adversary), path)
     elapsed = time.monotonic() - start
     if step > first_step:  # a re-run with the budget spent leaves the file (and its hash) alone
-        save_checkpoint(_state(generator, optimizer, step, elapsed, loss_value), path)
+        save_checkpoint(_state(generator, optimizer, step, elapsed, loss_value, adversary), path)
     elif path.exists():
         loss_value = float(load_checkpoint(path).get("loss", loss_value))
     _plot_copy(generator.cpu(), mel.cpu(), clips[0], out_dir / "vocoder.png")
