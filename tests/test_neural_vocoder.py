@@ -181,7 +181,8 @@ def test_period_discriminator_folds_by_its_period_and_losses_point_the_right_way
     assert logits.shape[0] == 2 and maps[0].shape[-1] == 3 and len(maps) == 5
     mpd = MultiPeriodDiscriminator()
     real, fake = torch.randn(2, 4096) * 0.1, torch.zeros(2, 4096)
-    real_out, fake_out = mpd(real), mpd(fake)
+    with torch.no_grad():
+        real_out, fake_out = mpd(real), mpd(fake)
     perfect = [(torch.ones_like(r), m) for r, m in real_out], [(torch.zeros_like(f), m) for f, m in fake_out]
     assert float(discriminator_loss(*perfect)) == 0.0  # real at 1, fake at 0: nothing to learn
     fooled = [(torch.ones_like(f), m) for f, m in real_out]  # fake scored 1 and fake maps == real maps
