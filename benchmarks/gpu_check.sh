@@ -21,6 +21,8 @@ set -u
 OUT_DIR=${1:?usage: gpu_check.sh OUT_DIR [CHECKPOINT]}
 CHECKPOINT=${2:-}
 mkdir -p "$OUT_DIR"
+WORK=$(mktemp -d)  # scratch: the dev cache and the demo's folder
+trap 'rm -rf "$WORK"' EXIT
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 declare -a SUMMARY=()
@@ -54,14 +56,14 @@ step train_e2e_b256 120 $PY benchmarks/bench_train.py --device cuda --train-spli
     --precisions fp32 --batch 256 --steps 30 --rounds 2 --threads 4 --prefetch 4 --out "$OUT_DIR/train_gpu_b256.json"
 if [ -n "$CHECKPOINT" ]; then
     step prepare_dev 45 $PY -m rawguard.cli prepare ../shared/corpus/protocols/dev.txt \
-        --audio-dir ../shared/corpus/flac --out /tmp/rawguard-dev --quiet
-    step eval_gpu 45 $PY -m rawguard.cli evaluate --checkpoint "$CHECKPOINT" --data /tmp/rawguard-dev \
+        --audio-dir ../shared/corpus/flac --out "$WORK/dev" --quiet
+    step eval_gpu 45 $PY -m rawguard.cli evaluate --checkpoint "$CHECKPOINT" --data "$WORK/dev" \
         --out "$OUT_DIR/eval_gpu" --device cuda
-    step eval_cpu 60 $PY -m rawguard.cli evaluate --checkpoint "$CHECKPOINT" --data /tmp/rawguard-dev \
+    step eval_cpu 60 $PY -m rawguard.cli evaluate --checkpoint "$CHECKPOINT" --data "$WORK/dev" \
         --out "$OUT_DIR/eval_cpu" --device cpu
 fi
-step demo 120 $PY -m rawguard.cli demo --out /tmp/rawguard-demo --no-progress
-cp /tmp/rawguard-demo/report.md "$OUT_DIR/demo_report.md" 2>/dev/null
+step demo 120 $PY -m rawguard.cli demo --out "$WORK/demo" --no-progress
+cp "$WORK/demo"/report.md "$OUT_DIR/demo_report.md" 2>/dev/null
 if $PY -c "import xdist" 2>/dev/null; then
     step suite 180 $PY -m pytest -q -p no:cacheprovider -n 8 tests
 fi
