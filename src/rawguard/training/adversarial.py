@@ -110,7 +110,7 @@ class SpeakerAdversary(nn.Module):
         embedding, self._embedding = self._embedding, None
         keep = targets != IGNORE
         if not bool(keep.any()):
-            return embedding.sum() * 0.0  # keeps the graph (and DDP-free backward) uniform
+            return embedding.sum() * 0.0  # zero, but still a graph: the caller backpropagates it as usual
         logits = self.classifier(reverse_gradient(embedding[keep].float(), self.strength))
         return F.cross_entropy(logits, targets[keep])
 
