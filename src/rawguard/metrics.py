@@ -146,18 +146,38 @@ def det_curve(bonafide_scores, spoof_scores) -> DetCurve:
     """
     bona = _as_scores(bonafide_scores, "bonafide_scores")
     spoof = _as_scores(spoof_scores, "spoof_scores")
+    distinct, frr, far = _weighted_rates(bona, spoof, np.ones((1, bona.size)), np.ones((1, spoof.size)))
+    thresholds = np.concatenate([[distinct[0] - 0.001], distinct])
+    return DetCurve(frr=frr[0], far=far[0], thresholds=thresholds)
+
+
+def _weighted_rates(bona: np.ndarray, spoof: np.ndarray, bona_counts: np.ndarray,
+                    spoof_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FRR and FAR at every distinct score, for ``R`` weightings of the trials at once.
+
+    Args:
+        bona, spoof: ``[N_b]``, ``[N_s]`` scores.
+        bona_counts, spoof_counts: ``[R, N_b]``, ``[R, N_s]`` multiplicity of each trial (all ones:
+            the set itself; a bootstrap resample otherwise). Each row sums to its class's size.
+
+    Returns:
+        ``(distinct [K], frr [R, K + 1], far [R, K + 1])``: the sorted distinct scores, and the rates
+        with the threshold below every score first (FRR 0, FAR 1), then at each distinct score
+        (a trial is rejected when ``score <= threshold``).
+    """
     scores = np.concatenate([bona, spoof])
-    is_bona = np.concatenate([np.ones(bona.size, bool), np.zeros(spoof.size, bool)])
-    order = np.argsort(scores)  # any order within ties: only the last position of each run is kept
+    order = np.argsort(scores, kind="stable")
     sorted_scores = scores[order]
-    bona_rejected = np.cumsum(is_bona[order])
-    spoof_rejected = np.arange(1, scores.size + 1) - bona_rejected
     # Keep only the last position of each run of equal scores: a threshold rejects all of a run or none.
     last_of_run = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
-    frr = np.concatenate([[0.0], bona_rejected[last_of_run] / bona.size])
-    far = np.concatenate([[1.0], (spoof.size - spoof_rejected[last_of_run]) / spoof.size])
-    thresholds = np.concatenate([[sorted_scores[0] - 0.001], sorted_scores[last_of_run]])
-    return DetCurve(frr=frr, far=far, thresholds=thresholds)
+    counts = np.concatenate([bona_counts, spoof_counts], axis=1)[:, order].astype(np.float64)  # [R, N]
+    is_bona = order < bona.size
+    bona_rejected = np.cumsum(np.where(is_bona, counts, 0.0), axis=1)[:, last_of_run]
+    spoof_rejected = np.cumsum(np.where(is_bona, 0.0, counts), axis=1)[:, last_of_run]
+    rows = counts.shape[0]
+    frr = np.concatenate([np.zeros((rows, 1)), bona_rejected / bona.size], axis=1)
+    far = np.concatenate([np.ones((rows, 1)), (spoof.size - spoof_rejected) / spoof.size], axis=1)
+    return sorted_scores[last_of_run], frr, far
 
 
 def _eer_from_curve(curve: DetCurve) -> tuple[float, float]:
@@ -239,22 +259,12 @@ def default_resamples(trials: int) -> int:
 def _resampled_eers(bona: np.ndarray, spoof: np.ndarray, bona_counts: np.ndarray, spoof_counts: np.ndarray) -> np.ndarray:
     """EERs ``[R]`` of ``R`` resamples given as trial multiplicities ``[R, N_b]`` and ``[R, N_s]``.
 
-    The weighted form of :func:`det_curve` + :func:`_eer_from_curve`: resample ``r`` holds trial
-    ``i`` ``counts[r, i]`` times (the counts of each class sum to that class's size).
+    :func:`_eer_from_curve`'s rule on :func:`_weighted_rates`: resample ``r`` holds trial ``i``
+    ``counts[r, i]`` times.
     """
-    scores = np.concatenate([bona, spoof])
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    last_of_run = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
-    counts = np.concatenate([bona_counts, spoof_counts], axis=1)[:, order].astype(np.float64)  # [R, N]
-    is_bona = order < bona.size
-    bona_rejected = np.cumsum(np.where(is_bona, counts, 0.0), axis=1)[:, last_of_run]
-    spoof_rejected = np.cumsum(np.where(is_bona, 0.0, counts), axis=1)[:, last_of_run]
-    rows = counts.shape[0]
-    frr = np.concatenate([np.zeros((rows, 1)), bona_rejected / bona.size], axis=1)
-    far = np.concatenate([np.ones((rows, 1)), (spoof.size - spoof_rejected) / spoof.size], axis=1)
+    _, frr, far = _weighted_rates(bona, spoof, bona_counts, spoof_counts)
     index = np.argmin(np.abs(frr - far), axis=1)  # first minimum, as _eer_from_curve
-    pick = np.arange(rows)
+    pick = np.arange(frr.shape[0])
     return (frr[pick, index] + far[pick, index]) / 2
 
 
