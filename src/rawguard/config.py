@@ -124,6 +124,10 @@ class TrainConfig:
     speaker_adversarial: float = 0.0
     """Gradient-reversal strength of a speaker classifier on the utterance embedding (0 = off;
     ``rawguard.training.adversarial``): pushes the encoder to hide who speaks. Single process only."""
+    system_auxiliary: float = 0.0
+    """Weight of a second task, naming each clip's system (bona fide included) from the embedding
+    (0 = off; ``rawguard.training.embedding_tasks``): better on seen systems, worse on unseen ones
+    on the shared corpus. Single process only; not together with ``speaker_adversarial``."""
     deterministic: bool = False
     """Ask torch for deterministic kernels (slower on CUDA; CPU training is deterministic already)."""
     log_every: int = 10
@@ -486,6 +490,7 @@ def validate(config: RunConfig) -> RunConfig:
          "must be auto, cpu, cuda or cuda:N"),
         ("train.threads", config.train.threads >= 0, "must be >= 0 (0 = torch default)"),
         ("train.speaker_adversarial", config.train.speaker_adversarial >= 0, "must be >= 0 (0 = off)"),
+        ("train.system_auxiliary", config.train.system_auxiliary >= 0, "must be >= 0 (0 = off)"),
         ("train.dist_backend", config.train.dist_backend in ("auto", "nccl", "gloo"), "must be auto, nccl or gloo"),
         ("train.class_weights", config.train.class_weights is None
          or (len(config.train.class_weights) == 2 and all(w > 0 for w in config.train.class_weights)),

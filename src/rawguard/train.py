@@ -46,6 +46,7 @@ from rawguard.models.layers import CosineHead
 from rawguard.progress import progress_bar
 from rawguard.training import losses
 from rawguard.training.adversarial import SpeakerAdversary, speaker_targets
+from rawguard.training.embedding_tasks import EmbeddingClassifier, SystemClassifier, system_targets
 from rawguard.training.distributed import DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed
 from rawguard.training.ema import ModelEMA
 from rawguard.training.log import MetricsLog, truncate_metrics
@@ -203,21 +204,43 @@ def _build_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimiz
     return cls(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
 
 
-def _build_adversary(config: RunConfig, model: nn.Module, train_set: Any, ctx: DistContext,
-                     device: torch.device) -> tuple[SpeakerAdversary, np.ndarray]:
-    """The speaker adversary for ``train.speaker_adversarial`` and the train clips' speaker targets."""
-    key = "train.speaker_adversarial"
+@dataclasses.dataclass
+class _SideTask:
+    """An auxiliary classifier on the embedding (``rawguard.training.embedding_tasks``) and its targets."""
+
+    option: str  # the config key that switched it on
+    classifier: EmbeddingClassifier
+    targets: np.ndarray  # int64 [N], one per train clip
+    state_key: str  # its entry in last.pt
+    log_key: str  # its loss in metrics.jsonl
+
+
+def _build_side_task(config: RunConfig, model: nn.Module, train_set: Any, ctx: DistContext,
+                     device: torch.device) -> _SideTask | None:
+    """The classifier that ``train.speaker_adversarial`` or ``train.system_auxiliary`` asks for."""
+    cfg_t = config.train
+    options = [key for key, value in (("train.speaker_adversarial", cfg_t.speaker_adversarial),
+                                      ("train.system_auxiliary", cfg_t.system_auxiliary)) if value]
+    if not options:
+        return None
+    if len(options) > 1:
+        raise ConfigError(f"{' and '.join(options)}: one auxiliary classifier at a time")
+    key = options[0]
     if ctx.enabled:
         raise ConfigError(f"{key}: single-process training only (its classifier sits outside DDP)")
-    speakers = getattr(train_set, "speakers", None)
-    if speakers is None:
-        raise ConfigError(f"{key}: the train data has no speaker column")
-    targets, names = speaker_targets(speakers, train_set.labels)
     try:
-        adversary = SpeakerAdversary(model, len(names), config.train.speaker_adversarial).to(device)
+        if key == "train.speaker_adversarial":
+            speakers = getattr(train_set, "speakers", None)
+            if speakers is None:
+                raise ConfigError(f"{key}: the train data has no speaker column")
+            targets, names = speaker_targets(speakers, train_set.labels)
+            classifier = SpeakerAdversary(model, len(names), cfg_t.speaker_adversarial)
+            return _SideTask(key, classifier.to(device), targets, "speaker_adversary", "speaker_loss")
+        targets, names = system_targets(train_set.systems)
+        classifier = SystemClassifier(model, len(names), cfg_t.system_auxiliary)
+        return _SideTask(key, classifier.to(device), targets, "system_classifier", "system_loss")
     except ValueError as error:
         raise ConfigError(f"{key}: {error}") from error
-    return adversary, targets
 
 
 def _build_loss(config: RunConfig, model: nn.Module, class_weights: torch.Tensor | None):
@@ -373,10 +396,9 @@ def _train(
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = _build_optimizer(model, config)
     scaler = make_scaler(precision, device)
-    adversary, speaker_ids = None, None
-    if cfg_t.speaker_adversarial:
-        adversary, speaker_ids = _build_adversary(config, _unwrap(model), train_set, ctx, device)
-        optimizer.add_param_group({"params": list(adversary.parameters())})  # same schedule, same state file
+    side_task = _build_side_task(config, _unwrap(model), train_set, ctx, device)
+    if side_task is not None:  # same schedule, same state file
+        optimizer.add_param_group({"params": list(side_task.classifier.parameters())})
     # TrainBatches' batch size is per rank; rank r gets slice r of the same global batch (and crops),
     # so W ranks x A micro-batches compute exactly the gradient one process with grad_accum=W*A would.
     batches = TrainBatches(
@@ -384,7 +406,7 @@ def _train(
         balanced=config.data.balanced, rank=ctx.rank, world_size=ctx.world_size, prefetch=config.data.prefetch,
         copy_share=config.data.copy_share, speaker_matched=config.data.speaker_matched,
         pin_memory=device.type == "cuda",  # page-locked batches: the host-to-GPU copy runs asynchronously
-        targets=speaker_ids,
+        targets=None if side_task is None else side_task.targets,
     )
     steps_per_epoch = batches.batches_per_epoch
     augmenter = _build_augmenter(config)
@@ -416,11 +438,11 @@ def _train(
             ema.load(saved["model"], saved["ema"]["updates"])
         elif ema is not None:  # EMA switched on for a run that had none: average from here on
             ema.load(_unwrap(model).state_dict(), 0)
-        if adversary is not None:
-            if "speaker_adversary" not in saved:
-                raise ConfigError(f"train.speaker_adversarial: {last_path} was trained without it; "
+        if side_task is not None:
+            if side_task.state_key not in saved:
+                raise ConfigError(f"{side_task.option}: {last_path} was trained without it; "
                                   "start a new run (or set it to 0 to resume)")
-            adversary.load_state_dict(saved["speaker_adversary"])
+            side_task.classifier.load_state_dict(saved[side_task.state_key])
         optimizer.load_state_dict(saved["optimizer"])
         if scaler.is_enabled() and saved["scaler"]:  # empty when the run was not fp16 before
             scaler.load_state_dict(saved["scaler"])
@@ -476,8 +498,8 @@ def _train(
             "precision": precision,
             "train_data_fingerprint": _data_fingerprint(train_set),
         }
-        if adversary is not None:
-            state["speaker_adversary"] = adversary.state_dict()
+        if side_task is not None:
+            state[side_task.state_key] = side_task.classifier.state_dict()
         if ema is not None:
             state["raw_model"] = _unwrap(model).state_dict()
             state["ema"] = {"decay": ema.decay, "updates": ema.updates}
@@ -569,14 +591,14 @@ def _train(
                 # becomes float there.
                 x = to_float(x.to(device, non_blocking=True))
                 y = y.to(device, non_blocking=True)
-                speakers = extra[0].to(device, non_blocking=True) if extra else None  # adversary targets
+                side_targets = extra[0].to(device, non_blocking=True) if extra else None  # side task's
                 if augmenter is not None:
                     x = augmenter(x, generator)
                 optimizer.zero_grad(set_to_none=True)
-                loss_value = speaker_loss_value = 0.0
-                speaker_chunks = speakers.split(micro) if speakers is not None else [None] * len(y.split(micro))
-                chunks = list(zip(x.split(micro), y.split(micro), speaker_chunks))
-                for i, (xc, yc, sc) in enumerate(chunks):
+                loss_value = side_loss_value = 0.0
+                side_chunks = side_targets.split(micro) if side_targets is not None else [None] * len(y.split(micro))
+                chunks = list(zip(x.split(micro), y.split(micro), side_chunks))
+                for i, (xc, yc, tc) in enumerate(chunks):
                     # Gradients are all-reduced once, on the last micro-batch.
                     sync = not ctx.enabled or i == len(chunks) - 1
                     with model.no_sync() if not sync else contextlib.nullcontext():
@@ -584,10 +606,10 @@ def _train(
                             logits = model(xc)
                         loss = loss_fn(logits, yc)
                         total = loss
-                        if adversary is not None:
-                            speaker_loss = adversary.loss(sc)
-                            total = loss + speaker_loss
-                            speaker_loss_value += speaker_loss.item() / len(chunks)
+                        if side_task is not None:
+                            side_loss = side_task.classifier.loss(tc)
+                            total = loss + side_loss
+                            side_loss_value += side_loss.item() / len(chunks)
                         scaler.scale(total / len(chunks)).backward()
                     loss_value += loss.item() / len(chunks)
                 if not math.isfinite(loss_value) and precision != "fp16":
@@ -606,8 +628,8 @@ def _train(
                 batch_in_epoch += 1
                 clips = x.shape[0] * ctx.world_size
                 window["loss_sum"] += loss_value
-                if adversary is not None:
-                    window["speaker_loss_sum"] = window.get("speaker_loss_sum", 0.0) + speaker_loss_value
+                if side_task is not None:
+                    window["side_loss_sum"] = window.get("side_loss_sum", 0.0) + side_loss_value
                 window["steps"] += 1
                 window["clips"] += clips
                 clips_total_session += clips
@@ -629,8 +651,8 @@ def _train(
                         "clips_per_s": round(rate, 2),
                         "elapsed_s": round(elapsed_before + time.monotonic() - session_start, 2),
                     }
-                    if adversary is not None:  # the adversary's own loss: near log(speakers) = speaker hidden
-                        record["speaker_loss"] = window.get("speaker_loss_sum", 0.0) / window["steps"]
+                    if side_task is not None:  # e.g. the adversary's loss: near log(speakers) = speaker hidden
+                        record[side_task.log_key] = window.get("side_loss_sum", 0.0) / window["steps"]
                     log.write(record)
                     bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}")
                     window = {"loss_sum": 0.0, "steps": 0, "clips": 0}

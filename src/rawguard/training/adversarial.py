@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rawguard.conventions import BONAFIDE, SPOOF
+from rawguard.training.embedding_tasks import IGNORE, EmbeddingClassifier, scale_gradient
 
-IGNORE = -1  # speaker target of clips the adversary does not see
+__all__ = ["IGNORE", "SpeakerAdversary", "reverse_gradient", "speaker_targets"]
 
 
 def speaker_targets(speakers: list[str], labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -47,30 +47,16 @@ def speaker_targets(speakers: list[str], labels: np.ndarray) -> tuple[np.ndarray
     return targets, names
 
 
-class _ReverseGradient(torch.autograd.Function):
-    """Identity forward; the gradient times ``-strength`` backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, strength: float) -> torch.Tensor:
-        ctx.strength = strength
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -ctx.strength * grad, None
-
-
 def reverse_gradient(x: torch.Tensor, strength: float) -> torch.Tensor:
     """``x`` unchanged, with its gradient multiplied by ``-strength`` on the way back."""
-    return _ReverseGradient.apply(x, strength)
+    return scale_gradient(x, -strength)
 
 
-class SpeakerAdversary(nn.Module):
+class SpeakerAdversary(EmbeddingClassifier):
     """A speaker classifier on the input of ``model.fc`` behind a gradient-reversal layer.
 
-    A forward pre-hook on ``model.fc`` keeps the embedding ``[B, D]`` of the latest training forward;
-    :meth:`loss` classifies it. The hook is inactive in eval mode, so scoring is untouched, and the
-    adversary is not part of the model: checkpoints that ``evaluate`` or ``score`` load are unchanged.
+    See :class:`rawguard.training.embedding_tasks.EmbeddingClassifier` (the hook, the loss, the
+    :data:`IGNORE` targets); the encoder receives the classifier's gradient times ``-strength``.
 
     Args:
         model: a detector whose output layer ``fc`` reads the utterance embedding (rawnet-lite).
@@ -80,40 +66,15 @@ class SpeakerAdversary(nn.Module):
     """
 
     def __init__(self, model: nn.Module, num_speakers: int, strength: float, hidden: int = 128) -> None:
-        super().__init__()
-        head = getattr(model, "fc", None)
-        if not isinstance(head, nn.Module) or not hasattr(head, "in_features"):
-            raise ValueError(f"{type(model).__name__} has no fc output layer to read the embedding from")
         if num_speakers < 2:
             raise ValueError(f"speaker-adversarial training needs >= 2 speakers in both classes, got {num_speakers}")
-        self.strength = strength
-        self.classifier = nn.Sequential(nn.Linear(head.in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_speakers))
-        self._embedding: torch.Tensor | None = None
-        self._hook = head.register_forward_pre_hook(self._keep)
+        super().__init__(model, num_speakers, -strength, hidden)
 
-    def _keep(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        if module.training:
-            self._embedding = inputs[0]
+    @property
+    def strength(self) -> float:
+        """The gradient-reversal factor (the encoder's weight on this classifier's gradient, negated)."""
+        return -self.encoder_weight
 
-    def loss(self, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the speaker classifier on the last training forward's embedding.
-
-        Args:
-            targets: int64 ``[B]`` speaker targets, :data:`IGNORE` for clips to skip.
-
-        Returns:
-            Scalar loss (0 when no clip of the batch has a target). Its gradient trains the
-            classifier and, reversed, the encoder.
-        """
-        if self._embedding is None:
-            raise RuntimeError("SpeakerAdversary.loss called before a training forward of the model")
-        embedding, self._embedding = self._embedding, None
-        keep = targets != IGNORE
-        if not bool(keep.any()):
-            return embedding.sum() * 0.0  # zero, but still a graph: the caller backpropagates it as usual
-        logits = self.classifier(reverse_gradient(embedding[keep].float(), self.strength))
-        return F.cross_entropy(logits, targets[keep])
-
-    def remove(self) -> None:
-        """Detach the hook from the model."""
-        self._hook.remove()
+    @strength.setter
+    def strength(self, value: float) -> None:
+        self.encoder_weight = -value
