@@ -204,7 +204,7 @@ def test_damaged_cache_folders_are_refused(smoke_cache, tmp_path):
 def test_cache_pickles_without_its_memmap(smoke_cache):
     cache = Cache.open(smoke_cache)
     first = np.array(cache.waveform(5))
-    assert isinstance(cache.samples, np.memmap)
+    assert isinstance(cache.samples.base, np.memmap) and not cache.samples.flags.writeable
     clone = pickle.loads(pickle.dumps(cache))
     assert clone._samples is None  # re-mapped lazily in the receiving process
     np.testing.assert_array_equal(clone.waveform(5), first)
