@@ -24,6 +24,7 @@ from rawguard.synth.dsp import (
     istft,
 )
 from rawguard.synth.folder import MANIFEST, SynthFolderError, synth_spoof_folder
+from rawguard.synth.vocoders import _warp_frequency, world_like
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPUS_FLAC = SHARED / "corpus" / "flac"
@@ -136,6 +137,23 @@ def test_resynthesis_keeps_length_level_and_spectral_shape_but_changes_the_wavef
     assert active_rms(copy.astype(np.float64), SAMPLE_RATE) == pytest.approx(active_rms(utterance, SAMPLE_RATE), rel=1e-3)
     assert np.corrcoef(_log_spectrum(copy), _log_spectrum(utterance))[0, 1] > 0.8
     assert np.corrcoef(copy, utterance)[0, 1] < 0.99  # a copy, not the same samples
+
+
+def test_world_vc_moves_the_voice_3_to_7_semitones_and_the_formants_with_it(utterance):
+    track, _ = estimate_f0(utterance, SAMPLE_RATE, 80)
+    source = np.median(track[track > 0])
+    shifts = []
+    for seed in range(4):
+        copy, _ = estimate_f0(resynthesize(utterance, "world_vc", np.random.default_rng(seed)).astype(np.float64),
+                              SAMPLE_RATE, 80)
+        shifts.append(12 * np.log2(np.median(copy[copy > 0]) / source))
+    assert all(2.0 < abs(shift) < 8.0 for shift in shifts), shifts
+    # The envelope warp moves a spectral peak from bin 100 to bin ~110 for warp 1.1.
+    peak = np.exp(-0.5 * ((np.arange(513) - 100) / 5.0) ** 2)[None, :]
+    assert int(np.argmax(_warp_frequency(peak, 1.1))) == 110
+    # With no shift and no warp, world_vc's vocoder is the plain world method.
+    plain = world_like(utterance, np.random.default_rng(3))
+    np.testing.assert_array_equal(world_like(utterance, np.random.default_rng(3), f0_scale=1.0, warp=1.0), plain)
 
 
 @pytest.mark.parametrize("method", list(METHODS))

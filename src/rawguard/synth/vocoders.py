@@ -9,7 +9,9 @@ Each method leaves traces typical of a family of real spoofing systems:
 - ``sinusoidal``: STFT peak picking + overlap-add of the picked sinusoids (McAulay-Quatieri style;
   noise components are lost, weak partials vanish);
 - ``world``: WORLD-like F0 + cepstrally smoothed spectral envelope + aperiodicity, rebuilt with
-  minimum-phase pulses and shaped noise.
+  minimum-phase pulses and shaped noise;
+- ``world_vc``: the same vocoder with F0 and formants moved to another voice (vocoder-based voice
+  conversion).
 
 All functions take and return float [T] at :data:`~rawguard.conventions.SAMPLE_RATE`; use
 :func:`resynthesize`, which also restores the input's length and active-speech loudness so that a
@@ -145,8 +147,14 @@ def sinusoidal(wave: np.ndarray, rng: np.random.Generator, max_peaks: int = 60, 
     return out[2 * hop : 2 * hop + len(wave)]
 
 
-def world_like(wave: np.ndarray, rng: np.random.Generator, lifter_periods: float = 0.9) -> np.ndarray:
-    """WORLD-like vocoder: F0 + cepstrally smoothed envelope + aperiodicity, minimum-phase pulse synthesis."""
+def world_like(wave: np.ndarray, rng: np.random.Generator, lifter_periods: float = 0.9,
+               f0_scale: float = 1.0, warp: float = 1.0) -> np.ndarray:
+    """WORLD-like vocoder: F0 + cepstrally smoothed envelope + aperiodicity, minimum-phase pulse synthesis.
+
+    ``f0_scale`` multiplies the F0 track and ``warp`` stretches the spectral envelope along frequency
+    (formants move up for ``warp > 1``) between analysis and synthesis: with both at 1 the copy keeps
+    the voice, otherwise it is a simple voice conversion (:func:`world_vc`).
+    """
     hop = ANALYSIS_HOP
     n_fft = SYNTH_FFT
     f0, aperiodicity = estimate_f0(wave, SAMPLE_RATE, hop)
@@ -168,6 +176,9 @@ def world_like(wave: np.ndarray, rng: np.random.Generator, lifter_periods: float
     quef = np.minimum(q, n_fft - q)[None, :]
     cep = cep * (quef < cutoff[:, None])
     log_env = 0.5 * np.fft.rfft(cep, axis=-1).real  # natural-log amplitude envelope [F, bins]
+    if warp != 1.0:
+        log_env = _warp_frequency(log_env, warp)
+    f0 = f0 * f0_scale  # the analysis above used the original pitch (harmonic spacing, lifter)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / SAMPLE_RATE)[None, :]
     # band aperiodicity: the YIN periodicity measure, growing towards high frequencies as in speech
     ap = np.clip(aperiodicity[:, None] + (freqs / 8000.0) ** 2 * 0.5, 0.02, 1.0)
@@ -194,6 +205,31 @@ def world_like(wave: np.ndarray, rng: np.random.Generator, lifter_periods: float
     return out[:length]
 
 
+def _warp_frequency(log_env: np.ndarray, warp: float) -> np.ndarray:
+    """``[F, bins]`` envelope -> the envelope with bin ``k`` taking the value at ``k / warp`` (linear
+    interpolation; above the top bin the last value is held)."""
+    bins = log_env.shape[1]
+    source = np.minimum(np.arange(bins) / warp, bins - 1)
+    low = np.floor(source).astype(int)
+    high = np.minimum(low + 1, bins - 1)
+    frac = source - low
+    return log_env[:, low] * (1.0 - frac) + log_env[:, high] * frac
+
+
+def world_vc(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """WORLD-like resynthesis in another voice: F0 moved 3-7 semitones up or down, formants with it.
+
+    A classic vocoder-based voice conversion (as in the Voice Conversion Challenge baselines): the
+    copy keeps the words and timing but no longer the speaker, so a detector trained on such copies
+    sees vocoder traces on voices that have no bona fide clips, as a real VC system produces them.
+    The envelope is warped by ``f0_scale ** U(0.2, 0.5)`` (a 5-semitone rise moves the formants up
+    6-16 %, roughly the difference between adult voices).
+    """
+    semitones = rng.uniform(3.0, 7.0) * rng.choice([-1.0, 1.0])
+    f0_scale = 2.0 ** (semitones / 12.0)
+    return world_like(wave, rng, f0_scale=f0_scale, warp=f0_scale ** rng.uniform(0.2, 0.5))
+
+
 Resynthesis = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """``f(wave [T] float64, rng) -> copy [T']``: what :func:`resynthesize` wraps."""
 
@@ -202,6 +238,7 @@ METHODS: dict[str, Resynthesis] = {
     "lpc": lpc_vocoder,
     "sinusoidal": sinusoidal,
     "world": world_like,
+    "world_vc": world_vc,
 }
 """Resynthesis methods by name (``rawguard synth-spoof --method NAME``)."""
 
