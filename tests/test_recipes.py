@@ -162,9 +162,9 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
     assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [format_command(c) for c in plan(get_recipe("shared-corpus"), root, out)] == lines
-    methods = ("lpc", "sinusoidal", "world", "griffin_lim", "neural")
+    methods = ("lpc", "sinusoidal", "world", "griffin_lim", "neural", "world_vc")
     vocoder = {m: f" --vocoder {out}/vocoder/vocoder.pt" if m == "neural" else "" for m in methods}
-    assert lines[:9] == [
+    assert lines[:10] == [
         f"rawguard prepare {root}/protocols/train.txt --out {out}/caches/train_corpus --audio-dir {root}/flac "
         "--format asvspoof2019",
         f"rawguard train-vocoder {out}/caches/train_corpus --out {out}/vocoder --max-steps 5000 --minutes 15",
@@ -194,7 +194,7 @@ def test_copy_synthesis_none_and_other_recipes_prepare_only_the_corpus(tmp_path,
 
 
 def test_unknown_copy_synthesis_method_names_it_and_the_valid_ones(tmp_path, capsys):
-    with pytest.raises(RecipeError, match=r"'vits'.*griffin_lim, lpc, sinusoidal, world, neural"):
+    with pytest.raises(RecipeError, match=r"'vits'.*griffin_lim, lpc, sinusoidal, world, world_vc, neural"):
         plan(get_recipe("asvspoof5"), tmp_path, tmp_path, copy_synthesis=("lpc", "vits"))
     with pytest.raises(RecipeError, match="more than once"):
         plan(get_recipe("asvspoof5"), tmp_path, tmp_path, copy_synthesis=("lpc", "lpc"))
