@@ -228,11 +228,11 @@ def _build_side_task(config: RunConfig, model: nn.Module, train_set: Any, ctx: D
     key = options[0]
     if ctx.enabled:
         raise ConfigError(f"{key}: single-process training only (its classifier sits outside DDP)")
+    speakers = getattr(train_set, "speakers", None)
+    if key == "train.speaker_adversarial" and speakers is None:
+        raise ConfigError(f"{key}: the train data has no speaker column")
     try:
         if key == "train.speaker_adversarial":
-            speakers = getattr(train_set, "speakers", None)
-            if speakers is None:
-                raise ConfigError(f"{key}: the train data has no speaker column")
             targets, names = speaker_targets(speakers, train_set.labels)
             classifier = SpeakerAdversary(model, len(names), cfg_t.speaker_adversarial)
             return _SideTask(key, classifier.to(device), targets, "speaker_adversary", "speaker_loss")
