@@ -1,4 +1,5 @@
-"""Speaker-adversarial training: targets, gradient reversal, the hook, and the trainer's use of it."""
+"""Speaker-adversarial training: targets, gradient reversal, the hook, the trainer's checks (training and
+resuming with it: tests/test_embedding_tasks.py)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from rawguard.checkpoint import load_checkpoint
 from rawguard.config import ConfigError
 from rawguard.models import create_model
 from rawguard.train import train
 from rawguard.training.adversarial import IGNORE, SpeakerAdversary, reverse_gradient, speaker_targets
-from rawguard.training.log import read_metrics
 from train_helpers import make_toy_cache, tiny
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return make_toy_cache(tmp_path_factory.mktemp("toy"))
 
 
 def test_only_speakers_of_both_classes_are_targets():
@@ -68,32 +62,6 @@ def test_adversary_reads_the_embedding_in_training_only_and_trains_against_the_e
     # A batch with no speaker target costs nothing and breaks nothing.
     model(x)
     assert adversary.loss(torch.full((6,), IGNORE)).item() == 0.0
-
-
-def test_training_with_the_adversary_logs_its_loss_and_resumes_exactly(toy, tmp_path):
-    common = ["train.speaker_adversarial=0.3", "optim.schedule=constant", "eval.every=0", "train.log_every=2",
-              "train.checkpoint_every=3"]
-    train(tiny(*common, "train.max_steps=8"), toy, toy, tmp_path / "straight", progress=False)
-    train(tiny(*common, "train.max_steps=3"), toy, toy, tmp_path / "resumed", progress=False)
-    train(tiny(*common, "train.max_steps=8"), toy, toy, tmp_path / "resumed", progress=False)
-    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
-    assert set(a["speaker_adversary"]) == {"classifier.0.weight", "classifier.0.bias", "classifier.2.weight",
-                                          "classifier.2.bias"}
-    for name, tensor in a["speaker_adversary"].items():
-        assert torch.equal(tensor, b["speaker_adversary"][name]), name
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
-    records = [r for r in read_metrics(tmp_path / "straight" / "metrics.jsonl") if r["type"] == "train"]
-    assert all(r["speaker_loss"] > 0 for r in records)  # the toy corpus' 5 speakers have both classes
-    # The shipped checkpoint is the detector alone: it loads into a plain model.
-    model = create_model("rawnet-lite", **a["model_config"])
-    model.load_state_dict(a["model"])
-
-    # Switching the adversary on for a run trained without it is refused, naming the key.
-    plain = tmp_path / "plain"
-    train(tiny("optim.schedule=constant", "eval.every=0", "train.max_steps=2"), toy, toy, plain, progress=False)
-    with pytest.raises(ConfigError, match="train.speaker_adversarial: .* was trained without it"):
-        train(tiny(*common, "train.max_steps=4"), toy, toy, plain, progress=False)
 
 
 def test_adversary_needs_speakers_in_both_classes(tmp_path):

@@ -54,22 +54,35 @@ def test_the_encoder_gets_the_system_gradient_times_its_weight_and_the_classifie
     torch.testing.assert_close(classifier_half, classifier_1)
 
 
-def test_training_with_the_system_task_logs_its_loss_resumes_exactly_and_ships_the_detector_alone(toy, tmp_path):
-    common = ["train.system_auxiliary=0.3", "optim.schedule=constant", "eval.every=0", "train.log_every=2",
+@pytest.mark.parametrize("option, state_key, log_key, n_classes", [
+    ("train.speaker_adversarial", "speaker_adversary", "speaker_loss", 5),  # the toy corpus' 5 speakers, both classes
+    ("train.system_auxiliary", "system_classifier", "system_loss", 2),  # bona fide and A01
+])
+def test_a_side_task_logs_its_loss_resumes_exactly_and_ships_the_detector_alone(toy, tmp_path, option, state_key,
+                                                                                  log_key, n_classes):
+    common = [f"{option}=0.3", "optim.schedule=constant", "eval.every=0", "train.log_every=2",
               "train.checkpoint_every=3"]
-    train(tiny(*common, "train.max_steps=6"), toy, toy, tmp_path / "straight", progress=False)
+    train(tiny(*common, "train.max_steps=8"), toy, toy, tmp_path / "straight", progress=False)
     train(tiny(*common, "train.max_steps=3"), toy, toy, tmp_path / "resumed", progress=False)
-    train(tiny(*common, "train.max_steps=6"), toy, toy, tmp_path / "resumed", progress=False)
+    train(tiny(*common, "train.max_steps=8"), toy, toy, tmp_path / "resumed", progress=False)
     a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
-    assert a["system_classifier"]["classifier.2.weight"].shape[0] == 2  # toy corpus: bona fide and A01
-    for name, tensor in a["system_classifier"].items():
-        assert torch.equal(tensor, b["system_classifier"][name]), name
+    assert set(a[state_key]) == {"classifier.0.weight", "classifier.0.bias", "classifier.2.weight", "classifier.2.bias"}
+    assert a[state_key]["classifier.2.weight"].shape[0] == n_classes
+    for name, tensor in a[state_key].items():
+        assert torch.equal(tensor, b[state_key][name]), name
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
     records = [r for r in read_metrics(tmp_path / "straight" / "metrics.jsonl") if r["type"] == "train"]
-    assert records and all(r["system_loss"] > 0 for r in records)
+    assert records and all(r[log_key] > 0 for r in records)
+    # The shipped checkpoint is the detector alone: it loads into a plain model.
     model = create_model("rawnet-lite", **a["model_config"])
     model.load_state_dict(a["model"])
+
+    # Switching the side task on for a run trained without it is refused, naming the key.
+    plain = tmp_path / "plain"
+    train(tiny("optim.schedule=constant", "eval.every=0", "train.max_steps=2"), toy, toy, plain, progress=False)
+    with pytest.raises(ConfigError, match=f"{option}: .* was trained without it"):
+        train(tiny(*common, "train.max_steps=4"), toy, toy, plain, progress=False)
 
 
 def test_one_auxiliary_classifier_at_a_time_and_no_negative_weight(toy, tmp_path):
