@@ -10,7 +10,7 @@ import torch
 from rawguard.config import ConfigError
 from rawguard.models import create_model
 from rawguard.train import train
-from rawguard.training.adversarial import IGNORE, SpeakerAdversary, reverse_gradient, speaker_targets
+from rawguard.training.adversarial import IGNORE, SpeakerAdversary, speaker_targets
 from train_helpers import make_toy_cache, tiny
 
 
@@ -22,15 +22,6 @@ def test_only_speakers_of_both_classes_are_targets():
     assert targets.tolist() == [0, 0, IGNORE, IGNORE, IGNORE, IGNORE, 1, 1]
     with pytest.raises(ValueError, match="3 speakers for 2 labels"):
         speaker_targets(["a", "b", "c"], np.array([0, 1]))
-
-
-def test_gradient_reversal_is_identity_forward_and_negated_scaled_backward():
-    x = torch.randn(4, 3, requires_grad=True)
-    y = reverse_gradient(x, 0.25)
-    assert torch.equal(y, x)
-    weights = torch.randn(4, 3)
-    (y * weights).sum().backward()
-    torch.testing.assert_close(x.grad, -0.25 * weights)
 
 
 def test_adversary_reads_the_embedding_in_training_only_and_trains_against_the_encoder():

@@ -9,6 +9,7 @@ from rawguard.checkpoint import load_checkpoint
 from rawguard.config import ConfigError
 from rawguard.models import create_model
 from rawguard.train import train
+from rawguard.training.adversarial import reverse_gradient
 from rawguard.training.embedding_tasks import SystemClassifier, scale_gradient, system_targets
 from rawguard.training.log import read_metrics
 from train_helpers import make_toy_cache, tiny
@@ -25,13 +26,17 @@ def test_every_system_and_bona_fide_is_a_class():
     assert targets.tolist() == [0, 1, 2, 1, 0]
 
 
-def test_scale_gradient_is_identity_forward_and_scaled_backward():
+@pytest.mark.parametrize("function, factor, gradient_factor", [
+    (scale_gradient, 0.5, 0.5),
+    (reverse_gradient, 0.25, -0.25),  # gradient reversal: the same, negated
+])
+def test_gradient_scaling_is_identity_forward_and_scaled_backward(function, factor, gradient_factor):
     x = torch.randn(4, 3, requires_grad=True)
-    y = scale_gradient(x, 0.5)
+    y = function(x, factor)
     assert torch.equal(y, x)
     weights = torch.randn(4, 3)
     (y * weights).sum().backward()
-    torch.testing.assert_close(x.grad, 0.5 * weights)
+    torch.testing.assert_close(x.grad, gradient_factor * weights)
 
 
 def _encoder_gradient(weight: float) -> tuple[torch.Tensor, torch.Tensor]:
