@@ -53,13 +53,15 @@ def _trained_a_step(run: Path) -> bool:
     return log.exists() and any(r["type"] == "train" for r in read_metrics(log))
 
 
-def test_two_process_gloo_ddp_matches_single_process(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["optim.sam_rho=0.05"]], ids=["plain", "sam"])
+def test_two_process_gloo_ddp_matches_single_process(tmp_path, extra):
+    overrides = OVERRIDES + extra  # with SAM, both passes of a step all-reduce like a plain step
     cache = tmp_path / "smoke"
     smoke_cache(cache)
     ddp_run = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "rawguard.cli", "train", "--train", str(cache), "--dev", str(cache), "--out", str(ddp_run),
-               "--no-progress", "--set", *OVERRIDES]
+               "--no-progress", "--set", *overrides]
     for attempt in range(2):
         done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                               timeout=300)
@@ -81,7 +83,7 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path):
 
     # The same computation in one process: 2 micro-batches of 4 per step.
     accum = tmp_path / "accum"
-    train(load_config(overrides=OVERRIDES + ["train.grad_accum=2"]), cache, cache, accum, progress=False)
+    train(load_config(overrides=overrides + ["train.grad_accum=2"]), cache, cache, accum, progress=False)
     ddp, single = _params(ddp_run / "last.pt"), _params(accum / "last.pt")
     init = {n: p.detach() for n, p in _init_params().items()}
     moved = max((single[n] - init[n]).abs().max().item() for n in single)
@@ -93,7 +95,7 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path):
 
     # Plain single-process training on the same global batch: BatchNorm sees 8 clips, not 2 x 4.
     plain = tmp_path / "plain"
-    train(load_config(overrides=OVERRIDES), cache, cache, plain, progress=False)
+    train(load_config(overrides=overrides), cache, cache, plain, progress=False)
     reference = _params(plain / "last.pt")
     bound = 2 * LR * STEPS
     drift = [(ddp[n] - reference[n]).abs() for n in ddp]

@@ -87,6 +87,11 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables clipping."""
+    sam_rho: float = 0.0
+    """Sharpness-aware minimisation: radius of the weight perturbation (0 = off; SAM ~0.05, ASAM
+    ~0.5-2). Each step then costs two forward/backward passes (``training/sam.py``)."""
+    sam_adaptive: bool = False
+    """ASAM: the perturbation's radius is relative to each weight's magnitude."""
 
 
 @dataclass
@@ -482,6 +487,7 @@ def validate(config: RunConfig) -> RunConfig:
         ("optim.decay_steps", config.optim.decay_steps >= 0, "must be >= 0"),
         ("optim.min_lr_ratio", 0 <= config.optim.min_lr_ratio <= 1, "must be in [0, 1]"),
         ("optim.grad_clip", config.optim.grad_clip >= 0, "must be >= 0 (0 disables clipping)"),
+        ("optim.sam_rho", config.optim.sam_rho >= 0, "must be >= 0 (0 disables sharpness-aware minimisation)"),
         ("train.max_steps", config.train.max_steps >= 0, "must be >= 0"),
         ("train.max_epochs", config.train.max_epochs >= 0, "must be >= 0"),
         ("train.max_minutes", config.train.max_minutes >= 0, "must be >= 0"),

@@ -52,6 +52,7 @@ from rawguard.training.ema import ModelEMA
 from rawguard.training.log import MetricsLog, truncate_metrics
 from rawguard.training.precision import autocast, make_scaler, resolve_precision
 from rawguard.training.rng import capture_rng, preserved_rng, restore_rng, seed_everything
+from rawguard.training.sam import SharpnessAwareStep, frozen_batchnorm_statistics
 from rawguard.training.schedule import lr_at
 
 CONFIG_FILE = "config.yaml"
@@ -577,6 +578,27 @@ def _train(
                 return "max_minutes"
         return ""
 
+    def accumulate_gradients(chunks: list) -> tuple[float, float]:
+        """Forward and (scaled) backward over the micro-batches; returns the mean loss and side loss."""
+        loss_value = side_loss_value = 0.0
+        for i, (xc, yc, tc) in enumerate(chunks):
+            # Gradients are all-reduced once, on the last micro-batch.
+            sync = not ctx.enabled or i == len(chunks) - 1
+            with model.no_sync() if not sync else contextlib.nullcontext():
+                with autocast(precision, device):
+                    logits = model(xc)
+                loss = loss_fn(logits, yc)
+                total = loss
+                if side_task is not None:
+                    side_loss = side_task.classifier.loss(tc)
+                    total = loss + side_loss
+                    side_loss_value += side_loss.item() / len(chunks)
+                scaler.scale(total / len(chunks)).backward()
+            loss_value += loss.item() / len(chunks)
+        return loss_value, side_loss_value
+
+    sam = (SharpnessAwareStep([p for group in optimizer.param_groups for p in group["params"]], config.optim.sam_rho, config.optim.sam_adaptive)
+           if config.optim.sam_rho > 0 else None)
     model.train()
     with _StopSignals() as signals:
         if batch_in_epoch >= steps_per_epoch:
@@ -595,23 +617,15 @@ def _train(
                 if augmenter is not None:
                     x = augmenter(x, generator)
                 optimizer.zero_grad(set_to_none=True)
-                loss_value = side_loss_value = 0.0
                 side_chunks = side_targets.split(micro) if side_targets is not None else [None] * len(y.split(micro))
                 chunks = list(zip(x.split(micro), y.split(micro), side_chunks))
-                for i, (xc, yc, tc) in enumerate(chunks):
-                    # Gradients are all-reduced once, on the last micro-batch.
-                    sync = not ctx.enabled or i == len(chunks) - 1
-                    with model.no_sync() if not sync else contextlib.nullcontext():
-                        with autocast(precision, device):
-                            logits = model(xc)
-                        loss = loss_fn(logits, yc)
-                        total = loss
-                        if side_task is not None:
-                            side_loss = side_task.classifier.loss(tc)
-                            total = loss + side_loss
-                            side_loss_value += side_loss.item() / len(chunks)
-                        scaler.scale(total / len(chunks)).backward()
-                    loss_value += loss.item() / len(chunks)
+                loss_value, side_loss_value = accumulate_gradients(chunks)
+                if sam is not None and sam.ascend():
+                    # The update uses the gradient at the worst nearby weights (training/sam.py).
+                    optimizer.zero_grad(set_to_none=True)
+                    with frozen_batchnorm_statistics(model):
+                        accumulate_gradients(chunks)
+                    sam.descend()
                 if not math.isfinite(loss_value) and precision != "fp16":
                     raise TrainingError(
                         f"non-finite training loss ({loss_value}) at step {step + 1} (epoch {epoch}); "

@@ -1,0 +1,115 @@
+"""Sharpness-aware minimisation: the perturbation's size and direction, its exact undo, BatchNorm
+statistics held during the second pass, and a SAM run in the training loop (resume included)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rawguard.checkpoint import load_checkpoint
+from rawguard.config import ConfigError
+from rawguard.train import train
+from rawguard.training.sam import SharpnessAwareStep, frozen_batchnorm_statistics
+
+from train_helpers import make_toy_cache, tiny
+
+
+def _layer_with_gradient(seed: int = 0) -> nn.Linear:
+    torch.manual_seed(seed)
+    layer = nn.Linear(6, 3)
+    layer(torch.randn(5, 6)).square().sum().backward()
+    return layer
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.detach().flatten() for t in tensors])
+
+
+def test_sam_moves_the_weights_rho_along_the_gradient_and_back_exactly():
+    layer = _layer_with_gradient()
+    before = _flat(layer.parameters()).clone()
+    gradient = _flat(p.grad for p in layer.parameters())
+    step = SharpnessAwareStep(layer.parameters(), rho=0.05)
+    assert step.ascend()
+    offset = _flat(layer.parameters()) - before
+    assert torch.linalg.vector_norm(offset).item() == pytest.approx(0.05, rel=1e-4)
+    assert torch.allclose(offset / 0.05, gradient / torch.linalg.vector_norm(gradient), atol=1e-4)
+    step.descend()
+    assert torch.equal(_flat(layer.parameters()), before)
+
+
+def test_asam_radius_is_relative_to_each_weight():
+    layer = _layer_with_gradient(1)
+    weights = _flat(layer.parameters()).clone()
+    gradient = _flat(p.grad for p in layer.parameters())
+    step = SharpnessAwareStep(layer.parameters(), rho=0.5, adaptive=True)
+    assert step.ascend()
+    offset = _flat(layer.parameters()) - weights
+    expected = weights.square() * gradient
+    expected = 0.5 * expected / torch.linalg.vector_norm(weights.abs() * gradient)
+    assert torch.allclose(offset, expected, atol=1e-6)
+    # In units of each weight's size the step has length rho.
+    assert torch.linalg.vector_norm(offset / weights.abs()).item() == pytest.approx(0.5, rel=1e-4)
+    step.descend()
+    assert torch.equal(_flat(layer.parameters()), weights)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 0.0])
+def test_no_perturbation_for_an_overflowed_or_zero_gradient(bad):
+    layer = _layer_with_gradient()
+    for p in layer.parameters():
+        p.grad.fill_(bad)
+    before = _flat(layer.parameters()).clone()
+    step = SharpnessAwareStep(layer.parameters(), rho=0.05)
+    assert not step.ascend()
+    step.descend()  # nothing to undo
+    assert torch.equal(_flat(layer.parameters()), before)
+
+
+def test_rho_must_be_positive():
+    with pytest.raises(ValueError, match="rho"):
+        SharpnessAwareStep(nn.Linear(2, 2).parameters(), rho=0.0)
+
+
+def test_frozen_batchnorm_normalises_with_the_batch_but_keeps_running_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 4, 3), nn.BatchNorm1d(4)).train()
+    model(torch.randn(8, 1, 50))  # some running statistics to keep
+    norm = model[1]
+    mean, var = norm.running_mean.clone(), norm.running_var.clone()
+    x = torch.randn(8, 1, 50) * 3 + 2
+    with frozen_batchnorm_statistics(model):
+        out = model(x)
+    assert torch.equal(norm.running_mean, mean) and torch.equal(norm.running_var, var)
+    assert norm.momentum == 0.1  # restored
+    # Training-mode normalisation still used the batch's own statistics.
+    assert out.mean(dim=(0, 2)).abs().max() < 1e-5
+    model(x)
+    assert not torch.equal(norm.running_mean, mean)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy_cache(tmp_path_factory.mktemp("toy"))
+
+
+def test_a_sam_run_learns_differs_from_plain_and_resumes_exactly(toy, tmp_path):
+    common = ["optim.lr=3e-3", "optim.schedule=constant", "eval.every=0", "train.log_every=2",
+              "train.checkpoint_every=3"]
+    sam = common + ["optim.sam_rho=0.05"]
+    plain = train(tiny(*common, "train.max_steps=8"), toy, toy, tmp_path / "plain", progress=False)
+    straight = train(tiny(*sam, "train.max_steps=8"), toy, toy, tmp_path / "straight", progress=False)
+    train(tiny(*sam, "train.max_steps=3"), toy, toy, tmp_path / "resumed", progress=False)
+    train(tiny(*sam, "train.max_steps=8"), toy, toy, tmp_path / "resumed", progress=False)
+    assert straight.step == plain.step == 8
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
+    c = load_checkpoint(tmp_path / "plain" / "last.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert any(not torch.equal(tensor, c["model"][name]) for name, tensor in a["model"].items())
+
+
+def test_negative_rho_is_a_config_error():
+    with pytest.raises(ConfigError, match="optim.sam_rho"):
+        tiny("optim.sam_rho=-0.1")
