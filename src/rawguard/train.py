@@ -597,8 +597,10 @@ def _train(
             loss_value += loss.item() / len(chunks)
         return loss_value, side_loss_value
 
-    sam = (SharpnessAwareStep([p for group in optimizer.param_groups for p in group["params"]], config.optim.sam_rho, config.optim.sam_adaptive)
-           if config.optim.sam_rho > 0 else None)
+    sam = None
+    if config.optim.sam_rho > 0:  # the side task's classifier (a param group of the optimizer) included
+        trained = [p for group in optimizer.param_groups for p in group["params"]]
+        sam = SharpnessAwareStep(trained, config.optim.sam_rho, config.optim.sam_adaptive)
     model.train()
     with _StopSignals() as signals:
         if batch_in_epoch >= steps_per_epoch:

@@ -40,16 +40,17 @@ class SharpnessAwareStep:
     def ascend(self) -> bool:
         """Move each parameter to ``w + e`` along its gradient; False (nothing moved) if the gradient
         is zero or not finite (an fp16 overflow step, which the scaler will skip anyway)."""
-        scaled = [(p, p.grad * p.abs() if self.adaptive else p.grad) for p in self.parameters if p.grad is not None]
-        if not scaled:
+        # T g, with T = |w| for ASAM and the identity for SAM; the move is rho * T (T g) / ||T g||.
+        weighted = [(p, p.grad * p.abs() if self.adaptive else p.grad) for p in self.parameters if p.grad is not None]
+        if not weighted:
             return False
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for _, g in scaled]))
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(tg.float()) for _, tg in weighted]))
         if not torch.isfinite(norm) or norm == 0:
             return False
         scale = self.rho / norm
-        for p, g in scaled:
+        for p, tg in weighted:
             self._saved.append((p, p.detach().clone()))  # restored exactly, not by subtracting
-            p.add_((g * p.abs() if self.adaptive else g) * scale.to(g.dtype))
+            p.add_((tg * p.abs() if self.adaptive else tg) * scale.to(tg.dtype))
         return True
 
     @torch.no_grad()
