@@ -82,11 +82,28 @@ def test_frozen_batchnorm_normalises_with_the_batch_but_keeps_running_statistics
     with frozen_batchnorm_statistics(model):
         out = model(x)
     assert torch.equal(norm.running_mean, mean) and torch.equal(norm.running_var, var)
+    assert int(norm.num_batches_tracked) == 1  # the second pass is not a batch seen
     assert norm.momentum == 0.1  # restored
     # Training-mode normalisation still used the batch's own statistics.
     assert out.mean(dim=(0, 2)).abs().max() < 1e-5
     model(x)
     assert not torch.equal(norm.running_mean, mean)
+
+
+def test_frozen_cumulative_batchnorm_keeps_its_average_exact():
+    torch.manual_seed(1)
+    norm = nn.BatchNorm1d(3, momentum=None).train()  # running stats = mean over the batches seen
+    first, second = torch.randn(16, 3, 20), torch.randn(16, 3, 20) + 4
+    norm(first)
+    with frozen_batchnorm_statistics(norm):
+        norm(torch.randn(16, 3, 20) - 9)
+    norm(second)
+    reference = nn.BatchNorm1d(3, momentum=None).train()
+    reference(first)
+    reference(second)
+    assert norm.momentum is None
+    torch.testing.assert_close(norm.running_mean, reference.running_mean)
+    assert int(norm.num_batches_tracked) == 2
 
 
 @pytest.fixture(scope="module")

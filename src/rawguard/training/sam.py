@@ -63,13 +63,16 @@ class SharpnessAwareStep:
 
 @contextlib.contextmanager
 def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
-    """BatchNorm layers normalise with the batch as usual but leave their running statistics alone."""
+    """BatchNorm layers normalise with the batch as usual but leave their running statistics, and
+    their count of batches seen (which ``momentum=None``'s cumulative average divides by), alone."""
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in layers]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in layers]
     for m in layers:
         m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
     try:
         yield
     finally:
-        for m, momentum in zip(layers, momenta):
+        for m, (momentum, count) in zip(layers, saved):
             m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
