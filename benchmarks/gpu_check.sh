@@ -4,11 +4,12 @@
 #   bash benchmarks/gpu_check.sh OUT_DIR [CHECKPOINT]
 #
 # 1. the CUDA tests (tests/test_cuda.py): fp16/bf16 training, pinned batches, GPU augmentation,
-#    GPU vs CPU scoring, deterministic resume, two DDP ranks on one GPU;
+#    GPU vs CPU scoring, deterministic resume, two DDP ranks on one GPU, SAM, compiled training;
 # 2. model throughput (benchmarks/bench_models.py) at batch 32 and 128, fp32 / bf16 / fp16, and the
 #    seed's literal network at full length, batch 8 (the prototype's 38 s per batch);
 # 3. an hour of audio scored on the GPU (benchmarks/bench_inference.py);
-# 4. end-to-end training throughput through `rawguard train` against the bare step (bench_train.py);
+# 4. end-to-end training throughput through `rawguard train` against the bare step (bench_train.py),
+#    and eager against compiled training (`train.compile`, bench_compile.py);
 # 5. CHECKPOINT (if given) evaluated on the shared corpus dev set on the GPU and on the CPU;
 # 6. `rawguard demo` on the GPU;
 # 7. the whole test suite with the GPU present (pytest-xdist, 8 workers), if pytest-xdist is installed.
@@ -42,7 +43,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to OUT_DIR/
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'cuDNN', torch.backends.cudnn.version(), torch.cuda.get_device_name())"
 
-step cuda_tests 150 $PY -m pytest -q -rA -p no:cacheprovider tests/test_cuda.py
+step cuda_tests 240 $PY -m pytest -q -rA -p no:cacheprovider tests/test_cuda.py
 step models_b32 75 $PY benchmarks/bench_models.py --device cuda --models rawnet-lite,rawnet2 \
     --precisions fp32,bf16,fp16 --batch 32 --out "$OUT_DIR/models_gpu_b32.json"
 step models_b128 60 $PY benchmarks/bench_models.py --device cuda --models rawnet-lite,rawnet2 \
@@ -54,6 +55,10 @@ step train_e2e 120 $PY benchmarks/bench_train.py --device cuda --train-split dev
     --precisions fp32 bf16 --batch 64 --steps 40 --rounds 1 --threads 4 --out "$OUT_DIR/train_gpu.json"
 step train_e2e_b256 120 $PY benchmarks/bench_train.py --device cuda --train-split dev --models rawnet-lite \
     --precisions fp32 --batch 256 --steps 30 --rounds 2 --threads 4 --prefetch 4 --out "$OUT_DIR/train_gpu_b256.json"
+step compile_b32 200 $PY benchmarks/bench_compile.py --device cuda --train-split dev --batch 32 --threads 4 \
+    --warmup 20 --steps 200 --rounds 2 --out "$OUT_DIR/compile_gpu_b32.json"
+step compile_b128 150 $PY benchmarks/bench_compile.py --device cuda --train-split dev --batch 128 --threads 4 \
+    --warmup 20 --steps 100 --rounds 2 --out "$OUT_DIR/compile_gpu_b128.json"
 if [ -n "$CHECKPOINT" ]; then
     step prepare_dev 45 $PY -m rawguard.cli prepare ../shared/corpus/protocols/dev.txt \
         --audio-dir ../shared/corpus/flac --out "$WORK/dev" --quiet

@@ -41,13 +41,6 @@ def _params(path: Path) -> dict[str, torch.Tensor]:
     return {name: t for name, t in state["model"].items() if name in names}  # BN running stats excluded
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _trained_a_step(run: Path) -> bool:
     log = run / "metrics.jsonl"
     return log.exists() and any(r["type"] == "train" for r in read_metrics(log))

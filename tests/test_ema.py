@@ -27,13 +27,6 @@ def toy(tmp_path_factory):
     return make_toy_cache(tmp_path_factory.mktemp("toy"), n_per_class=12)
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def runs(toy, tmp_path_factory):
     """The same run without and with an EMA: ``{"off": RUN_DIR, "on": RUN_DIR}``."""

@@ -12,12 +12,7 @@ from rawguard.train import train
 from rawguard.training.adversarial import reverse_gradient
 from rawguard.training.embedding_tasks import SystemClassifier, scale_gradient, system_targets
 from rawguard.training.log import read_metrics
-from train_helpers import make_toy_cache, tiny
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return make_toy_cache(tmp_path_factory.mktemp("toy"))
+from train_helpers import tiny
 
 
 def test_every_system_and_bona_fide_is_a_class():

@@ -12,7 +12,7 @@ from rawguard.config import ConfigError
 from rawguard.train import train
 from rawguard.training.sam import SharpnessAwareStep, frozen_batchnorm_statistics
 
-from train_helpers import make_toy_cache, tiny
+from train_helpers import tiny
 
 
 def _layer_with_gradient(seed: int = 0) -> nn.Linear:
@@ -104,11 +104,6 @@ def test_frozen_cumulative_batchnorm_keeps_its_average_exact():
     assert norm.momentum is None
     torch.testing.assert_close(norm.running_mean, reference.running_mean)
     assert int(norm.num_batches_tracked) == 2
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return make_toy_cache(tmp_path_factory.mktemp("toy"))
 
 
 def test_a_sam_run_learns_differs_from_plain_and_resumes_exactly(toy, tmp_path):

@@ -16,24 +16,11 @@ import torch
 
 from rawguard.checkpoint import CheckpointError, load_checkpoint
 from rawguard.config import ConfigError, load_config
-from rawguard.data.cache import Cache
 from rawguard.data.protocols import read_protocol
 from rawguard.training.log import read_metrics
 from rawguard.train import RunExistsError, TrainingError, train
 
 from train_helpers import make_toy_cache, tiny
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Cache:
-    return make_toy_cache(tmp_path_factory.mktemp("toy"))
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_loss_falls_and_run_files_are_written(toy, tmp_path):

@@ -133,6 +133,11 @@ class TrainConfig:
     """Weight of a second task, naming each clip's system (bona fide included) from the embedding
     (0 = off; ``rawguard.training.embedding_tasks``): better on seen systems, worse on unseen ones
     on the shared corpus. Single process only; not together with ``speaker_adversarial``."""
+    compile: bool = False
+    """Run the training forward/backward through ``torch.compile`` (Inductor): ~1.4x faster
+    rawnet-lite steps on a CPU, at ~30 s of compilation on the first step (cached on disk after).
+    Needs a C++ compiler on CPU, Triton on CUDA; warns and trains eagerly when compilation fails.
+    Scoring stays eager. Not with ``speaker_adversarial`` / ``system_auxiliary``."""
     deterministic: bool = False
     """Ask torch for deterministic kernels (slower on CUDA; CPU training is deterministic already)."""
     log_every: int = 10
@@ -497,6 +502,9 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.threads", config.train.threads >= 0, "must be >= 0 (0 = torch default)"),
         ("train.speaker_adversarial", config.train.speaker_adversarial >= 0, "must be >= 0 (0 = off)"),
         ("train.system_auxiliary", config.train.system_auxiliary >= 0, "must be >= 0 (0 = off)"),
+        ("train.compile", not config.train.compile
+         or not (config.train.speaker_adversarial or config.train.system_auxiliary),
+         "not with train.speaker_adversarial or train.system_auxiliary (their hook on fc runs eagerly only)"),
         ("train.dist_backend", config.train.dist_backend in ("auto", "nccl", "gloo"), "must be auto, nccl or gloo"),
         ("train.class_weights", config.train.class_weights is None
          or (len(config.train.class_weights) == 2 and all(w > 0 for w in config.train.class_weights)),

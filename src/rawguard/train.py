@@ -46,6 +46,7 @@ from rawguard.models.layers import CosineHead
 from rawguard.progress import progress_bar
 from rawguard.training import losses
 from rawguard.training.adversarial import SpeakerAdversary, speaker_targets
+from rawguard.training.compile import CompiledForward
 from rawguard.training.embedding_tasks import EmbeddingClassifier, SystemClassifier, system_targets
 from rawguard.training.distributed import DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed
 from rawguard.training.ema import ModelEMA
@@ -586,7 +587,7 @@ def _train(
             sync = not ctx.enabled or i == len(chunks) - 1
             with model.no_sync() if not sync else contextlib.nullcontext():
                 with autocast(precision, device):
-                    logits = model(xc)
+                    logits = forward(xc)
                 loss = loss_fn(logits, yc)
                 total = loss
                 if side_task is not None:
@@ -597,6 +598,8 @@ def _train(
             loss_value += loss.item() / len(chunks)
         return loss_value, side_loss_value
 
+    # After the DDP wrapper (its gradient hooks stay outside the graph), before the first step.
+    forward = CompiledForward(model, cfg_t.compile, warn=lambda message: tqdm.write(message, file=sys.stderr))
     sam = None
     if config.optim.sam_rho > 0:  # the side task's classifier (a param group of the optimizer) included
         trained = [p for group in optimizer.param_groups for p in group["params"]]
