@@ -172,3 +172,20 @@ def test_compiled_training_on_cuda_matches_eager(toy, tmp_path, capfd):
     assert curves[1][-1] < 0.6 * curves[1][0], curves[1]
     assert curves[1] == pytest.approx(curves[0], rel=0.05, abs=0.02)
     assert compiled.best_dev_eer is not None and compiled.best_dev_eer <= 0.1 and eager.step == compiled.step
+
+
+def test_ema_copy_keeps_the_gru_weights_in_one_cudnn_chunk():
+    import warnings
+
+    from rawguard.training.ema import ModelEMA
+
+    model = create_model("rawnet-lite").cuda()
+    ema = ModelEMA(model, 0.99)
+    x = torch.randn(2, 16000, device="cuda")
+    with warnings.catch_warnings():
+        # "RNN module weights are not part of single contiguous chunk of memory": cuDNN would then
+        # re-pack the average's GRU weights on every dev evaluation.
+        warnings.simplefilter("error")
+        ema.module(x)
+        ema.update(model)
+        ema.module(x)

@@ -39,6 +39,11 @@ class ModelEMA:
         self.decay = float(decay)
         self.updates = 0
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        # A deep copy gives every GRU/LSTM weight its own storage; cuDNN wants them in one chunk and
+        # otherwise re-packs them (with a warning) on every call. The average updates them in place.
+        for module in self.module.modules():
+            if isinstance(module, nn.RNNBase):
+                module.flatten_parameters()
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> float:
