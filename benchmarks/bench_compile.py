@@ -110,7 +110,10 @@ def main() -> None:
         "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine,
+    recorded = {k: str(v) for k, v in vars(args).items() if k not in ("work", "out")}  # no machine paths
+    if args.train_cache:
+        recorded["train_cache"] = args.train_cache.name
+    args.out.write_text(json.dumps({"args": recorded, "machine": machine,
                                     "rounds": rounds, "summary": summary}, indent=2) + "\n")
     print(f"\n| side | clips/s (median of {args.rounds}) | wall of round 1 (s) |\n|---|---:|---:|")
     print(f"| eager | {summary['eager_clips_per_s']:.1f} | {summary['first_eager_wall_s']:.1f} |")
