@@ -10,6 +10,7 @@ from torch import nn
 from rawguard.checkpoint import load_checkpoint
 from rawguard.config import ConfigError
 from rawguard.train import train
+from rawguard.training.log import read_metrics
 from rawguard.training.sam import SharpnessAwareStep, frozen_batchnorm_statistics
 
 from train_helpers import tiny
@@ -120,6 +121,37 @@ def test_a_sam_run_learns_differs_from_plain_and_resumes_exactly(toy, tmp_path):
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
     assert any(not torch.equal(tensor, c["model"][name]) for name, tensor in a["model"].items())
+
+
+def test_sam_from_switches_sam_on_part_way_and_resumes_across_the_switch(toy, tmp_path):
+    common = ["optim.lr=3e-3", "optim.schedule=constant", "eval.every=0", "train.log_every=1",
+              "train.checkpoint_every=2", "optim.sam_rho=0.05"]
+    # Of a schedule of 8 steps (fixed, so that the interrupted run's has the same length): plain
+    # steps 1-4, SAM steps 5-8.
+    late = common + ["optim.sam_from=0.5", "optim.decay_steps=8"]
+    train(tiny(*common, "optim.sam_rho=0", "train.max_steps=8"), toy, toy, tmp_path / "plain", progress=False)
+    train(tiny(*late, "train.max_steps=8"), toy, toy, tmp_path / "late", progress=False)
+    train(tiny(*late, "train.max_steps=3"), toy, toy, tmp_path / "resumed", progress=False)
+    train(tiny(*late, "train.max_steps=8"), toy, toy, tmp_path / "resumed", progress=False)
+
+    def losses(run):
+        return [r["loss"] for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["type"] == "train"]
+
+    plain, late_losses = losses("plain"), losses("late")
+    # A step's logged loss is its first pass, at the weights the previous steps left: equal through
+    # step 5 (steps 1-4 were plain), different after SAM's first update.
+    assert late_losses[:5] == plain[:5]
+    assert late_losses[5:] != plain[5:]
+    assert losses("resumed") == late_losses  # the switch is a function of the step: exact across a resume
+    a, b = load_checkpoint(tmp_path / "late" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_sam_from_outside_zero_to_one_is_a_config_error(value):
+    with pytest.raises(ConfigError, match="optim.sam_from"):
+        tiny(f"optim.sam_from={value}")
 
 
 def test_negative_rho_is_a_config_error():

@@ -600,7 +600,7 @@ def _train(
 
     # After the DDP wrapper (its gradient hooks stay outside the graph), before the first step.
     forward = CompiledForward(model, cfg_t.compile, warn=lambda message: tqdm.write(message, file=sys.stderr))
-    sam = None
+    sam, sam_first_step = None, math.ceil(config.optim.sam_from * decay_steps)
     if config.optim.sam_rho > 0:  # the side task's classifier (a param group of the optimizer) included
         trained = [p for group in optimizer.param_groups for p in group["params"]]
         sam = SharpnessAwareStep(trained, config.optim.sam_rho, config.optim.sam_adaptive)
@@ -625,7 +625,7 @@ def _train(
                 side_chunks = side_targets.split(micro) if side_targets is not None else [None] * len(y.split(micro))
                 chunks = list(zip(x.split(micro), y.split(micro), side_chunks))
                 loss_value, side_loss_value = accumulate_gradients(chunks)
-                if sam is not None and sam.ascend():
+                if sam is not None and step >= sam_first_step and sam.ascend():
                     # The update uses the gradient at the worst nearby weights (training/sam.py).
                     optimizer.zero_grad(set_to_none=True)
                     with frozen_batchnorm_statistics(model):
