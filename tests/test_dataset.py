@@ -12,8 +12,8 @@ import torch
 
 from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SPOOF
 from rawguard.data.cache import Cache, prepare_cache
-from rawguard.data.dataset import (TrainBatches, crop_or_pad, eval_batches, speaker_matched_weights, to_float,
-                                   window_starts)
+from rawguard.data.dataset import (TrainBatches, crop_or_pad, eval_batches, speaker_matched_weights, system_weights,
+                                   to_float, window_starts)
 from rawguard.data.protocols import read_protocol
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -208,6 +208,44 @@ def test_speaker_matched_draws_follow_the_weights_and_keep_the_classes_balanced(
     assert not np.array_equal(order, batches.epoch_order(1))
     with pytest.raises(ValueError, match="speaker_matched needs balanced sampling"):
         TrainBatches(cache, window=8000, batch_size=8, speaker_matched=True)
+
+
+def test_system_weights_move_from_clip_counts_to_equal_systems():
+    systems = ["A"] * 6 + ["B"] * 2 + ["C"] + ["bonafide-not-a-member"]
+    members = np.arange(9)
+
+    def shares(balance):
+        weights = system_weights(systems, members, balance)
+        return [weights[:6].sum(), weights[6:8].sum(), weights[8]]
+
+    assert np.allclose(shares(0.0), [6 / 9, 2 / 9, 1 / 9])  # each clip equally often
+    assert np.allclose(shares(1.0), [1 / 3, 1 / 3, 1 / 3])  # each system equally often
+    root = np.sqrt([6, 2, 1])
+    assert np.allclose(shares(0.5), root / root.sum())
+    weights = system_weights(systems, members, 0.5)
+    assert np.allclose(weights[:6], weights[0]) and np.isclose(weights.sum(), 1.0)  # equal within a system
+
+
+@needs_corpus
+def test_system_balance_draws_rare_systems_more_and_keeps_classes_balanced(tmp_path, smoke_items):
+    # 20 bona fide; spoofs: 15 of system "big", 5 of "small"
+    bonafide = [i for i in smoke_items if i.label == BONAFIDE]
+    spoofs = [i for i in smoke_items if i.label == SPOOF]
+    items = bonafide + [dataclasses.replace(i, system="big") for i in spoofs[:15]] + \
+        [dataclasses.replace(i, system="small") for i in spoofs[15:]]
+    prepare_cache(items, tmp_path / "c", workers=1, progress=False)
+    cache = Cache.open(tmp_path / "c")
+    systems = np.array(cache.systems)
+    for balance, small_draws in ((0.0, 5), (1.0, 10)):
+        batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True, system_balance=balance)
+        order = batches.epoch_order(0)
+        assert len(order) == 40 and (cache.labels[order] == BONAFIDE).sum() == 20
+        assert (systems[order] == "small").sum() == small_draws, balance
+        assert np.array_equal(order, batches.epoch_order(0))
+    with pytest.raises(ValueError, match="system_balance needs balanced sampling"):
+        TrainBatches(cache, window=8000, batch_size=8, system_balance=0.5)
+    with pytest.raises(ValueError, match=r"system_balance must be in \[0, 1\]"):
+        TrainBatches(cache, window=8000, batch_size=8, balanced=True, system_balance=1.5)
 
 
 def _plain_cache(tmp_path: Path, items) -> Path:

@@ -54,6 +54,10 @@ class DataConfig:
     """With ``balanced``: raise the bona fide draws of each speaker to at least that speaker's share
     of the spoof draws (vocoded copies and voice conversions name the speaker they copy), so that
     speaker identity is no shortcut to the class (``rawguard.data.dataset.speaker_matched_weights``)."""
+    system_balance: float = 0.0
+    """With ``balanced``: how evenly spoofing systems share the spoof draws (within the corpus
+    spoofs and within the copies): 0 = in proportion to their clip counts, 1 = every system
+    equally often, 0.5 = in proportion to the square root of the counts."""
     prefetch: int = 2
     """Batches assembled ahead in a background thread (0 = in the training thread)."""
 
@@ -482,6 +486,11 @@ def validate(config: RunConfig) -> RunConfig:
          "must be null or in [0, 1]"),
         ("data.copy_share", config.data.copy_share is None or config.data.balanced,
          "needs data.balanced: true (it splits the spoof half of balanced draws)"),
+        ("data.system_balance", 0 <= config.data.system_balance <= 1, "must be in [0, 1]"),
+        ("data.system_balance", not config.data.system_balance or config.data.balanced,
+         "needs data.balanced: true (it reweights the spoof half of balanced draws)"),
+        ("data.system_balance", not (config.data.system_balance and config.data.speaker_matched),
+         "not together with data.speaker_matched"),
         ("data.speaker_matched", not config.data.speaker_matched or config.data.balanced,
          "needs data.balanced: true (it reweights the bona fide half of balanced draws)"),
         ("optim.name", config.optim.name in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),

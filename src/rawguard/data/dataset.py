@@ -150,6 +150,23 @@ def _weighted_draws(members: np.ndarray, weights: np.ndarray, count: int, rng: n
     return rng.permutation(members[picks])
 
 
+def system_weights(systems: list[str], members: np.ndarray, balance: float) -> np.ndarray:
+    """Draw weights of the clips ``members`` that give each system a share ``∝ count ** (1 - balance)``.
+
+    ``balance`` 0: every clip equally often (systems in proportion to their clip counts); 1: every
+    system equally often, however few clips it has; in between, a compromise (0.5: ∝ sqrt(count)).
+    On a corpus where a few systems hold most spoofs, the rare ones are otherwise seen too seldom
+    to be learnt, and the common ones' artefacts dominate the learnt cue.
+
+    Returns:
+        ``float64 (len(members),)`` weights, summing to 1.
+    """
+    names = np.array([systems[i] for i in members])
+    _, inverse, counts = np.unique(names, return_inverse=True, return_counts=True)
+    weights = counts[inverse].astype(np.float64) ** -balance  # count**(1-b) per system / count per clip
+    return weights / weights.sum()
+
+
 def speaker_matched_weights(speakers: list[str], bonafide: np.ndarray, spoofs: list[tuple[np.ndarray, float]]
                             ) -> np.ndarray:
     """Draw weights of the bona fide clips ``bonafide`` that match each speaker's share of spoof draws.
@@ -202,6 +219,9 @@ class TrainBatches:
         speaker_matched: with ``balanced``, draw each speaker's bona fide clips at least as often as
             spoofs of that speaker (:func:`speaker_matched_weights`); otherwise every bona fide clip
             equally often.
+        system_balance: with ``balanced``, how evenly the spoofing systems share their group's draws
+            (:func:`system_weights`): 0 = in proportion to their clip counts (each clip equally
+            often), 1 = every system equally often, 0.5 = in proportion to the square root.
         rank, world_size: DDP sharding (see the module docstring).
         prefetch: batches prepared ahead in a background thread (0: none).
         pin_memory: put ``x`` in page-locked memory for faster, asynchronous copies to a GPU
@@ -214,7 +234,7 @@ class TrainBatches:
     def __init__(self, cache: Cache, window: int = DEFAULT_WINDOW, batch_size: int = 32, seed: int = 0,
                  balanced: bool = False, rank: int = 0, world_size: int = 1, prefetch: int = 2,
                  pin_memory: bool = False, copy_share: float | None = None, speaker_matched: bool = False,
-                 targets: np.ndarray | None = None):
+                 targets: np.ndarray | None = None, system_balance: float = 0.0):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         if window <= 0 or batch_size <= 0:
@@ -244,6 +264,13 @@ class TrainBatches:
                 raise ValueError(f"{cache.directory}: copy_share {copy_share} asks for {empty[0]} spoofs, "
                                  "but the cache has none")
             self._spoof_groups = groups
+        if not 0 <= system_balance <= 1:
+            raise ValueError(f"system_balance must be in [0, 1], got {system_balance}")
+        if system_balance and not balanced:
+            raise ValueError("system_balance needs balanced sampling")
+        if system_balance and speaker_matched:
+            raise ValueError("system_balance and speaker_matched together are not supported")
+        self.system_balance = system_balance
         self._bonafide_weights: np.ndarray | None = None
         if speaker_matched:
             if not balanced:
@@ -277,7 +304,11 @@ class TrainBatches:
             n_copies = int(round(self._spoof_groups[1][1] * per_class))
             spoof_groups = [(self._spoof_groups[0][0], per_class - n_copies), (self._spoof_groups[1][0], n_copies)]
         # Spoofs first, then bona fide: the order of the draws from rng is that of earlier versions.
-        draws = [_repeated_permutations(members, count, rng) for members, count in spoof_groups if count > 0]
+        if self.system_balance:
+            draws = [_weighted_draws(members, system_weights(self.cache.systems, members, self.system_balance), count, rng)
+                     for members, count in spoof_groups if count > 0]
+        else:
+            draws = [_repeated_permutations(members, count, rng) for members, count in spoof_groups if count > 0]
         bonafide = self._by_class[1]
         if self._bonafide_weights is None:
             draws.append(_repeated_permutations(bonafide, per_class, rng))
