@@ -46,9 +46,11 @@ def _trained_a_step(run: Path) -> bool:
     return log.exists() and any(r["type"] == "train" for r in read_metrics(log))
 
 
-@pytest.mark.parametrize("extra", [[], ["optim.sam_rho=0.05"]], ids=["plain", "sam"])
+@pytest.mark.parametrize("extra", [[], ["optim.sam_rho=0.05"], ["train.compile=true"]], ids=["plain", "sam", "compile"])
 def test_two_process_gloo_ddp_matches_single_process(tmp_path, extra):
-    overrides = OVERRIDES + extra  # with SAM, both passes of a step all-reduce like a plain step
+    # With SAM, both passes of a step all-reduce like a plain step; compiled, DDP's gradient hooks
+    # stay outside the graph.
+    overrides = OVERRIDES + extra
     cache = tmp_path / "smoke"
     smoke_cache(cache)
     ddp_run = tmp_path / "ddp"
