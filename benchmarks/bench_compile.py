@@ -72,7 +72,8 @@ def main() -> None:
     parser.add_argument("--train-split", default="train", choices=["train", "dev"])
     parser.add_argument("--train-cache", type=Path,
                         help="an existing train cache (default: the corpus split, without the recipe's copy share)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides for both sides")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                        help="more overrides for both sides (repeatable)")
     parser.add_argument("--work", type=Path, help="where the caches and runs go (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

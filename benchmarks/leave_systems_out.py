@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--window", type=int, default=64_600)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (the machine is shared)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides for every run")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides for every run (repeatable)")
     parser.add_argument("--train-extra", nargs="*", type=Path, default=[], metavar="PROTOCOL",
                         help="more training data for every run, e.g. synth-spoof copies of train bona fide "
                              "(their protocol.csv); held-out systems are still removed")

@@ -178,6 +178,13 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
     ]
 
 
+def test_repeated_set_options_all_reach_the_training_command(tmp_path, capsys):
+    assert cli_main(["recipe", "shared-corpus", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--dry-run",
+                     "--set", "train.max_steps=10", "optim.lr=1e-3", "--set", "train.compile=true"]) == 0
+    train = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("rawguard train "))
+    assert train.endswith("--set train.max_steps=10 optim.lr=1e-3 train.compile=true")
+
+
 def test_copy_synthesis_none_and_other_recipes_prepare_only_the_corpus(tmp_path, capsys):
     assert cli_main(["recipe", "shared-corpus", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--dry-run",
                      "--copy-synthesis", "none"]) == 0

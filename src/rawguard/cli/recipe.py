@@ -46,7 +46,8 @@ def register(subparsers, name: str = "recipe", help: str = "") -> argparse.Argum
     parser.add_argument("--stages", default=",".join(STAGES),
                         help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
     parser.add_argument("--config", default=None, help="training config (default: the recipe's)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="training config overrides")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="training config overrides (repeatable)")
     parser.add_argument("--copy-synthesis", default=None, metavar="METHODS",
                         help=f"comma-separated resynthesis methods ({','.join(ALL_METHODS)}) whose copies of the train "
                              "bona fide clips are added to the train cache, or 'none' (default: the recipe's, "
