@@ -117,6 +117,10 @@ def test_cli_evaluate_bad_inputs(run, tmp_path, capsys):
     assert "none.pt: checkpoint file not found" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(tmp_path / "nocache"), "--out", str(tmp_path / "o")]) == 1
     assert "nocache" in capsys.readouterr().err
+    # Samples where seconds are expected: refused before anything is allocated.
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--window", "32000"]) == 1
+    assert "--window: 32000 s is more than 600 s; the option is in seconds" in capsys.readouterr().err
 
 
 def test_cli_score_folder_with_a_corrupt_file(run, smoke, tmp_path, capsys):

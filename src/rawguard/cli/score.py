@@ -20,6 +20,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference (default: torch's choice)")
 
 
+MAX_WINDOW_SECONDS = 600  # a 64-window batch of 10 min is ~2.5 GB of float32 already
+
+
 def apply_scoring_options(args: argparse.Namespace) -> tuple[int | None | str, int | None]:
     """Apply ``--threads`` and return ``(window, hop)`` in samples for :meth:`Detector.from_checkpoint`."""
     if args.threads is not None:
@@ -32,6 +35,12 @@ def apply_scoring_options(args: argparse.Namespace) -> tuple[int | None | str, i
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ValueError(f"--{name}: must be a positive number of seconds, got {value}")
+        if value is not None and value > MAX_WINDOW_SECONDS:
+            # A sample count passed as seconds (--window 32000) would allocate tens of GB per batch.
+            raise ValueError(
+                f"--{name}: {value:g} s is more than {MAX_WINDOW_SECONDS} s; the option is in seconds "
+                f"(2 s = {2 * SAMPLE_RATE} samples); --full-length scores whole recordings"
+            )
     if args.full_length:
         return None, None
     window = round(args.window * SAMPLE_RATE) if args.window is not None else "checkpoint"
