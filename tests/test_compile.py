@@ -7,7 +7,10 @@ missing. Compiling the tiny model takes a few seconds per process; the tests sha
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -21,7 +24,7 @@ from rawguard.training.compile import CompiledForward
 from rawguard.training.log import read_metrics
 from rawguard.train import train
 
-from train_helpers import tiny
+from train_helpers import TINY, tiny
 
 needs_compiler = pytest.mark.skipif(
     shutil.which("g++") is None and shutil.which("c++") is None and shutil.which("clang++") is None,
@@ -98,17 +101,24 @@ def test_compiled_run_resumes_exactly(toy, tmp_path):
         assert torch.equal(straight[key], split[key]), key
 
 
-def test_missing_compiler_falls_back_to_eager_with_the_same_result(toy, tmp_path, monkeypatch, capsys):
-    import torch._inductor.config as inductor_config
+def test_missing_compiler_falls_back_to_eager_with_the_same_result(toy, tmp_path):
+    # In a fresh process (the compiler choice and Inductor's caches are process-wide) whose C++
+    # compiler does not exist (Inductor reads CXX) and whose compile cache is empty.
+    overrides = [*TINY, "data.window=4000", "eval.window=4000", "eval.hop=4000", "train.max_steps=6",
+                 "train.log_every=1", "eval.every=0"]
 
-    # Inductor's C++ backend is what compiles on the CPU; a compiler that does not exist breaks it.
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("rawguard-no-such-compiler++",))
-    torch._dynamo.reset()  # no graph compiled by an earlier test may be reused
-    overrides = ("train.max_steps=6", "train.log_every=1", "eval.every=0")
-    train(tiny(*overrides, "train.compile=true"), toy, toy, tmp_path / "fallback", progress=False)
-    torch._dynamo.reset()
-    assert "train.compile: torch.compile failed" in capsys.readouterr().err
-    train(tiny(*overrides), toy, toy, tmp_path / "eager", progress=False)
+    def run(name: str, *extra: str, **env: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "rawguard.cli", "train", "--train", str(toy.directory), "--dev",
+                   str(toy.directory), "--out", str(tmp_path / name), "--no-progress", "--set", *overrides, *extra]
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+        return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+
+    fallback = run("fallback", "train.compile=true", CXX="rawguard-no-such-compiler++",
+                   TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor-cache"))
+    assert fallback.returncode == 0, fallback.stderr[-2000:]
+    assert "train.compile: torch.compile failed" in fallback.stderr
+    eager = run("eager")
+    assert eager.returncode == 0, eager.stderr[-2000:]
     assert _curve(tmp_path / "fallback") == _curve(tmp_path / "eager")  # bit for bit: eager from step 1
 
 

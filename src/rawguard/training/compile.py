@@ -35,7 +35,10 @@ class CompiledForward:
 
     def __init__(self, model: nn.Module, enabled: bool, warn: Callable[[str], None] | None = None):
         self.model = model
-        self._compiled = torch.compile(model) if enabled else None
+        # Static shapes: a run's training batches all have one shape, and static graphs are the
+        # faster code. (A second shape in one process, e.g. another run, would otherwise be compiled
+        # with symbolic sizes, which Inductor has failed to generate code for; see the tests.)
+        self._compiled = torch.compile(model, dynamic=False) if enabled else None
         self._proven = False  # a compiled call has succeeded: later errors are real errors
         self._warn = warn or (lambda message: print(message, file=sys.stderr))
         self.fell_back = False
