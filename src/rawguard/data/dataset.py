@@ -161,6 +161,8 @@ def system_weights(systems: list[str], members: np.ndarray, balance: float) -> n
     Returns:
         ``float64 (len(members),)`` weights, summing to 1.
     """
+    if len(members) == 0:
+        return np.zeros(0)
     names = np.array([systems[i] for i in members])
     _, inverse, counts = np.unique(names, return_inverse=True, return_counts=True)
     weights = counts[inverse].astype(np.float64) ** -balance  # count**(1-b) per system / count per clip
@@ -271,6 +273,11 @@ class TrainBatches:
         if system_balance and speaker_matched:
             raise ValueError("system_balance and speaker_matched together are not supported")
         self.system_balance = system_balance
+        # Fixed per cache: each spoof group's clip weights (the groups epoch_order draws from, in order).
+        self._spoof_weights: list[np.ndarray] | None = None
+        if system_balance:
+            groups = [members for members, _ in self._spoof_groups] if self._spoof_groups else [self._by_class[0]]
+            self._spoof_weights = [system_weights(cache.systems, members, system_balance) for members in groups]
         self._bonafide_weights: np.ndarray | None = None
         if speaker_matched:
             if not balanced:
@@ -304,9 +311,9 @@ class TrainBatches:
             n_copies = int(round(self._spoof_groups[1][1] * per_class))
             spoof_groups = [(self._spoof_groups[0][0], per_class - n_copies), (self._spoof_groups[1][0], n_copies)]
         # Spoofs first, then bona fide: the order of the draws from rng is that of earlier versions.
-        if self.system_balance:
-            draws = [_weighted_draws(members, system_weights(self.cache.systems, members, self.system_balance), count, rng)
-                     for members, count in spoof_groups if count > 0]
+        if self._spoof_weights is not None:
+            draws = [_weighted_draws(members, weights, count, rng)
+                     for (members, count), weights in zip(spoof_groups, self._spoof_weights) if count > 0]
         else:
             draws = [_repeated_permutations(members, count, rng) for members, count in spoof_groups if count > 0]
         bonafide = self._by_class[1]
