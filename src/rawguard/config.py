@@ -141,8 +141,9 @@ class TrainConfig:
     (0 = off; ``rawguard.training.embedding_tasks``): better on seen systems, worse on unseen ones
     on the shared corpus. Single process only; not together with ``speaker_adversarial``."""
     compile: bool = False
-    """Run the training forward/backward through ``torch.compile`` (Inductor): ~1.4x faster
-    rawnet-lite steps on a CPU, at ~30 s of compilation on the first step (cached on disk after).
+    """Run the training forward/backward through ``torch.compile`` (Inductor): 1.08-1.25x faster
+    rawnet-lite training end to end on a CPU, none on a GPU (BENCHMARKS.md), at ~25 s of
+    compilation on the first step (cached on disk after).
     Needs a C++ compiler on CPU, Triton on CUDA; warns and trains eagerly when compilation fails.
     Scoring stays eager. Not with ``speaker_adversarial`` / ``system_auxiliary``."""
     deterministic: bool = False
