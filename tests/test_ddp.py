@@ -70,7 +70,8 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path, extra):
             break
         # gloo's TCP transport on a busy machine: an exception in its device thread aborts the rank
         # ("terminate called without an active exception", SIGABRT; pytorch/gloo#162), not this
-        # code. Launch again from a clean folder; a failure of any other kind fails the test.
+        # code. Seen once before the ranks waited for each other at exit (shutdown_distributed);
+        # kept as a guard. Launch again from a clean folder; a failure of any other kind fails the test.
         shutil.rmtree(ddp_run, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("done (max_steps)") == 1  # rank 0 alone reports
@@ -133,3 +134,32 @@ def test_unknown_dist_backend_is_refused():
 
     with pytest.raises(ConfigError, match="train.dist_backend"):
         load_config(overrides=["train.dist_backend=mpi"])
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_shutdown_waits_for_the_other_ranks_only_after_a_normal_end(tmp_path, monkeypatch, finished):
+    import torch.distributed as dist
+
+    from rawguard.training import distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    barriers = []
+    real_barrier = dist.barrier
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: (barriers.append(True), real_barrier(*a, **k))[1])
+    ctx = distributed.DistContext(rank=0, world_size=1, initialized_here=True)
+    distributed.shutdown_distributed(ctx, finished=finished)
+    assert not dist.is_initialized()  # the group is gone either way
+    assert barriers == ([True] if finished else [])  # after a failure, peers may never arrive
+
+
+def test_shutdown_leaves_a_group_it_did_not_create(tmp_path):
+    import torch.distributed as dist
+
+    from rawguard.training import distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        distributed.shutdown_distributed(distributed.DistContext(rank=0, world_size=1, initialized_here=False))
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

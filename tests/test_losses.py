@@ -45,6 +45,37 @@ def test_cross_entropy_is_torchs():
     assert torch.allclose(cross_entropy(logits, labels), torch.nn.functional.cross_entropy(logits, labels))
 
 
+def test_label_smoothing_stops_rewarding_margins_beyond_its_optimum():
+    labels = torch.tensor([BONAFIDE])
+    margins = torch.linspace(0.0, 12.0, 241)  # logit(bona fide) - logit(spoof)
+    smoothed = [cross_entropy(torch.tensor([[0.0, m.item()]]), labels, label_smoothing=0.1).item() for m in margins]
+    best = margins[int(torch.tensor(smoothed).argmin())].item()
+    assert best == pytest.approx(math.log((2 - 0.1) / 0.1), abs=0.05)  # log(19) = 2.94
+    plain = [cross_entropy(torch.tensor([[0.0, m.item()]]), labels).item() for m in margins]
+    assert all(a > b for a, b in zip(plain, plain[1:]))  # without it, every larger margin still pays
+    # the target is (eps/2, 1 - eps/2): the loss is that cross-entropy, by hand
+    logits = torch.tensor([[0.3, 1.2], [2.0, -1.0]])
+    both = torch.tensor([BONAFIDE, SPOOF])
+    log_p = torch.log_softmax(logits, dim=-1)
+    target = torch.tensor([[0.05, 0.95], [0.95, 0.05]])
+    assert cross_entropy(logits, both, label_smoothing=0.1).item() == pytest.approx(
+        -(target * log_p).sum(-1).mean().item(), rel=1e-6)
+
+
+def test_label_smoothing_out_of_range_or_with_oc_softmax_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"train.label_smoothing: must be in \[0, 1\)"):
+        tiny("train.label_smoothing=1.0")
+    with pytest.raises(ConfigError, match="train.label_smoothing: only with train.loss: cross_entropy"):
+        tiny("train.loss=oc_softmax", "model.head=cosine", "train.label_smoothing=0.1")
+    config = tiny("train.label_smoothing=0.1")
+    from rawguard.train import _build_loss
+
+    loss_fn = _build_loss(config, create_model(config.model.name, **config.model.overrides), None)
+    logits, labels = torch.tensor([[0.0, 8.0]]), torch.tensor([BONAFIDE])
+    assert loss_fn(logits, labels).item() == pytest.approx(cross_entropy(logits, labels, label_smoothing=0.1).item())
+    assert loss_fn(logits, labels).item() > 10 * cross_entropy(logits, labels).item()  # the run's loss uses it
+
+
 def test_cosine_head_scores_scale_times_cosine():
     head = CosineHead(4, scale=10.0)
     with torch.no_grad():

@@ -122,6 +122,9 @@ class TrainConfig:
     loss: str = "cross_entropy"
     """``cross_entropy`` or ``oc_softmax`` (one-class softmax; needs ``model.head: cosine``, see
     ``rawguard.training.losses``)."""
+    label_smoothing: float = 0.0
+    """``cross_entropy`` only: train towards ``1 - eps/2`` for the true class instead of 1, so the
+    loss stops rewarding ever larger logit margins on clips that are already right (0 = off)."""
     oc_margins: list[float] = field(default_factory=lambda: [0.9, 0.2])
     """``oc_softmax`` cosine margins ``[bona fide, spoof]`` (the paper's m0, m1)."""
     class_weights: list[float] | None = None
@@ -524,6 +527,9 @@ def validate(config: RunConfig) -> RunConfig:
          or (len(config.train.class_weights) == 2 and all(w > 0 for w in config.train.class_weights)),
          "must be null or two positive numbers [spoof, bonafide]"),
         ("train.loss", config.train.loss in LOSSES, f"must be one of {', '.join(LOSSES)}"),
+        ("train.label_smoothing", 0 <= config.train.label_smoothing < 1, "must be in [0, 1) (0 = off)"),
+        ("train.label_smoothing", not config.train.label_smoothing or config.train.loss == "cross_entropy",
+         "only with train.loss: cross_entropy (oc_softmax sets its own margins)"),
         ("train.oc_margins", len(config.train.oc_margins) == 2
          and -1 <= config.train.oc_margins[1] < config.train.oc_margins[0] <= 1,
          "must be [bona fide, spoof] cosines with -1 <= spoof < bona fide <= 1"),

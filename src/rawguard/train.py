@@ -248,7 +248,8 @@ def _build_side_task(config: RunConfig, model: nn.Module, train_set: Any, ctx: D
 def _build_loss(config: RunConfig, model: nn.Module, class_weights: torch.Tensor | None):
     """``(logits [B, 2], labels [B]) -> scalar loss`` for ``train.loss``."""
     if config.train.loss == "cross_entropy":
-        return lambda logits, labels: losses.cross_entropy(logits, labels, class_weights)
+        smoothing = config.train.label_smoothing
+        return lambda logits, labels: losses.cross_entropy(logits, labels, class_weights, smoothing)
     head = getattr(model, "fc", None)
     if not isinstance(head, CosineHead):
         raise ConfigError(f"train.loss: oc_softmax needs a cosine output layer; {config.model.name} has none "
@@ -338,12 +339,15 @@ def train(
     out_dir = Path(out_dir)
     device = _resolve_device(config)
     ctx = init_distributed(device.type, config.train.dist_backend)
+    finished = False
     try:
         if ctx.enabled and device.type == "cuda":
             device = torch.device("cuda", ctx.gpu)
-        return _train(config, train_cache, dev_cache, out_dir, resume, progress, device, ctx)
+        result = _train(config, train_cache, dev_cache, out_dir, resume, progress, device, ctx)
+        finished = True
+        return result
     finally:
-        shutdown_distributed(ctx)
+        shutdown_distributed(ctx, finished)
 
 
 def _train(

@@ -79,8 +79,18 @@ def init_distributed(device_kind: str, backend: str = "auto") -> DistContext:
     return DistContext(rank, world_size, local_rank, initialized_here=True, gpu=gpu)
 
 
-def shutdown_distributed(ctx: DistContext) -> None:
+def shutdown_distributed(ctx: DistContext, finished: bool = True) -> None:
+    """Leave the process group this process joined (a no-op for a group someone else created).
+
+    Args:
+        finished: the job ended normally on this rank. Every rank then waits for the others before
+            tearing down, so no rank closes its connections while a peer still has traffic in
+            flight on them (gloo aborts such a peer from its own I/O thread). After a failure
+            there is no wait: the other ranks may never arrive.
+    """
     if ctx.initialized_here and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -19,9 +19,14 @@ from rawguard.conventions import BONAFIDE
 LOSSES = ("cross_entropy", "oc_softmax")
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean softmax cross-entropy of ``[B, 2]`` logits against ``[B]`` label ids (float32 math)."""
-    return F.cross_entropy(logits.float(), labels, weight=weight)
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean softmax cross-entropy of ``[B, 2]`` logits against ``[B]`` label ids (float32 math).
+
+    With ``label_smoothing`` eps the target puts ``1 - eps / 2`` on the true class and ``eps / 2``
+    on the other, so the loss is smallest at a finite logit margin, ``log((2 - eps) / eps)``.
+    """
+    return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=label_smoothing)
 
 
 def oc_softmax_loss(logits: torch.Tensor, labels: torch.Tensor, scale: float, margin_bonafide: float = 0.9,
