@@ -125,6 +125,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     """``cross_entropy`` only: train towards ``1 - eps/2`` for the true class instead of 1, so the
     loss stops rewarding ever larger logit margins on clips that are already right (0 = off)."""
+    mixup: float = 0.0
+    """Mixup's Beta(alpha, alpha) shape: train on ``lam * x_i + (1 - lam) * x_j`` with the same mix of
+    the two clips' losses (``rawguard.training.mixup``; 0 = off). Not with the side tasks."""
     oc_margins: list[float] = field(default_factory=lambda: [0.9, 0.2])
     """``oc_softmax`` cosine margins ``[bona fide, spoof]`` (the paper's m0, m1)."""
     class_weights: list[float] | None = None
@@ -530,6 +533,10 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.label_smoothing", 0 <= config.train.label_smoothing < 1, "must be in [0, 1) (0 = off)"),
         ("train.label_smoothing", not config.train.label_smoothing or config.train.loss == "cross_entropy",
          "only with train.loss: cross_entropy (oc_softmax sets its own margins)"),
+        ("train.mixup", config.train.mixup >= 0, "must be >= 0 (0 = off)"),
+        ("train.mixup", not config.train.mixup
+         or not (config.train.speaker_adversarial or config.train.system_auxiliary),
+         "not with train.speaker_adversarial or train.system_auxiliary (a mixed clip has no one speaker or system)"),
         ("train.oc_margins", len(config.train.oc_margins) == 2
          and -1 <= config.train.oc_margins[1] < config.train.oc_margins[0] <= 1,
          "must be [bona fide, spoof] cosines with -1 <= spoof < bona fide <= 1"),

@@ -51,6 +51,7 @@ from rawguard.training.embedding_tasks import EmbeddingClassifier, SystemClassif
 from rawguard.training.distributed import DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed
 from rawguard.training.ema import ModelEMA
 from rawguard.training.log import MetricsLog, truncate_metrics
+from rawguard.training.mixup import MixedBatch, mix_batch
 from rawguard.training.precision import autocast, make_scaler, resolve_precision
 from rawguard.training.rng import capture_rng, preserved_rng, restore_rng, seed_everything
 from rawguard.training.sam import SharpnessAwareStep, frozen_batchnorm_statistics
@@ -592,8 +593,8 @@ def _train(
             sync = not ctx.enabled or i == len(chunks) - 1
             with model.no_sync() if not sync else contextlib.nullcontext():
                 with autocast(precision, device):
-                    logits = forward(xc)
-                loss = loss_fn(logits, yc)
+                    logits = forward(xc.x if isinstance(xc, MixedBatch) else xc)
+                loss = xc.loss(loss_fn, logits) if isinstance(xc, MixedBatch) else loss_fn(logits, yc)
                 total = loss
                 if side_task is not None:
                     side_loss = side_task.classifier.loss(tc)
@@ -629,6 +630,9 @@ def _train(
                 optimizer.zero_grad(set_to_none=True)
                 side_chunks = side_targets.split(micro) if side_targets is not None else [None] * len(y.split(micro))
                 chunks = list(zip(x.split(micro), y.split(micro), side_chunks))
+                if cfg_t.mixup:  # mixed once per step: a SAM step's second pass sees the same mixtures
+                    chunks = [(mix_batch(xc, yc, cfg_t.mixup, (cfg_t.seed, step, ctx.rank, i)), yc, tc)
+                              for i, (xc, yc, tc) in enumerate(chunks)]
                 loss_value, side_loss_value = accumulate_gradients(chunks)
                 if sam is not None and step >= sam_first_step and sam.ascend():
                     # The update uses the gradient at the worst nearby weights (training/sam.py).
