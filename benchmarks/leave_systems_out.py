@@ -59,10 +59,12 @@ def condition_overrides(name: str) -> list[str]:
     return flatten(yaml.safe_load(path.read_text()) or {})
 
 
-def prepare(work: Path, held_out: list[str], train_extra: list[Path] | None = None) -> dict[str, Path]:
+def prepare(work: Path, held_out: list[str], train_extra: list[Path] | None = None,
+            unseen: bool = False) -> dict[str, Path]:
     """Caches: train without the held-out systems (plus ``train_extra`` protocols, e.g. the
     ``protocol.csv`` of ``rawguard synth-spoof`` copies of train bona fide), the whole dev set,
-    dev without the held-out systems."""
+    dev without the held-out systems, and (``unseen``) dev bona fide with the held-out systems only."""
+    from rawguard.conventions import BONAFIDE
     from rawguard.data.cache import prepare_cache
     from rawguard.data.protocols import read_protocol, read_protocols
 
@@ -80,6 +82,8 @@ def prepare(work: Path, held_out: list[str], train_extra: list[Path] | None = No
         "dev": dev_items,
         "dev_seen": [i for i in dev_items if i.system not in held_out],
     }
+    if unseen:
+        sets["dev_unseen"] = [i for i in dev_items if i.system in held_out or i.label == BONAFIDE]
     paths = {}
     for name, items in sets.items():
         folder = work / {"train_seen": f"{name}_{train_tag}", "dev": name}.get(name, f"{name}_{tag}")
@@ -139,9 +143,14 @@ def run_one(condition: str, seed: int, args, caches: dict[str, Path]) -> dict:
         f"optim.warmup_steps={max(1, args.steps // 20)}", "train.log_every=10",
         f"train.checkpoint_every={max(50, args.steps // 4)}", *args.set,
     ]
+    monitor = {}
+    if args.monitor_every:  # dev curves of the seen and the held-out systems (selection is not used)
+        overrides.append(f"eval.every={args.monitor_every}")
+        monitor = {"unseen": caches["dev_unseen"]}
     config = load_config(None, overrides)
     started = time.monotonic()
-    result = train(config, caches["train_seen"], caches["dev_seen"], run_dir, resume=True, progress=True)
+    result = train(config, caches["train_seen"], caches["dev_seen"], run_dir, resume=True, progress=True,
+                   monitor=monitor)
     train_s = time.monotonic() - started
     if result.interrupted or result.step != args.steps:
         # Stopped by a signal: leave the run resumable and record nothing, so the sweep never
@@ -150,6 +159,11 @@ def run_one(condition: str, seed: int, args, caches: dict[str, Path]) -> dict:
     metrics = evaluate(run_dir, caches["dev"], args.held_out, config)
     record = {"condition": condition, "seed": seed, "steps": result.step, "train_s": round(train_s, 1),
               "clips_per_s": round(result.clips_per_s, 2), "overrides": overrides, **metrics}
+    if monitor:
+        from rawguard.training.log import read_metrics
+
+        record["curve"] = [{"step": r["step"], "seen_eer": r["dev_eer"], "unseen_eer": r["unseen_eer"]}
+                           for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "dev"]
     done.write_text(json.dumps(record, indent=2))
     return record
 
@@ -204,6 +218,33 @@ def plot(records: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def plot_curves(records: list[dict], path: Path, title: str) -> None:
+    """Seen and unseen dev EER against training step, mean over seeds, one colour per condition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    conditions = list(dict.fromkeys(r["condition"] for r in records if r.get("curve")))
+    for i, condition in enumerate(conditions):
+        curves = [r["curve"] for r in records if r["condition"] == condition and r.get("curve")]
+        steps = sorted(set.intersection(*[{p["step"] for p in c} for c in curves]))
+        for key, style in (("unseen_eer", "-"), ("seen_eer", "--")):
+            mean = [100 * np.mean([next(p[key] for p in c if p["step"] == s) for c in curves]) for s in steps]
+            ax.plot(steps, mean, style, color=f"C{i}", marker="o", ms=3,
+                    label=f"{condition}, {key.split('_')[0]} ({len(curves)} seeds)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("dev EER (%), EMA weights")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--held-out", nargs="+", default=DEFAULT_HELD_OUT, help="spoofing systems kept out of training")
@@ -219,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-extra", nargs="*", type=Path, default=[], metavar="PROTOCOL",
                         help="more training data for every run, e.g. synth-spoof copies of train bona fide "
                              "(their protocol.csv); held-out systems are still removed")
+    parser.add_argument("--monitor-every", type=int, default=0, metavar="STEPS",
+                        help="also score dev every STEPS steps, seen systems and held-out ones apart, and plot "
+                             "both curves (<name>_curves.png); the reported numbers stay those of the last weights")
     parser.add_argument("--work", type=Path, default=ROOT / "caches" / "lso", help="cache folder (git-ignored)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "lso", help="run folders (git-ignored)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
@@ -229,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shared corpus not found at {CORPUS}", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
-    caches = prepare(args.work, args.held_out, args.train_extra)
+    caches = prepare(args.work, args.held_out, args.train_extra, unseen=args.monitor_every > 0)
     records = []
     for seed in args.seeds:  # seeds outermost: a cut-short sweep still has every condition paired
         for condition in args.conditions:
@@ -249,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{args.name}.json").write_text(json.dumps(records, indent=2))
     plot(records, args.out / f"{args.name}.png",
          f"held out {', '.join(args.held_out)}; {args.steps} steps, {len(args.seeds)} seeds")
+    if any(r.get("curve") for r in records):
+        plot_curves(records, args.out / f"{args.name}_curves.png", f"held out {', '.join(args.held_out)}")
     print(header + "\n\n" + table)
     return 0
 

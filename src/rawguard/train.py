@@ -27,9 +27,11 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +171,27 @@ def _check_dev_cache(dev) -> None:
             f"dev cache needs both bona fide and spoof clips to compute an EER "
             f"(it has {int(np.sum(labels == BONAFIDE))} bona fide, {int(np.sum(labels == SPOOF))} spoof)"
         )
+
+
+MONITOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+RESERVED_MONITOR_NAMES = {"dev", "best_dev"}  # their "<name>_eer" would overwrite the dev log's own fields
+
+
+def _open_monitor_sets(monitor: Mapping[str, Any]) -> dict[str, Any]:
+    """Open and check the ``monitor`` caches: names usable as log fields, both classes present."""
+    opened = {}
+    for name, cache in monitor.items():
+        if not MONITOR_NAME.fullmatch(name) or name in RESERVED_MONITOR_NAMES:
+            raise TrainingError(
+                f"monitor set {name!r}: the name must start with a letter and hold only letters, digits, _ "
+                f"and - (logged as <name>_eer), and not be {' or '.join(sorted(RESERVED_MONITOR_NAMES))}"
+            )
+        opened[name] = _open_cache(cache, f"monitor set {name!r}")
+        try:
+            _check_dev_cache(opened[name])
+        except TrainingError as error:
+            raise TrainingError(f"monitor set {name!r}: {error}") from error
+    return opened
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -315,6 +338,7 @@ def train(
     out_dir: str | os.PathLike,
     resume: bool = True,
     progress: bool = True,
+    monitor: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train a detector; resumable, exact, DDP-aware.
 
@@ -326,6 +350,10 @@ def train(
             ``training_curves.png``).
         resume: continue from ``out_dir/last.pt`` if it exists (False: refuse to touch an existing run).
         progress: show a tqdm bar (rank 0 only).
+        monitor: ``{name: cache or directory}``: more labelled sets scored at every dev evaluation
+            and logged as ``<name>_eer`` next to ``dev_eer`` (e.g. held-out spoofing systems, or
+            another corpus), to watch how training goes on data it does not select on. They
+            never choose ``best.pt`` or stop training.
 
     Returns:
         A :class:`TrainResult`; ``stop_reason`` says why the loop ended.
@@ -344,7 +372,7 @@ def train(
     try:
         if ctx.enabled and device.type == "cuda":
             device = torch.device("cuda", ctx.gpu)
-        result = _train(config, train_cache, dev_cache, out_dir, resume, progress, device, ctx)
+        result = _train(config, train_cache, dev_cache, out_dir, resume, progress, device, ctx, monitor or {})
         finished = True
         return result
     finally:
@@ -360,6 +388,7 @@ def _train(
     progress: bool,
     device: torch.device,
     ctx: DistContext,
+    monitor: Mapping[str, Any],
 ) -> TrainResult:
     from rawguard.data.dataset import TrainBatches, to_float
     from rawguard.models import create_model
@@ -383,6 +412,7 @@ def _train(
     train_set = _open_cache(train_cache, "train")
     dev_set = _open_cache(dev_cache, "dev")
     _check_dev_cache(dev_set)
+    monitor_sets = _open_monitor_sets(monitor)
 
     last_path, best_path = out_dir / LAST, out_dir / BEST
     if last_path.exists() and not resume:
@@ -533,10 +563,13 @@ def _train(
         """Evaluate on rank 0, share the outcome; returns True when patience is exhausted."""
         nonlocal selection, last_dev_eer
         started = time.monotonic()
-        result = None
+        result, monitored = None, {}
         if ctx.is_main:
+            scored = ema.module if ema is not None else model
             with preserved_rng(generator):
-                result = evaluate_dev(ema.module if ema is not None else model, dev_set, config, device)
+                result = evaluate_dev(scored, dev_set, config, device)
+                monitored = {f"{name}_eer": evaluate_dev(scored, cache, config, device)["dev_eer"]
+                             for name, cache in monitor_sets.items()}
         result = broadcast_object(result, ctx)
         selection, last_dev_eer = result, result["dev_eer"]
         early["last_eval_step"] = step
@@ -547,7 +580,7 @@ def _train(
             early["bad_evals"] += 1
         log.write({
             "type": "dev", "step": step, "epoch": epoch, "dev_eer": result["dev_eer"],
-            "threshold": result["threshold"], "best_dev_eer": early["best_dev_eer"],
+            "threshold": result["threshold"], "best_dev_eer": early["best_dev_eer"], **monitored,
             "eval_s": round(time.monotonic() - started, 3), "ema": ema is not None,
         })
         if improved:

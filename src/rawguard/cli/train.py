@@ -22,6 +22,11 @@ def register(subparsers, name: str, help: str) -> None:
     parser.add_argument("--train", required=True, metavar="CACHE", help="train cache folder (rawguard prepare)")
     parser.add_argument("--dev", required=True, metavar="CACHE", help="dev cache folder: selects best.pt and drives early stopping")
     parser.add_argument("--out", required=True, metavar="RUN", help="run folder: config.yaml, last.pt, best.pt, metrics.jsonl, training_curves.png")
+    parser.add_argument(
+        "--monitor", nargs="+", action="extend", default=[], metavar="NAME=CACHE",
+        help="more prepared sets scored at every dev evaluation and logged as NAME_eer in metrics.jsonl and "
+             "the training curves (e.g. held-out spoofing systems or another corpus); watched, never selected on",
+    )
     parser.add_argument("--model", metavar="NAME", help="model name (sets model.name; default from the config)")
     parser.add_argument(
         "--config", metavar="YAML", action="append",
@@ -52,9 +57,26 @@ def run(args: argparse.Namespace) -> int:
         config_path = Path(args.out) / CONFIG_FILE
     overrides = ([f"model.name={args.model}"] if args.model else []) + list(args.overrides)
     try:
+        monitor = _monitor_sets(args.monitor)
         config = load_config(config_path, overrides)
-        result = train(config, args.train, args.dev, args.out, resume=args.resume, progress=not args.no_progress)
+        result = train(config, args.train, args.dev, args.out, resume=args.resume, progress=not args.no_progress,
+                       monitor=monitor)
     except (ConfigError, CacheError, CheckpointError, RunExistsError, TrainingError) as error:
         print(f"rawguard train: error: {error}", file=sys.stderr)
         return 1
     return result.exit_code
+
+
+def _monitor_sets(specs: list[str]) -> dict[str, str]:
+    """``["unseen=caches/unseen"]`` -> ``{"unseen": "caches/unseen"}``."""
+    from rawguard.train import TrainingError
+
+    sets: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise TrainingError(f"--monitor {spec!r}: expected NAME=CACHE, e.g. --monitor unseen=caches/dev_unseen")
+        if name in sets:
+            raise TrainingError(f"--monitor: the name {name!r} is given twice")
+        sets[name] = path
+    return sets
