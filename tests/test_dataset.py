@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from rawguard.config import ConfigError, load_config
 from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SPOOF
 from rawguard.data.cache import Cache, prepare_cache
-from rawguard.data.dataset import (TrainBatches, crop_or_pad, eval_batches, speaker_matched_weights, system_weights,
+from rawguard.data.dataset import (TrainBatches, crop_or_pad, eval_batches, group_weights, speaker_matched_weights,
                                    to_float, window_starts)
 from rawguard.data.protocols import read_protocol
 
@@ -210,19 +211,19 @@ def test_speaker_matched_draws_follow_the_weights_and_keep_the_classes_balanced(
         TrainBatches(cache, window=8000, batch_size=8, speaker_matched=True)
 
 
-def test_system_weights_move_from_clip_counts_to_equal_systems():
+def test_group_weights_move_from_clip_counts_to_equal_groups():
     systems = ["A"] * 6 + ["B"] * 2 + ["C"] + ["bonafide-not-a-member"]
     members = np.arange(9)
 
     def shares(balance):
-        weights = system_weights(systems, members, balance)
+        weights = group_weights(systems, members, balance)
         return [weights[:6].sum(), weights[6:8].sum(), weights[8]]
 
     assert np.allclose(shares(0.0), [6 / 9, 2 / 9, 1 / 9])  # each clip equally often
     assert np.allclose(shares(1.0), [1 / 3, 1 / 3, 1 / 3])  # each system equally often
     root = np.sqrt([6, 2, 1])
     assert np.allclose(shares(0.5), root / root.sum())
-    weights = system_weights(systems, members, 0.5)
+    weights = group_weights(systems, members, 0.5)
     assert np.allclose(weights[:6], weights[0]) and np.isclose(weights.sum(), 1.0)  # equal within a system
 
 
@@ -246,6 +247,35 @@ def test_system_balance_draws_rare_systems_more_and_keeps_classes_balanced(tmp_p
         TrainBatches(cache, window=8000, batch_size=8, system_balance=0.5)
     with pytest.raises(ValueError, match=r"system_balance must be in \[0, 1\]"):
         TrainBatches(cache, window=8000, batch_size=8, balanced=True, system_balance=1.5)
+
+
+@needs_corpus
+def test_speaker_balance_draws_rare_speakers_more_and_leaves_the_spoofs_alone(tmp_path, smoke_items):
+    # bona fide: 16 clips of one reader "many", 4 of "few"; spoofs as they are
+    bonafide = [i for i in smoke_items if i.label == BONAFIDE]
+    spoofs = [i for i in smoke_items if i.label == SPOOF]
+    items = [dataclasses.replace(i, speaker="many") for i in bonafide[:16]] + \
+        [dataclasses.replace(i, speaker="few") for i in bonafide[16:]] + spoofs
+    prepare_cache(items, tmp_path / "c", workers=1, progress=False)
+    cache = Cache.open(tmp_path / "c")
+    speakers = np.array(cache.speakers)
+    orders = {}
+    for balance, few_draws in ((0.0, {4}), (0.5, {6, 7}), (1.0, {10})):  # 0.5: 20 x 2/(4+2) = 6.7, floor or ceil
+        batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True, speaker_balance=balance)
+        order = orders[balance] = batches.epoch_order(0)
+        bona = order[cache.labels[order] == BONAFIDE]
+        assert len(order) == 40 and len(bona) == 20
+        assert (speakers[bona] == "few").sum() in few_draws, balance
+    spoof_draws = {b: np.sort(o[cache.labels[o] == SPOOF]) for b, o in orders.items()}
+    assert np.array_equal(spoof_draws[0.0], spoof_draws[1.0])  # the spoof half is untouched
+    with pytest.raises(ValueError, match="speaker_balance needs balanced sampling"):
+        TrainBatches(cache, window=8000, batch_size=8, speaker_balance=0.5)
+    with pytest.raises(ValueError, match="speaker_balance and speaker_matched together"):
+        TrainBatches(cache, window=8000, batch_size=8, balanced=True, speaker_balance=0.5, speaker_matched=True)
+    with pytest.raises(ConfigError, match=r"data.speaker_balance: must be in \[0, 1\]"):
+        load_config(overrides=["data.balanced=true", "data.speaker_balance=2"])
+    with pytest.raises(ConfigError, match="data.speaker_balance: needs data.balanced"):
+        load_config(overrides=["data.speaker_balance=0.5"])
 
 
 def _plain_cache(tmp_path: Path, items) -> Path:

@@ -58,6 +58,9 @@ class DataConfig:
     """With ``balanced``: how evenly spoofing systems share the spoof draws (within the corpus
     spoofs and within the copies): 0 = in proportion to their clip counts, 1 = every system
     equally often, 0.5 = in proportion to the square root of the counts."""
+    speaker_balance: float = 0.0
+    """With ``balanced``: the same for bona fide speakers' share of the bona fide draws (a few
+    readers with a hundred clips each otherwise make up much of what "bona fide" sounds like)."""
     prefetch: int = 2
     """Batches assembled ahead in a background thread (0 = in the training thread)."""
 
@@ -498,6 +501,11 @@ def validate(config: RunConfig) -> RunConfig:
          "needs data.balanced: true (it reweights the spoof half of balanced draws)"),
         ("data.system_balance", not (config.data.system_balance and config.data.speaker_matched),
          "not together with data.speaker_matched"),
+        ("data.speaker_balance", 0 <= config.data.speaker_balance <= 1, "must be in [0, 1]"),
+        ("data.speaker_balance", not config.data.speaker_balance or config.data.balanced,
+         "needs data.balanced: true (it reweights the bona fide half of balanced draws)"),
+        ("data.speaker_balance", not (config.data.speaker_balance and config.data.speaker_matched),
+         "not together with data.speaker_matched (both set the bona fide draws)"),
         ("data.speaker_matched", not config.data.speaker_matched or config.data.balanced,
          "needs data.balanced: true (it reweights the bona fide half of balanced draws)"),
         ("optim.name", config.optim.name in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),

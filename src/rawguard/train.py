@@ -442,7 +442,7 @@ def _train(
         train_set, config.data.window, config.data.batch_size // ctx.world_size, cfg_t.seed,
         balanced=config.data.balanced, rank=ctx.rank, world_size=ctx.world_size, prefetch=config.data.prefetch,
         copy_share=config.data.copy_share, speaker_matched=config.data.speaker_matched,
-        system_balance=config.data.system_balance,
+        system_balance=config.data.system_balance, speaker_balance=config.data.speaker_balance,
         pin_memory=device.type == "cuda",  # page-locked batches: the host-to-GPU copy runs asynchronously
         targets=None if side_task is None else side_task.targets,
     )

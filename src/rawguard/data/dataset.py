@@ -150,22 +150,30 @@ def _weighted_draws(members: np.ndarray, weights: np.ndarray, count: int, rng: n
     return rng.permutation(members[picks])
 
 
-def system_weights(systems: list[str], members: np.ndarray, balance: float) -> np.ndarray:
-    """Draw weights of the clips ``members`` that give each system a share ``∝ count ** (1 - balance)``.
+def group_weights(groups: list[str], members: np.ndarray, balance: float) -> np.ndarray:
+    """Draw weights of the clips ``members`` that give each group a share ``∝ count ** (1 - balance)``.
 
-    ``balance`` 0: every clip equally often (systems in proportion to their clip counts); 1: every
-    system equally often, however few clips it has; in between, a compromise (0.5: ∝ sqrt(count)).
-    On a corpus where a few systems hold most spoofs, the rare ones are otherwise seen too seldom
-    to be learnt, and the common ones' artefacts dominate the learnt cue.
+    Groups are spoofing systems (``data.system_balance``) or bona fide speakers
+    (``data.speaker_balance``). ``balance`` 0: every clip equally often (groups in proportion to
+    their clip counts); 1: every group equally often, however few clips it has; in between, a
+    compromise (0.5: ∝ sqrt(count)). On a corpus where a few systems hold most spoofs, the rare
+    ones are otherwise seen too seldom to be learnt, and the common ones' artefacts dominate the
+    learnt cue; where a few readers hold most bona fide clips, their voices become what "bona
+    fide" sounds like.
+
+    Args:
+        groups: the group of every clip of the cache (``cache.systems`` or ``cache.speakers``).
+        members: cache indices of the clips to weight, ``int64 (N,)``.
+        balance: in ``[0, 1]``.
 
     Returns:
-        ``float64 (len(members),)`` weights, summing to 1.
+        ``float64 (N,)`` weights, summing to 1.
     """
     if len(members) == 0:
         return np.zeros(0)
-    names = np.array([systems[i] for i in members])
+    names = np.array([groups[i] for i in members])
     _, inverse, counts = np.unique(names, return_inverse=True, return_counts=True)
-    weights = counts[inverse].astype(np.float64) ** -balance  # count**(1-b) per system / count per clip
+    weights = counts[inverse].astype(np.float64) ** -balance  # count**(1-b) per group / count per clip
     return weights / weights.sum()
 
 
@@ -222,8 +230,10 @@ class TrainBatches:
             spoofs of that speaker (:func:`speaker_matched_weights`); otherwise every bona fide clip
             equally often.
         system_balance: with ``balanced``, how evenly the spoofing systems share their group's draws
-            (:func:`system_weights`): 0 = in proportion to their clip counts (each clip equally
+            (:func:`group_weights`): 0 = in proportion to their clip counts (each clip equally
             often), 1 = every system equally often, 0.5 = in proportion to the square root.
+        speaker_balance: with ``balanced``, the same for the bona fide speakers' share of the bona
+            fide draws.
         rank, world_size: DDP sharding (see the module docstring).
         prefetch: batches prepared ahead in a background thread (0: none).
         pin_memory: put ``x`` in page-locked memory for faster, asynchronous copies to a GPU
@@ -236,7 +246,7 @@ class TrainBatches:
     def __init__(self, cache: Cache, window: int = DEFAULT_WINDOW, batch_size: int = 32, seed: int = 0,
                  balanced: bool = False, rank: int = 0, world_size: int = 1, prefetch: int = 2,
                  pin_memory: bool = False, copy_share: float | None = None, speaker_matched: bool = False,
-                 targets: np.ndarray | None = None, system_balance: float = 0.0):
+                 targets: np.ndarray | None = None, system_balance: float = 0.0, speaker_balance: float = 0.0):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         if window <= 0 or batch_size <= 0:
@@ -277,8 +287,18 @@ class TrainBatches:
         self._spoof_weights: list[np.ndarray] | None = None
         if system_balance:
             groups = [members for members, _ in self._spoof_groups] if self._spoof_groups else [self._by_class[0]]
-            self._spoof_weights = [system_weights(cache.systems, members, system_balance) for members in groups]
+            self._spoof_weights = [group_weights(cache.systems, members, system_balance) for members in groups]
+        if not 0 <= speaker_balance <= 1:
+            raise ValueError(f"speaker_balance must be in [0, 1], got {speaker_balance}")
+        if speaker_balance and not balanced:
+            raise ValueError("speaker_balance needs balanced sampling")
+        if speaker_balance and speaker_matched:
+            raise ValueError("speaker_balance and speaker_matched together are not supported (both set the "
+                             "bona fide draws)")
+        self.speaker_balance = speaker_balance
         self._bonafide_weights: np.ndarray | None = None
+        if speaker_balance:
+            self._bonafide_weights = group_weights(cache.speakers, self._by_class[1], speaker_balance)
         if speaker_matched:
             if not balanced:
                 raise ValueError("speaker_matched needs balanced sampling")
@@ -298,8 +318,8 @@ class TrainBatches:
         draws, the larger class as one permutation, the smaller one as as many concatenated
         permutations as needed (each of its clips appears equally often, +-1), then all shuffled.
         With ``copy_share``, the spoof draws are split between corpus spoofs and copies in that
-        proportion, each group drawn the same way. With ``speaker_matched``, the bona fide draws
-        follow :func:`speaker_matched_weights` instead.
+        proportion, each group drawn the same way. With ``speaker_matched`` or ``speaker_balance``,
+        the bona fide draws follow :func:`speaker_matched_weights` or :func:`group_weights` instead.
         """
         rng = np.random.default_rng([self.seed, epoch, _ORDER_STREAM])
         if not self.balanced:
