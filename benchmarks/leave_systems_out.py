@@ -233,9 +233,9 @@ def plot_curves(records: list[dict], path: Path, title: str) -> None:
         for key, style in (("unseen_eer", "-"), ("seen_eer", "--")):
             mean = [100 * np.mean([next(p[key] for p in c if p["step"] == s) for c in curves]) for s in steps]
             ax.plot(steps, mean, style, color=f"C{i}", marker="o", ms=3,
-                    label=f"{condition}, {key.split('_')[0]} ({len(curves)} seeds)")
+                    label=f"{condition}, {key.split('_')[0]} (mean of {len(curves)} run{'s' * (len(curves) > 1)})")
     ax.set_xlabel("step")
-    ax.set_ylabel("dev EER (%), EMA weights")
+    ax.set_ylabel("dev EER (%)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
