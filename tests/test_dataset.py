@@ -227,6 +227,23 @@ def test_group_weights_move_from_clip_counts_to_equal_groups():
     assert np.allclose(weights[:6], weights[0]) and np.isclose(weights.sum(), 1.0)  # equal within a system
 
 
+def test_group_weights_within_groups_split_each_groups_share_among_its_subgroups():
+    # system A: 8 clips of voice "lj", 2 of "other"; system B: 4 clips of one voice
+    systems = ["A"] * 10 + ["B"] * 4
+    voices = ["lj"] * 8 + ["other"] * 2 + ["b"] * 4
+    members = np.arange(14)
+    weights = group_weights(systems, members, 0.5, voices, 1.0)
+    root = np.sqrt([10, 4]) / np.sqrt([10, 4]).sum()
+    assert np.isclose(weights[:10].sum(), root[0]) and np.isclose(weights[10:].sum(), root[1])  # systems as before
+    assert np.isclose(weights[:8].sum(), weights[8:10].sum())  # within A: each voice half of A's share
+    assert np.allclose(weights[:8], weights[0]) and np.allclose(weights[8:10], weights[8])
+    half = group_weights(systems, members, 0.5, voices, 0.5)
+    assert np.isclose(half[:8].sum() / half[8:10].sum(), np.sqrt(8 / 2))  # sqrt of the counts
+    assert np.allclose(group_weights(systems, members, 0.5, voices, 0.0), group_weights(systems, members, 0.5))
+    plain = group_weights(systems, members, 0.0, voices, 1.0)  # systems by their counts, voices evened out
+    assert np.isclose(plain[:10].sum(), 10 / 14) and np.isclose(plain[:8].sum(), 5 / 14)
+
+
 @needs_corpus
 def test_system_balance_draws_rare_systems_more_and_keeps_classes_balanced(tmp_path, smoke_items):
     # 20 bona fide; spoofs: 15 of system "big", 5 of "small"
@@ -245,6 +262,23 @@ def test_system_balance_draws_rare_systems_more_and_keeps_classes_balanced(tmp_p
         assert np.array_equal(order, batches.epoch_order(0))
     with pytest.raises(ValueError, match="system_balance needs balanced sampling"):
         TrainBatches(cache, window=8000, batch_size=8, system_balance=0.5)
+    # Within "big" (15 clips): 12 of one voice, 3 of another (in proportion: 4 of 20 draws).
+    voiced = bonafide + [dataclasses.replace(i, system="big", speaker="lj" if k < 12 else "other")
+                         for k, i in enumerate(spoofs[:15])]
+    prepare_cache(voiced, tmp_path / "v", workers=1, progress=False)
+    voiced_cache = Cache.open(tmp_path / "v")
+    for balance, other_draws in ((0.5, {6, 7}), (1.0, {10})):  # of 20 spoof draws: a third (sqrt 3 : sqrt 12), half
+        batches = TrainBatches(voiced_cache, window=8000, batch_size=8, balanced=True, spoof_speaker_balance=balance)
+        order = batches.epoch_order(0)
+        spoof_order = order[voiced_cache.labels[order] == SPOOF]
+        assert len(spoof_order) == 20
+        assert (np.array(voiced_cache.speakers)[spoof_order] == "other").sum() in other_draws, balance
+    with pytest.raises(ValueError, match="spoof_speaker_balance needs balanced sampling"):
+        TrainBatches(cache, window=8000, batch_size=8, spoof_speaker_balance=0.5)
+    with pytest.raises(ConfigError, match="data.spoof_speaker_balance: needs data.balanced"):
+        load_config(overrides=["data.spoof_speaker_balance=0.5"])
+    with pytest.raises(ConfigError, match=r"data.spoof_speaker_balance: must be in \[0, 1\]"):
+        load_config(overrides=["data.balanced=true", "data.spoof_speaker_balance=-1"])
     with pytest.raises(ValueError, match=r"system_balance must be in \[0, 1\]"):
         TrainBatches(cache, window=8000, batch_size=8, balanced=True, system_balance=1.5)
 

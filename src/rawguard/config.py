@@ -61,6 +61,10 @@ class DataConfig:
     speaker_balance: float = 0.0
     """With ``balanced``: the same for bona fide speakers' share of the bona fide draws (a few
     readers with a hundred clips each otherwise make up much of what "bona fide" sounds like)."""
+    spoof_speaker_balance: float = 0.0
+    """With ``balanced``: the same for the voices within each spoofing system (the protocol's speaker
+    column: the copied or imitated speaker, or the TTS voice), so a system whose train clips are
+    mostly one reader's is also learnt on its other voices."""
     prefetch: int = 2
     """Batches assembled ahead in a background thread (0 = in the training thread)."""
 
@@ -506,6 +510,11 @@ def validate(config: RunConfig) -> RunConfig:
          "needs data.balanced: true (it reweights the bona fide half of balanced draws)"),
         ("data.speaker_balance", not (config.data.speaker_balance and config.data.speaker_matched),
          "not together with data.speaker_matched (both set the bona fide draws)"),
+        ("data.spoof_speaker_balance", 0 <= config.data.spoof_speaker_balance <= 1, "must be in [0, 1]"),
+        ("data.spoof_speaker_balance", not config.data.spoof_speaker_balance or config.data.balanced,
+         "needs data.balanced: true (it reweights the spoof half of balanced draws)"),
+        ("data.spoof_speaker_balance", not (config.data.spoof_speaker_balance and config.data.speaker_matched),
+         "not together with data.speaker_matched"),
         ("data.speaker_matched", not config.data.speaker_matched or config.data.balanced,
          "needs data.balanced: true (it reweights the bona fide half of balanced draws)"),
         ("optim.name", config.optim.name in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),

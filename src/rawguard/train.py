@@ -443,6 +443,7 @@ def _train(
         balanced=config.data.balanced, rank=ctx.rank, world_size=ctx.world_size, prefetch=config.data.prefetch,
         copy_share=config.data.copy_share, speaker_matched=config.data.speaker_matched,
         system_balance=config.data.system_balance, speaker_balance=config.data.speaker_balance,
+        spoof_speaker_balance=config.data.spoof_speaker_balance,
         pin_memory=device.type == "cuda",  # page-locked batches: the host-to-GPU copy runs asynchronously
         targets=None if side_task is None else side_task.targets,
     )

@@ -150,7 +150,8 @@ def _weighted_draws(members: np.ndarray, weights: np.ndarray, count: int, rng: n
     return rng.permutation(members[picks])
 
 
-def group_weights(groups: list[str], members: np.ndarray, balance: float) -> np.ndarray:
+def group_weights(groups: list[str], members: np.ndarray, balance: float, within: list[str] | None = None,
+                  within_balance: float = 0.0) -> np.ndarray:
     """Draw weights of the clips ``members`` that give each group a share ``∝ count ** (1 - balance)``.
 
     Groups are spoofing systems (``data.system_balance``) or bona fide speakers
@@ -161,10 +162,16 @@ def group_weights(groups: list[str], members: np.ndarray, balance: float) -> np.
     learnt cue; where a few readers hold most bona fide clips, their voices become what "bona
     fide" sounds like.
 
+    With ``within`` (e.g. ``cache.speakers`` inside systems, ``data.spoof_speaker_balance``), each
+    group's share is split the same way among its subgroups, with ``within_balance``: a system
+    whose train clips are mostly one speaker's then shows its other voices more often.
+
     Args:
         groups: the group of every clip of the cache (``cache.systems`` or ``cache.speakers``).
         members: cache indices of the clips to weight, ``int64 (N,)``.
         balance: in ``[0, 1]``.
+        within: optional subgroup of every clip of the cache.
+        within_balance: in ``[0, 1]``; 0 (or no ``within``): every clip of a group equally often.
 
     Returns:
         ``float64 (N,)`` weights, summing to 1.
@@ -173,7 +180,16 @@ def group_weights(groups: list[str], members: np.ndarray, balance: float) -> np.
         return np.zeros(0)
     names = np.array([groups[i] for i in members])
     _, inverse, counts = np.unique(names, return_inverse=True, return_counts=True)
-    weights = counts[inverse].astype(np.float64) ** -balance  # count**(1-b) per group / count per clip
+    share = counts.astype(np.float64) ** (1.0 - balance)  # per group
+    if within is None or not within_balance:
+        weights = share[inverse] / counts[inverse]  # count**(1-b) per group / count per clip
+        return weights / weights.sum()
+    pairs = np.array([f"{groups[i]}\x00{within[i]}" for i in members])
+    _, pair_inverse, pair_counts = np.unique(pairs, return_inverse=True, return_counts=True)
+    inner = pair_counts.astype(np.float64) ** (1.0 - within_balance)  # per (group, subgroup)
+    inner_total = np.zeros(len(counts))
+    np.add.at(inner_total, inverse, inner[pair_inverse] / pair_counts[pair_inverse])  # sum over clips = sum over pairs
+    weights = share[inverse] * inner[pair_inverse] / inner_total[inverse] / pair_counts[pair_inverse]
     return weights / weights.sum()
 
 
@@ -234,6 +250,8 @@ class TrainBatches:
             often), 1 = every system equally often, 0.5 = in proportion to the square root.
         speaker_balance: with ``balanced``, the same for the bona fide speakers' share of the bona
             fide draws.
+        spoof_speaker_balance: with ``balanced``, the same for the voices (speaker column) within
+            each spoofing system's share of the spoof draws.
         rank, world_size: DDP sharding (see the module docstring).
         prefetch: batches prepared ahead in a background thread (0: none).
         pin_memory: put ``x`` in page-locked memory for faster, asynchronous copies to a GPU
@@ -246,7 +264,8 @@ class TrainBatches:
     def __init__(self, cache: Cache, window: int = DEFAULT_WINDOW, batch_size: int = 32, seed: int = 0,
                  balanced: bool = False, rank: int = 0, world_size: int = 1, prefetch: int = 2,
                  pin_memory: bool = False, copy_share: float | None = None, speaker_matched: bool = False,
-                 targets: np.ndarray | None = None, system_balance: float = 0.0, speaker_balance: float = 0.0):
+                 targets: np.ndarray | None = None, system_balance: float = 0.0, speaker_balance: float = 0.0,
+                 spoof_speaker_balance: float = 0.0):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         if window <= 0 or batch_size <= 0:
@@ -282,12 +301,21 @@ class TrainBatches:
             raise ValueError("system_balance needs balanced sampling")
         if system_balance and speaker_matched:
             raise ValueError("system_balance and speaker_matched together are not supported")
-        self.system_balance = system_balance
+        if not 0 <= spoof_speaker_balance <= 1:
+            raise ValueError(f"spoof_speaker_balance must be in [0, 1], got {spoof_speaker_balance}")
+        if spoof_speaker_balance and not balanced:
+            raise ValueError("spoof_speaker_balance needs balanced sampling")
+        if spoof_speaker_balance and speaker_matched:
+            raise ValueError("spoof_speaker_balance and speaker_matched together are not supported")
+        self.system_balance, self.spoof_speaker_balance = system_balance, spoof_speaker_balance
         # Fixed per cache: each spoof group's clip weights (the groups epoch_order draws from, in order).
         self._spoof_weights: list[np.ndarray] | None = None
-        if system_balance:
+        if system_balance or spoof_speaker_balance:
             groups = [members for members, _ in self._spoof_groups] if self._spoof_groups else [self._by_class[0]]
-            self._spoof_weights = [group_weights(cache.systems, members, system_balance) for members in groups]
+            self._spoof_weights = [
+                group_weights(cache.systems, members, system_balance, cache.speakers, spoof_speaker_balance)
+                for members in groups
+            ]
         if not 0 <= speaker_balance <= 1:
             raise ValueError(f"speaker_balance must be in [0, 1], got {speaker_balance}")
         if speaker_balance and not balanced:
