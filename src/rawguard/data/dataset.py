@@ -230,6 +230,16 @@ def speaker_matched_weights(speakers: list[str], bonafide: np.ndarray, spoofs: l
     return weights / weights.sum()
 
 
+def _check_balance(name: str, value: float, balanced: bool, speaker_matched: bool) -> None:
+    """A ``*_balance`` option is in [0, 1], needs balanced sampling, and excludes ``speaker_matched``."""
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    if value and not balanced:
+        raise ValueError(f"{name} needs balanced sampling")
+    if value and speaker_matched:
+        raise ValueError(f"{name} and speaker_matched together are not supported")
+
+
 class TrainBatches:
     """Deterministic, shardable, optionally class-balanced training batches from a cache.
 
@@ -295,18 +305,9 @@ class TrainBatches:
                 raise ValueError(f"{cache.directory}: copy_share {copy_share} asks for {empty[0]} spoofs, "
                                  "but the cache has none")
             self._spoof_groups = groups
-        if not 0 <= system_balance <= 1:
-            raise ValueError(f"system_balance must be in [0, 1], got {system_balance}")
-        if system_balance and not balanced:
-            raise ValueError("system_balance needs balanced sampling")
-        if system_balance and speaker_matched:
-            raise ValueError("system_balance and speaker_matched together are not supported")
-        if not 0 <= spoof_speaker_balance <= 1:
-            raise ValueError(f"spoof_speaker_balance must be in [0, 1], got {spoof_speaker_balance}")
-        if spoof_speaker_balance and not balanced:
-            raise ValueError("spoof_speaker_balance needs balanced sampling")
-        if spoof_speaker_balance and speaker_matched:
-            raise ValueError("spoof_speaker_balance and speaker_matched together are not supported")
+        for name, value in (("system_balance", system_balance), ("spoof_speaker_balance", spoof_speaker_balance),
+                            ("speaker_balance", speaker_balance)):
+            _check_balance(name, value, balanced, speaker_matched)
         self.system_balance, self.spoof_speaker_balance = system_balance, spoof_speaker_balance
         # Fixed per cache: each spoof group's clip weights (the groups epoch_order draws from, in order).
         self._spoof_weights: list[np.ndarray] | None = None
@@ -316,13 +317,6 @@ class TrainBatches:
                 group_weights(cache.systems, members, system_balance, cache.speakers, spoof_speaker_balance)
                 for members in groups
             ]
-        if not 0 <= speaker_balance <= 1:
-            raise ValueError(f"speaker_balance must be in [0, 1], got {speaker_balance}")
-        if speaker_balance and not balanced:
-            raise ValueError("speaker_balance needs balanced sampling")
-        if speaker_balance and speaker_matched:
-            raise ValueError("speaker_balance and speaker_matched together are not supported (both set the "
-                             "bona fide draws)")
         self.speaker_balance = speaker_balance
         self._bonafide_weights: np.ndarray | None = None
         if speaker_balance:
