@@ -164,6 +164,11 @@ def run_one(condition: str, seed: int, args, caches: dict[str, Path]) -> dict:
 
         record["curve"] = [{"step": r["step"], "seen_eer": r["dev_eer"], "unseen_eer": r["unseen_eer"]}
                            for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "dev"]
+        # One evaluation moves by several points between neighbouring steps: the mean over the
+        # last quarter of the schedule is a steadier summary of where a run ended.
+        tail = [p for p in record["curve"] if p["step"] >= 0.75 * args.steps]
+        record["unseen_eer_tail"] = float(np.mean([p["unseen_eer"] for p in tail]))
+        record["seen_eer_tail"] = float(np.mean([p["seen_eer"] for p in tail]))
     done.write_text(json.dumps(record, indent=2))
     return record
 
@@ -173,6 +178,7 @@ def summarise(records: list[dict], held_out: list[str]) -> str:
     conditions = list(dict.fromkeys(r["condition"] for r in records))
     lines = ["| condition | seeds | unseen EER % (mean ± sd) | seen EER % (mean ± sd) | "
              "per-seed unseen EER % | train clips/s |", "|---|---:|---:|---:|---|---:|"]
+    tails = [r for r in records if "unseen_eer_tail" in r]
     for c in conditions:
         rows = [r for r in records if r["condition"] == c]
         u = np.array([r["unseen_eer"] for r in rows]) * 100
@@ -180,6 +186,11 @@ def summarise(records: list[dict], held_out: list[str]) -> str:
         sd = (lambda a: a.std(ddof=1) if len(a) > 1 else float("nan"))
         lines.append(f"| {c} | {len(rows)} | {u.mean():.1f} ± {sd(u):.1f} | {s.mean():.1f} ± {sd(s):.1f} | "
                      f"{', '.join(f'{v:.1f}' for v in u)} | {np.mean([r['clips_per_s'] for r in rows]):.1f} |")
+    if tails:
+        lines += ["", "Mean over the evaluations in the last quarter of the schedule (`--monitor-every`), per run:", "",
+                  "| condition | seed | unseen EER % (tail / last) | seen EER % (tail / last) |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['condition']} | {r['seed']} | {100 * r['unseen_eer_tail']:.1f} / {100 * r['unseen_eer']:.1f} | "
+                  f"{100 * r['seen_eer_tail']:.1f} / {100 * r['seen_eer']:.1f} |" for r in tails]
     systems = sorted(records[0]["per_system_eer"])
     lines += ["", "Per-system dev EER % (mean over seeds; held-out systems in bold):", "",
               "| condition | " + " | ".join(f"**{s}**" if s in held_out else s for s in systems) + " |",
