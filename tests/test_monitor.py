@@ -73,3 +73,15 @@ def test_cli_monitor_option(toy, tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "d"), "--monitor", f"held={toy.directory}"]) == 0
     rows = [r for r in read_metrics(tmp_path / "d" / "metrics.jsonl") if r["type"] == "dev"]
     assert all("held_eer" in r for r in rows)
+
+
+def test_how_often_dev_is_evaluated_does_not_change_training(toy, tmp_path):
+    # Evaluations run between steps with the training RNG put aside, so monitored and unmonitored
+    # runs (and runs evaluated at different rates) are the same training, augmentation included.
+    common = [*RUN, "augment.enabled=true", "train.max_steps=8"]
+    train(tiny(*common, "eval.every=0"), toy, toy, tmp_path / "never", progress=False)
+    train(tiny(*common, "eval.every=1"), toy, toy, tmp_path / "always", progress=False, monitor={"again": toy})
+    a, b = load_checkpoint(tmp_path / "never" / "last.pt"), load_checkpoint(tmp_path / "always" / "last.pt")
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    assert len([r for r in read_metrics(tmp_path / "always" / "metrics.jsonl") if r["type"] == "dev"]) == 8
