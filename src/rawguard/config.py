@@ -486,6 +486,18 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 
 
+def _balance_checks(data: DataConfig, name: str, half: str) -> list[tuple[str, bool, str]]:
+    """The checks of a ``data.*_balance`` option: a value in [0, 1] that reweights one half of
+    balanced draws, and so excludes ``data.speaker_matched``."""
+    value = getattr(data, name)
+    return [
+        (f"data.{name}", 0 <= value <= 1, "must be in [0, 1]"),
+        (f"data.{name}", not value or data.balanced,
+         f"needs data.balanced: true (it reweights the {half} half of balanced draws)"),
+        (f"data.{name}", not (value and data.speaker_matched), "not together with data.speaker_matched"),
+    ]
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Check ranges and choices, and the model overrides against the model's config class.
 
@@ -500,21 +512,9 @@ def validate(config: RunConfig) -> RunConfig:
          "must be null or in [0, 1]"),
         ("data.copy_share", config.data.copy_share is None or config.data.balanced,
          "needs data.balanced: true (it splits the spoof half of balanced draws)"),
-        ("data.system_balance", 0 <= config.data.system_balance <= 1, "must be in [0, 1]"),
-        ("data.system_balance", not config.data.system_balance or config.data.balanced,
-         "needs data.balanced: true (it reweights the spoof half of balanced draws)"),
-        ("data.system_balance", not (config.data.system_balance and config.data.speaker_matched),
-         "not together with data.speaker_matched"),
-        ("data.speaker_balance", 0 <= config.data.speaker_balance <= 1, "must be in [0, 1]"),
-        ("data.speaker_balance", not config.data.speaker_balance or config.data.balanced,
-         "needs data.balanced: true (it reweights the bona fide half of balanced draws)"),
-        ("data.speaker_balance", not (config.data.speaker_balance and config.data.speaker_matched),
-         "not together with data.speaker_matched (both set the bona fide draws)"),
-        ("data.spoof_speaker_balance", 0 <= config.data.spoof_speaker_balance <= 1, "must be in [0, 1]"),
-        ("data.spoof_speaker_balance", not config.data.spoof_speaker_balance or config.data.balanced,
-         "needs data.balanced: true (it reweights the spoof half of balanced draws)"),
-        ("data.spoof_speaker_balance", not (config.data.spoof_speaker_balance and config.data.speaker_matched),
-         "not together with data.speaker_matched"),
+        *_balance_checks(config.data, "system_balance", "spoof"),
+        *_balance_checks(config.data, "speaker_balance", "bona fide"),
+        *_balance_checks(config.data, "spoof_speaker_balance", "spoof"),
         ("data.speaker_matched", not config.data.speaker_matched or config.data.balanced,
          "needs data.balanced: true (it reweights the bona fide half of balanced draws)"),
         ("optim.name", config.optim.name in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
