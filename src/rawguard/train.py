@@ -206,14 +206,8 @@ def evaluate_dev(model: nn.Module, dev, config: RunConfig, device: torch.device)
         checkpoint's ``selection`` dict, see docs/architecture.md).
     """
     from rawguard.calibration import fit_logistic
-    from rawguard.metrics import compute_eer
-    from rawguard.scoring import score_cache
 
-    scores = score_cache(
-        _unwrap(model), dev, config.eval.window, config.eval.hop, config.eval.batch_size, device, config.eval.precision
-    )
-    labels = np.asarray(dev.labels)
-    eer, threshold = compute_eer(scores[labels == BONAFIDE], scores[labels == SPOOF])
+    scores, labels, eer, threshold = _score_and_eer(model, dev, config, device)
     calibration = fit_logistic(scores, labels)
     return {
         "dev_eer": float(eer),
@@ -222,6 +216,20 @@ def evaluate_dev(model: nn.Module, dev, config: RunConfig, device: torch.device)
         "window": config.eval.window,
         "hop": config.eval.hop,
     }
+
+
+def _score_and_eer(model: nn.Module, cache, config: RunConfig, device: torch.device
+                   ) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Clip scores ``[N]`` of ``cache`` (``eval`` windows and precision), its labels ``[N]``, EER and threshold."""
+    from rawguard.metrics import compute_eer
+    from rawguard.scoring import score_cache
+
+    scores = score_cache(
+        _unwrap(model), cache, config.eval.window, config.eval.hop, config.eval.batch_size, device, config.eval.precision
+    )
+    labels = np.asarray(cache.labels)
+    eer, threshold = compute_eer(scores[labels == BONAFIDE], scores[labels == SPOOF])
+    return scores, labels, eer, threshold
 
 
 def _build_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
@@ -569,7 +577,7 @@ def _train(
             scored = ema.module if ema is not None else model
             with preserved_rng(generator):
                 result = evaluate_dev(scored, dev_set, config, device)
-                monitored = {f"{name}_eer": evaluate_dev(scored, cache, config, device)["dev_eer"]
+                monitored = {f"{name}_eer": float(_score_and_eer(scored, cache, config, device)[2])
                              for name, cache in monitor_sets.items()}
         result = broadcast_object(result, ctx)
         selection, last_dev_eer = result, result["dev_eer"]
