@@ -21,10 +21,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from rawguard.checkpoint import load_checkpoint  # noqa: E402
 from rawguard.models import create_model_from_saved  # noqa: E402
+from rawguard.training.log import read_metrics  # noqa: E402
 
 
 def _read_log(run: Path) -> tuple[list[dict], list[dict]]:
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    lines = read_metrics(run / "metrics.jsonl")
     return [r for r in lines if r.get("type") == "train"], [r for r in lines if r.get("type") == "dev"]
 
 

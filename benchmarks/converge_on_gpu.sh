@@ -67,11 +67,13 @@ $PY - "$RESULTS" <<'EOF'
 import json, sys
 from pathlib import Path
 
+from rawguard.training.log import read_metrics
+
 results = Path(sys.argv[1])
 summary = {}
 for name in ("lite", "lite_wide", "rawnet2"):
-    rows = [json.loads(line) for line in (results / f"{name}.metrics.jsonl").open()] \
-        if (results / f"{name}.metrics.jsonl").exists() else []
+    log = results / f"{name}.metrics.jsonl"
+    rows = read_metrics(log) if log.exists() else []
     train = [r for r in rows if r.get("type") == "train"]
     dev = [r for r in rows if r.get("type") == "dev"]
     entry = {"steps": train[-1]["step"] if train else None,

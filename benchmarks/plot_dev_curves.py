@@ -11,7 +11,6 @@ Each argument is ``METRICS_JSONL:BATCH:LABEL``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -19,11 +18,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from rawguard.training.log import read_metrics  # noqa: E402
+
 
 def dev_curve(path: Path) -> tuple[list[int], list[float]]:
-    """Steps and dev EERs (%) of the dev evaluations logged in ``path``."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    dev = [row for row in rows if row.get("type") == "dev"]
+    """Steps and dev EERs (%) of the dev evaluations logged in ``path`` (a run's metrics.jsonl)."""
+    dev = [row for row in read_metrics(path) if row["type"] == "dev"]
     if not dev:
         raise SystemExit(f"{path}: no dev evaluations logged")
     return [row["step"] for row in dev], [100.0 * row["dev_eer"] for row in dev]
