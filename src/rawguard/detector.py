@@ -84,8 +84,12 @@ class DetectionResult:
         return self.decision == label_name(BONAFIDE)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict (windows as dicts, ranges as ``[start, end]`` lists)."""
-        out = asdict(self)
+        """JSON-ready dict: what ``rawguard score --json`` prints and ``rawguard serve`` answers.
+
+        Windows become dicts, ranges ``[start, end]`` lists, and ``duration`` is keyed
+        ``duration_s`` (the API's name, which says its unit).
+        """
+        out = {("duration_s" if key == "duration" else key): value for key, value in asdict(self).items()}
         out["spoofed_ranges"] = [list(r) for r in self.spoofed_ranges]
         return out
 
