@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None,
                         help="augmentation override YAML (default: AugmentConfig defaults)")
     parser.add_argument("--cache", type=Path, default=ROOT / "caches" / "bench_augment_smoke")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed")
     args = parser.parse_args(argv)
     if not (CORPUS / "protocols" / "smoke.txt").is_file():
         print(f"shared corpus not found at {CORPUS}", file=sys.stderr)

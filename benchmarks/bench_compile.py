@@ -15,7 +15,7 @@ whole call). Eager and compiled runs alternate for ``--rounds`` rounds, so a cha
 hits both; the ratio is the median of the per-round ratios. The first compiled run of a machine
 compiles from scratch; later ones reuse Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``).
 
-Writes ``benchmarks/results/compile.json`` (or ``--out``) and prints a markdown table.
+Writes ``benchmarks/results/speed/compile_cpu_2threads_bf16.json`` (or ``--out``) and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from rawguard.train import train
 from rawguard.training.log import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "compile.json"
+RESULTS = ROOT / "benchmarks" / "results" / "speed" / "compile_cpu_2threads_bf16.json"
 
 
 def timed_run(config_name: str, compiled: bool, args: argparse.Namespace, train_cache, dev_cache, run: Path) -> dict:

@@ -17,7 +17,7 @@ seed-literal (``seed_literal.py``) is timed on a 1/10 crop and scaled up (``--se
 Throughput is clips/s; "x real time" is audio seconds processed per wall second. Every model is
 measured in the same run, so the ratios between them are meaningful even on a busy machine; the
 load average before and after is recorded to show how busy it was. Prints a markdown table and
-writes everything to ``benchmarks/results/models.json``.
+writes everything to ``benchmarks/results/speed/models_cpu.json``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from rawguard.conventions import DEFAULT_WINDOW, SAMPLE_RATE  # noqa: E402
 from rawguard.models import create_model  # noqa: E402
 
 MODELS = ("rawnet-lite", "rawnet2", "seed-literal")
-RESULTS = Path(__file__).resolve().parent / "results" / "models.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "speed" / "models_cpu.json"
 
 # (warm-up steps, timed training steps, timed inference batches) per model. seed-literal's GRU
 # walks all 64,600 samples one by one, so one timed step of it takes minutes.

@@ -20,7 +20,7 @@ Model-only and end-to-end alternate for ``--rounds`` rounds and the medians are 
 in machine load during the run hits both sides (the spread across rounds is printed too).
 Augmentation is off (its cost is in the augmentation section of BENCHMARKS.md) and gradient
 clipping is off (bench_models.py does not clip).
-Writes ``benchmarks/results/train.json`` and prints a markdown table.
+Writes ``benchmarks/results/speed/train_end_to_end_cpu.json`` and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from rawguard.training.log import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
-RESULTS = ROOT / "benchmarks" / "results" / "train.json"
+RESULTS = ROOT / "benchmarks" / "results" / "speed" / "train_end_to_end_cpu.json"
 
 
 def model_only(name: str, precision: str, batch: int, warmup: int, steps: int, device: torch.device) -> float:

@@ -17,7 +17,8 @@
 # ONLY="name ..." runs a subset of the steps (names as in the summary), e.g. ONLY="cuda_tests suite".
 # Needs ../shared/corpus (dev split at least) for 4 and 5, and rawguard importable (pip install -e .,
 # or PYTHONPATH=src). Each step has its own time limit and the script goes on after a failure; logs
-# and JSON results land in OUT_DIR, a summary table at the end of the output.
+# and JSON results land in OUT_DIR (named as in benchmarks/results/gpu/), a summary table at the end
+# of the output.
 set -u
 OUT_DIR=${1:?usage: gpu_check.sh OUT_DIR [CHECKPOINT]}
 CHECKPOINT=${2:-}
@@ -45,20 +46,20 @@ $PY -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cu
 
 step cuda_tests 240 $PY -m pytest -q -rA -p no:cacheprovider tests/test_cuda.py
 step models_b32 75 $PY benchmarks/bench_models.py --device cuda --models rawnet-lite,rawnet2 \
-    --precisions fp32,bf16,fp16 --batch 32 --out "$OUT_DIR/models_gpu_b32.json"
+    --precisions fp32,bf16,fp16 --batch 32 --out "$OUT_DIR/models_b32.json"
 step models_b128 60 $PY benchmarks/bench_models.py --device cuda --models rawnet-lite,rawnet2 \
-    --precisions fp32,bf16 --batch 128 --out "$OUT_DIR/models_gpu_b128.json"
+    --precisions fp32,bf16 --batch 128 --out "$OUT_DIR/models_b128.json"
 step seed_literal 75 $PY benchmarks/bench_models.py --device cuda --models seed-literal --seed-shrink 1 \
-    --precisions fp32 --batch 8 --out "$OUT_DIR/models_gpu_seed.json"
+    --precisions fp32 --batch 8 --out "$OUT_DIR/models_seed_literal_b8.json"
 step inference 60 $PY benchmarks/bench_inference.py --device cuda --batch-sizes 64,256,1024 --repeats 3
 step train_e2e 120 $PY benchmarks/bench_train.py --device cuda --train-split dev --models rawnet-lite rawnet2 \
-    --precisions fp32 bf16 --batch 64 --steps 40 --rounds 1 --threads 4 --out "$OUT_DIR/train_gpu.json"
+    --precisions fp32 bf16 --batch 64 --steps 40 --rounds 1 --threads 4 --out "$OUT_DIR/train_end_to_end_b64.json"
 step train_e2e_b256 120 $PY benchmarks/bench_train.py --device cuda --train-split dev --models rawnet-lite \
-    --precisions fp32 --batch 256 --steps 30 --rounds 2 --threads 4 --prefetch 4 --out "$OUT_DIR/train_gpu_b256.json"
+    --precisions fp32 --batch 256 --steps 30 --rounds 2 --threads 4 --prefetch 4 --out "$OUT_DIR/train_end_to_end_b256.json"
 step compile_b32 200 $PY benchmarks/bench_compile.py --device cuda --train-split dev --batch 32 --threads 4 \
-    --warmup 20 --steps 200 --rounds 2 --out "$OUT_DIR/compile_gpu_b32.json"
+    --warmup 20 --steps 200 --rounds 2 --out "$OUT_DIR/compile_b32.json"
 step compile_b128 150 $PY benchmarks/bench_compile.py --device cuda --train-split dev --batch 128 --threads 4 \
-    --warmup 20 --steps 100 --rounds 2 --out "$OUT_DIR/compile_gpu_b128.json"
+    --warmup 20 --steps 100 --rounds 2 --out "$OUT_DIR/compile_b128.json"
 if [ -n "$CHECKPOINT" ]; then
     step prepare_dev 45 $PY -m rawguard.cli prepare ../shared/corpus/protocols/dev.txt \
         --audio-dir ../shared/corpus/flac --out "$WORK/dev" --quiet
