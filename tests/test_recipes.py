@@ -18,7 +18,7 @@ from rawguard.cli import main as cli_main
 from rawguard.config import load_config
 from rawguard.conventions import BONAFIDE, SPOOF
 from rawguard.data.cache import Cache
-from rawguard.recipes import RECIPES, RecipeError, check_layout, format_command, get_recipe, plan
+from rawguard.recipes import RECIPES, RecipeError, check_layout, format_command, get_recipe, plan, with_protocols
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,11 +84,18 @@ def _in_the_wild(root: Path) -> None:
 
 
 def _shared_layout(root: Path) -> None:
-    for name, prefix in (("train", "RG_T"), ("dev", "RG_D")):
+    """v2 protocols train.txt / dev.txt, and v3's train_v3.txt / dev_v3.txt = v2 + two clips each."""
+    for name, prefix, v3_prefix in (("train", "RG_T", "RG_U"), ("dev", "RG_D", "RG_V")):
         ids = [f"{prefix}_{n:06d}" for n in range(4)]
         _write_clips(root / "flac", ids, seed=4)
-        _write(root / f"protocols/{name}.txt",
-               [f"LS_{n} {utt} - {'-' if n < 2 else 'S01'} {'bonafide' if n < 2 else 'spoof'}" for n, utt in enumerate(ids)])
+        lines = [f"LS_{n} {utt} - {'-' if n < 2 else 'S01'} {'bonafide' if n < 2 else 'spoof'}"
+                 for n, utt in enumerate(ids)]
+        _write(root / f"protocols/{name}.txt", lines)
+        v3_ids = [f"{v3_prefix}_{n:06d}" for n in range(2)]
+        _write_clips(root / "flac", v3_ids, seed=5)
+        _write(root / f"protocols/{name}_v3.txt",
+               lines + [f"EMODB_0{n} {utt} - {'-' if n < 1 else 'S29'} {'bonafide' if n < 1 else 'spoof'}"
+                        for n, utt in enumerate(v3_ids)])
 
 
 LAYOUTS = {
@@ -116,15 +123,17 @@ def test_recipe_prepares_every_set_of_its_layout(name, tmp_path):
     # detects the train protocol's format instead of being told it) reads every recipe's train format.
     assert cli_main(["recipe", name, "--root", str(root), "--out", str(out), "--stages", "prepare", "--workers", "1",
                      "--copy-synthesis", "lpc"]) == 0
-    train = Cache.open(out / "caches" / "train")
-    assert len(train) == 6
+    train = Cache.open(out / "caches" / recipe.train.name)
+    v3 = name == "shared-corpus"  # 2 more clips per set, one of them bona fide (and copied)
+    assert len(train) == 6 + 3 * v3
     copies = [system == "synth-lpc" for system in train.systems]
-    assert sum(copies) == 2 and set(train.labels[copies].tolist()) == {SPOOF}
-    assert sorted(train.labels.tolist()) == sorted([BONAFIDE] * 2 + [SPOOF] * 4)
+    assert sum(copies) == 2 + v3 and set(train.labels[copies].tolist()) == {SPOOF}
+    assert sorted(train.labels.tolist()) == sorted([BONAFIDE] * (2 + v3) + [SPOOF] * (4 + 2 * v3))
     for data_set in [recipe.dev, *recipe.evaluations]:
         cache = Cache.open(out / "caches" / data_set.name)
-        assert len(cache) == 4, data_set.name
-        assert sorted(cache.labels.tolist()) == [0, 0, 1, 1], data_set.name
+        v3_set = data_set.protocol.endswith("_v3.txt")
+        assert len(cache) == 4 + 2 * v3_set, data_set.name
+        assert sorted(cache.labels.tolist()) == sorted([0, 0, 1, 1] + [0, 1] * v3_set), data_set.name
         assert "synth-lpc" not in cache.systems, data_set.name
 
 
@@ -164,18 +173,46 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
     assert [format_command(c) for c in plan(get_recipe("shared-corpus"), root, out)] == lines
     methods = ("lpc", "sinusoidal", "world", "griffin_lim", "neural", "world_vc")
     vocoder = {m: f" --vocoder {out}/vocoder/vocoder.pt" if m == "neural" else "" for m in methods}
-    assert lines[:10] == [
-        f"rawguard prepare {root}/protocols/train.txt --out {out}/caches/train_corpus --audio-dir {root}/flac "
+    assert lines == [
+        f"rawguard prepare {root}/protocols/train_v3.txt --out {out}/caches/train_v3_corpus --audio-dir {root}/flac "
         "--format asvspoof2019",
-        f"rawguard train-vocoder {out}/caches/train_corpus --out {out}/vocoder --max-steps 5000 --minutes 15",
-        *(f"rawguard synth-spoof --protocol {root}/protocols/train.txt --audio-dir {root}/flac --format asvspoof2019 "
+        f"rawguard train-vocoder {out}/caches/train_v3_corpus --out {out}/vocoder --max-steps 5000 --minutes 15",
+        *(f"rawguard synth-spoof --protocol {root}/protocols/train_v3.txt --audio-dir {root}/flac --format asvspoof2019 "
           f"{out}/synth/{m} --method {m}{vocoder[m]}" for m in methods),
-        f"rawguard prepare {root}/protocols/train.txt "
+        f"rawguard prepare {root}/protocols/train_v3.txt "
         + " ".join(f"{out}/synth/{m}/protocol.csv" for m in methods)
-        + f" --out {out}/caches/train --audio-dir {root}/flac" + " --audio-dir -" * len(methods),
+        + f" --out {out}/caches/train_v3 --audio-dir {root}/flac" + " --audio-dir -" * len(methods),
+        f"rawguard prepare {root}/protocols/dev_v3.txt --out {out}/caches/dev_v3 --audio-dir {root}/flac "
+        "--format asvspoof2019",
+        # the v2 dev set is scored too, never used for selection
         f"rawguard prepare {root}/protocols/dev.txt --out {out}/caches/dev --audio-dir {root}/flac "
         "--format asvspoof2019",
+        f"rawguard train --train {out}/caches/train_v3 --dev {out}/caches/dev_v3 --out {out}/run --config shared_corpus",
+        f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev_v3 --out {out}/eval/dev_v3",
+        f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev --out {out}/eval/dev",
     ]
+
+
+def test_shared_corpus_v2_protocols_keep_the_v2_recipe_and_its_budget(tmp_path, capsys):
+    root, out = tmp_path / "corpus", tmp_path / "o"
+    assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
+                     "--protocols", "v2", "--copy-synthesis", "lpc", "--set", "train.seed=3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "_v3" not in "\n".join(lines)
+    assert lines[-2:] == [
+        f"rawguard train --train {out}/caches/train --dev {out}/caches/dev --out {out}/run --config shared_corpus "
+        "--set train.max_steps=13000 train.max_minutes=15 train.seed=3",  # the user's --set comes last and wins
+        f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev --out {out}/eval/dev",
+    ]
+    recipe = with_protocols(get_recipe("shared-corpus"), "v2")
+    assert (recipe.train.protocol, recipe.dev.protocol, recipe.evaluations) == (
+        "protocols/train.txt", "protocols/dev.txt", ())
+    assert with_protocols(get_recipe("shared-corpus"), "v3") == get_recipe("shared-corpus")
+    with pytest.raises(RecipeError, match=r"no protocols 'v1'; it has v3, v2"):
+        with_protocols(get_recipe("shared-corpus"), "v1")
+    assert cli_main(["recipe", "asvspoof5", "--root", str(root), "--out", str(out), "--dry-run",
+                     "--protocols", "v2"]) == 2
+    assert "recipe asvspoof5 has no protocols 'v2'" in capsys.readouterr().err
 
 
 def test_repeated_set_options_all_reach_the_training_command(tmp_path, capsys):
@@ -190,7 +227,7 @@ def test_copy_synthesis_none_and_other_recipes_prepare_only_the_corpus(tmp_path,
                      "--copy-synthesis", "none"]) == 0
     printed = capsys.readouterr().out
     assert "synth-spoof" not in printed and "protocol.csv" not in printed
-    assert f"prepare {tmp_path}/protocols/train.txt --out {tmp_path}/o/caches/train --audio-dir" in printed
+    assert f"prepare {tmp_path}/protocols/train_v3.txt --out {tmp_path}/o/caches/train_v3 --audio-dir" in printed
     for name, recipe in RECIPES.items():
         if name != "shared-corpus":
             assert recipe.copy_synthesis == (), name
@@ -216,16 +253,16 @@ def test_neural_copy_synthesis_trains_a_vocoder_on_the_train_set_first(tmp_path,
                      "--copy-synthesis", "neural,lpc", "--vocoder-minutes", "2.5", "--vocoder-steps", "300"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[:4] == [
-        f"rawguard prepare {root}/protocols/train.txt --out {out}/caches/train_corpus --audio-dir {root}/flac "
+        f"rawguard prepare {root}/protocols/train_v3.txt --out {out}/caches/train_v3_corpus --audio-dir {root}/flac "
         "--format asvspoof2019",
-        f"rawguard train-vocoder {out}/caches/train_corpus --out {out}/vocoder --max-steps 300 --minutes 2.5",
-        f"rawguard synth-spoof --protocol {root}/protocols/train.txt --audio-dir {root}/flac --format asvspoof2019 "
+        f"rawguard train-vocoder {out}/caches/train_v3_corpus --out {out}/vocoder --max-steps 300 --minutes 2.5",
+        f"rawguard synth-spoof --protocol {root}/protocols/train_v3.txt --audio-dir {root}/flac --format asvspoof2019 "
         f"{out}/synth/neural --method neural --vocoder {out}/vocoder/vocoder.pt",
-        f"rawguard synth-spoof --protocol {root}/protocols/train.txt --audio-dir {root}/flac --format asvspoof2019 "
+        f"rawguard synth-spoof --protocol {root}/protocols/train_v3.txt --audio-dir {root}/flac --format asvspoof2019 "
         f"{out}/synth/lpc --method lpc",
     ]
-    assert lines[4].startswith(f"rawguard prepare {root}/protocols/train.txt {out}/synth/neural/protocol.csv "
-                               f"{out}/synth/lpc/protocol.csv --out {out}/caches/train ")
+    assert lines[4].startswith(f"rawguard prepare {root}/protocols/train_v3.txt {out}/synth/neural/protocol.csv "
+                               f"{out}/synth/lpc/protocol.csv --out {out}/caches/train_v3 ")
     # without the neural method there is no vocoder to train
     commands = plan(get_recipe("shared-corpus"), root, out, copy_synthesis=("lpc",))
     assert not any(c[0] == "train-vocoder" for c in commands)

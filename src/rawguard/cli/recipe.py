@@ -16,6 +16,7 @@ from rawguard.recipes import (
     parse_copy_synthesis,
     plan,
     run,
+    with_protocols,
 )
 from rawguard.synth.folder import ALL_METHODS
 
@@ -43,6 +44,9 @@ def register(subparsers, name: str = "recipe", help: str = "") -> argparse.Argum
     parser.add_argument("name", choices=sorted(RECIPES), metavar="NAME", help="recipe name (see above)")
     parser.add_argument("--root", required=True, type=Path, help="corpus root folder (layout in docs/recipes.md)")
     parser.add_argument("--out", required=True, type=Path, help="output folder: synth/, caches/, run/, eval/")
+    parser.add_argument("--protocols", default=None, metavar="VERSION",
+                        help="protocol version of the corpus (shared-corpus: v3, the default, or v2 with the v2 "
+                             "recipe's budget)")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
     parser.add_argument("--config", default=None, help="training config (default: the recipe's)")
@@ -72,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
     if args.vocoder_steps is not None and args.vocoder_steps < 1:
         args.parser.error("--vocoder-steps must be positive")
     try:
-        recipe = get_recipe(args.name)
+        recipe = with_protocols(get_recipe(args.name), args.protocols)
         copy_synthesis = None if args.copy_synthesis is None else parse_copy_synthesis(args.copy_synthesis)
         commands = plan(recipe, args.root, args.out, stages=stages, config=args.config,
                         overrides=tuple(args.set), workers=args.workers, copy_synthesis=copy_synthesis,
