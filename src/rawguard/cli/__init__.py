@@ -22,6 +22,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("score", "score", "score audio files, folders or long recordings with a trained detector"),
     ("metrics", "metrics", "compute EER / min t-DCF from a score file"),
     ("export", "export", "export a trained detector to ONNX"),
+    ("serve", "serve", "serve a detector over HTTP: web page, scoring API and live streams"),
+    ("stream", "stream", "score live audio from a pipe or a growing file, one JSON line per window"),
     ("demo", "demo", "run the whole pipeline on a built-in generated corpus"),
     ("synth-spoof", "synth_spoof", "make copy-synthesis spoofs of your own bona fide recordings"),
     ("train-vocoder", "train_vocoder", "train a small neural vocoder on bona fide speech (for synth-spoof --method neural)"),
