@@ -23,8 +23,9 @@ import torch
 
 from rawguard.conventions import DEFAULT_WINDOW
 from rawguard.data.cache import Cache, prepare_cache
-from rawguard.data.dataset import TrainBatches, eval_batches
+from rawguard.data.dataset import TrainBatches
 from rawguard.data.protocols import read_protocol
+from rawguard.scoring import pack_windows
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -122,7 +123,9 @@ def main() -> None:
         view, memmap = view_vs_memmap(cache, args.batch_size, args.window, args.windows // 7)
         print(f"loader   plain view / np.memmap slicing: {view:.0f} / {memmap:.0f} windows per CPU-second, "
               f"ratio {view / memmap:.2f} (balanced, prefetch=0, median of 7 interleaved rounds)")
-        wall, cpu = windows_per_second(eval_batches(cache, args.window, args.window // 2, args.batch_size), 10**9)
+        clips = ((i, cache.waveform(i)) for i in range(len(cache)))
+        packed = ((batch.x, batch.owners) for batch in pack_windows(clips, args.window, args.window // 2, args.batch_size))
+        wall, cpu = windows_per_second(packed, 10**9)
         print(f"loader   {'eval, hop=window/2':<28} {wall:8.0f} windows/s wall, {cpu:8.0f} per CPU-second")
 
 

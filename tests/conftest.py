@@ -21,3 +21,10 @@ def _restore_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (scores then do not depend on how work is split across threads)."""
+    torch.set_num_threads(1)
+    yield

@@ -13,9 +13,9 @@ import torch
 from rawguard.config import ConfigError, load_config
 from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SPOOF
 from rawguard.data.cache import Cache, prepare_cache
-from rawguard.data.dataset import (TrainBatches, crop_or_pad, eval_batches, group_weights, speaker_matched_weights,
-                                   to_float, window_starts)
+from rawguard.data.dataset import TrainBatches, group_weights, speaker_matched_weights, to_float
 from rawguard.data.protocols import read_protocol
+from rawguard.windows import crop_or_pad
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 SMOKE = CORPUS / "protocols" / "smoke.txt"
@@ -35,36 +35,6 @@ def cache(tmp_path_factory, smoke_items) -> Cache:
 
 
 # ---- pure functions ----------------------------------------------------------------------------
-
-def test_window_starts_cover_every_sample():
-    assert window_starts(100, 200, 50).tolist() == [0]
-    assert window_starts(200, 200, 50).tolist() == [0]
-    assert window_starts(250, 100, 100).tolist() == [0, 100, 150]  # last aligned to the end
-    assert window_starts(300, 100, 100).tolist() == [0, 100, 200]  # already ends at the end
-    for length in (101, 64_601, 100_003):
-        starts = window_starts(length, 64_600 if length > 1000 else 100, 16_000 if length > 1000 else 30)
-        window = 64_600 if length > 1000 else 100
-        covered = np.zeros(length, bool)
-        for s in starts:
-            covered[s:s + window] = True
-        assert covered.all() and starts[-1] + window == length and np.all(np.diff(starts) > 0)
-    with pytest.raises(ValueError, match="hop must be positive"):
-        window_starts(10, 5, 0)
-
-
-def test_crop_or_pad_tiles_short_and_crops_long():
-    wave = np.arange(1, 8, dtype=np.int16)
-    np.testing.assert_array_equal(crop_or_pad(wave, 17, np.random.default_rng(0)), np.tile(wave, 3)[:17])
-    long = np.arange(1000, dtype=np.int16)
-    np.testing.assert_array_equal(crop_or_pad(long, 100), long[:100])
-    crops = [crop_or_pad(long, 100, np.random.default_rng(seed)) for seed in range(5)]
-    for crop in crops:  # contiguous slices of the clip
-        np.testing.assert_array_equal(crop, long[crop[0]:crop[0] + 100])
-    assert len({int(c[0]) for c in crops}) > 1
-    np.testing.assert_array_equal(crops[3], crop_or_pad(long, 100, np.random.default_rng(3)))
-    with pytest.raises(ValueError, match="non-empty 1-D"):
-        crop_or_pad(np.zeros(0, np.int16), 10)
-
 
 def test_to_float_scale_and_type():
     x = torch.tensor([[-32768, 0, 16384, 32767]], dtype=torch.int16)
@@ -337,32 +307,3 @@ def test_prefetch_stops_when_consumer_leaves_and_forwards_errors(cache, monkeypa
     with pytest.raises(OSError, match="disk gone"):
         list(batches.epoch(0))
     assert threading.active_count() == before
-
-
-# ---- evaluation --------------------------------------------------------------------------------
-
-@needs_corpus
-def test_eval_batches_cover_every_utterance_deterministically(cache):
-    window, hop = 32_000, 16_000
-    expected = [(i, s) for i, n in enumerate(cache.lengths.tolist()) for s in window_starts(n, window, hop)]
-    rows, owners = [], []
-    for x, utt in eval_batches(cache, window, hop, batch_size=16):
-        assert x.dtype == torch.int16 and x.shape[1] == window and x.shape[0] <= 16
-        rows.extend(x.numpy())
-        owners.extend(utt.tolist())
-    assert owners == [i for i, _ in expected] and set(owners) == set(range(len(cache)))
-    for row, (i, start) in zip(rows, expected):
-        wave = cache.waveform(i)
-        want = wave[start:start + window] if wave.shape[0] >= window else crop_or_pad(wave, window)
-        np.testing.assert_array_equal(row, want)
-    again = [x for x, _ in eval_batches(cache, window, hop, batch_size=16)]
-    assert torch.equal(torch.cat(again), torch.from_numpy(np.stack(rows)))
-
-
-@needs_corpus
-def test_eval_full_length(cache):
-    batches = list(eval_batches(cache, window=None, batch_size=16))
-    assert len(batches) == len(cache)
-    for i, (x, utt) in enumerate(batches[:5]):
-        assert utt.tolist() == [i] and x.shape == (1, cache.lengths[i])
-        np.testing.assert_array_equal(x[0].numpy(), cache.waveform(i))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -15,38 +14,12 @@ from rawguard import Detector
 from rawguard.audio import AudioError, load_audio
 from rawguard.checkpoint import CheckpointError, save_checkpoint
 from rawguard.conventions import SAMPLE_RATE
-from rawguard.data.dataset import crop_or_pad, window_starts
 from rawguard.detector import DetectorError, find_audio_files
-from rawguard.models import create_model
+from rawguard.windows import crop_or_pad, window_starts
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FLAC = SHARED / "corpus" / "flac"
-TINY_MODEL = {"frontend_channels": 8, "block_channels": [8, 16], "gru_hidden": 16}
-WINDOW = 16_000  # 1 s windows keep the tests fast and make corpus clips (1-6 s) multi-window
+from helpers.checkpoints import SELECTION, WINDOW, corpus_files, save_tiny_checkpoint
 
-
-def save_tiny_checkpoint(path: Path, selection: dict | None, seed: int = 0) -> Path:
-    """A randomly initialised tiny rawnet-lite saved with the documented checkpoint keys."""
-    torch.manual_seed(seed)
-    model = create_model("rawnet-lite", **TINY_MODEL)
-    with torch.no_grad():  # non-trivial BatchNorm statistics, so eval mode differs from train mode
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm1d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 2.0)
-    state = {
-        "model_name": "rawnet-lite",
-        "model_config": dataclasses.asdict(model.config),
-        "model": model.state_dict(),
-        "config": {"eval": {"window": WINDOW, "hop": WINDOW // 2}},
-        "step": 0,
-    }
-    if selection is not None:
-        state["selection"] = selection
-    return save_checkpoint(state, path)
-
-
-SELECTION = {"dev_eer": 0.2, "threshold": 0.05, "calibration": {"scale": 1.7, "bias": -0.3}, "window": WINDOW, "hop": WINDOW // 2}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +30,6 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def detector(checkpoint) -> Detector:
     return Detector.from_checkpoint(checkpoint)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def corpus_files(n: int) -> list[Path]:
-    if not FLAC.is_dir():
-        pytest.skip(f"shared corpus not found at {SHARED}")
-    return sorted(FLAC.glob("RG_D_*.flac"))[:n]
 
 
 def reference_window_scores(detector: Detector, wave: np.ndarray) -> np.ndarray:

@@ -19,10 +19,9 @@ from rawguard.data.protocols import read_protocol
 from rawguard.evaluate import evaluate, read_cm_scores
 from rawguard.metrics import compute_eer, per_attack_eer
 from rawguard.train import train
-from test_detector import _one_thread  # noqa: F401  (autouse fixture: one torch thread; tests/ is on sys.path)
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SMOKE = SHARED / "corpus" / "protocols" / "smoke.txt"
+from helpers.checkpoints import SHARED, SMOKE
+
 ASV = SHARED / "metrics" / "ASVspoof2019.LA.asv.eval.gi.trl.scores.txt.gz"
 # A few-thousand-parameter rawnet-lite on 1 s windows; 30 steps take ~2 s on one thread.
 TINY_RUN = [
@@ -30,6 +29,7 @@ TINY_RUN = [
     "data.window=16000", "data.batch_size=8", "eval.window=16000", "eval.hop=8000", "eval.every=15",
     "train.max_steps=30", "train.threads=1", "train.device=cpu", "train.precision=fp32", "augment.enabled=false",
 ]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

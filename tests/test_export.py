@@ -9,13 +9,13 @@ import torch
 from rawguard import Detector
 from rawguard.audio import load_audio
 from rawguard.cli import main
-from rawguard.data.dataset import crop_or_pad
+from rawguard.windows import crop_or_pad
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from rawguard.export import ExportError, export_onnx  # noqa: E402
-from test_detector import SELECTION, WINDOW, corpus_files, save_tiny_checkpoint  # noqa: E402  (tests/ is on sys.path)
+from helpers.checkpoints import SELECTION, WINDOW, corpus_files, save_tiny_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")

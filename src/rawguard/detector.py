@@ -1,12 +1,14 @@
 """Score audio with a trained checkpoint: arrays, files, folders and long recordings.
 
-Scoring policy (shared with ``rawguard evaluate`` through :func:`rawguard.data.dataset.window_starts`):
+Scoring policy (the one of :mod:`rawguard.scoring`, shared with ``rawguard evaluate`` and dev selection):
 
-- a recording is cut into windows of ``window`` samples starting at ``window_starts(T, window, hop)``
-  (``hop`` apart, the last window aligned to the end so no sample is left out); a recording no longer
-  than one window is one window, repeated end to end to fill it (the training policy for short clips);
+- a recording is cut into windows of ``window`` samples starting at
+  :func:`rawguard.windows.window_starts` (``hop`` apart, the last window aligned to the end so no
+  sample is left out); a recording no longer than one window is one window, repeated end to end to
+  fill it (the training policy for short clips);
 - each window's score is ``logit[bona fide] - logit[spoof]``; the recording's score is the mean over
-  its windows, exactly what :func:`rawguard.scoring.score_cache` computes for a cache;
+  its windows, computed by the same :class:`rawguard.scoring.WindowScorer` that
+  :func:`rawguard.scoring.score_cache` uses for a cache;
 - window and hop come from the checkpoint's dev selection (the policy its threshold was chosen
   with); ``window=None`` scores the whole recording in one pass instead.
 
@@ -24,17 +26,18 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from rawguard.calibration import apply_calibration
 from rawguard.checkpoint import load_checkpoint
-from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SAMPLE_RATE, SPOOF, label_name, score_from_logits
+from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SAMPLE_RATE, SPOOF, label_name
+from rawguard.scoring import ScoredWave, WindowScorer
 
 __all__ = ["DetectorError", "WindowScore", "DetectionResult", "Detector", "find_audio_files"]
 
@@ -120,6 +123,10 @@ class Detector:
         batch_size: windows per forward pass.
         notes: remarks about how this detector was set up (e.g. missing calibration).
         model_name: registry name of the model, when known.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (autocast for the forward pass).
+
+    Raises:
+        ScoringError: a window shorter than the model's minimum input, a non-positive hop or batch size.
     """
 
     model: nn.Module
@@ -131,19 +138,16 @@ class Detector:
     batch_size: int = 64
     notes: list[str] = field(default_factory=list)
     model_name: str | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         self.model.eval()
         self.model.to(self.device)
-        min_samples = int(getattr(self.model, "min_samples", 1))
-        if self.window is not None:
-            if self.window < min_samples:
-                raise DetectorError(f"window: {self.window} samples is shorter than the model's minimum input {min_samples}")
-            self.hop = self.window if self.hop is None else self.hop
-            if self.hop <= 0:
-                raise DetectorError(f"hop: must be a positive number of samples, got {self.hop}")
-        if self.batch_size <= 0:
-            raise DetectorError(f"batch_size: must be positive, got {self.batch_size}")
+        self.hop = self.scorer().hop  # checks the policy now, not at the first file
+
+    def scorer(self) -> WindowScorer:
+        """The :class:`~rawguard.scoring.WindowScorer` of this detector's model and window policy."""
+        return WindowScorer(self.model, self.window, self.hop, self.batch_size, self.device, self.precision)
 
     @property
     def calibrated(self) -> bool:
@@ -209,56 +213,6 @@ class Detector:
         # Without calibration, sigmoid(logit1 - logit0) is exactly the model's softmax P(bona fide).
         return apply_calibration(scores, self.calibration or {"scale": 1.0, "bias": 0.0})
 
-    @torch.inference_mode()
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
-        """float32 ``[B, T]`` -> scores float64 ``[B]``."""
-        logits = self.model(torch.from_numpy(batch).to(self.device)).float()
-        if logits.ndim != 2 or logits.shape != (batch.shape[0], 2):
-            raise DetectorError(f"model output: expected [B, 2] logits with B={batch.shape[0]}, got {tuple(logits.shape)}")
-        scores = score_from_logits(logits).double().cpu().numpy()
-        if not np.isfinite(scores).all():
-            raise DetectorError("model output: non-finite logits")
-        return scores
-
-    def _starts(self, length: int) -> np.ndarray:
-        from rawguard.data.dataset import window_starts
-
-        return np.zeros(1, dtype=np.int64) if self.window is None else window_starts(length, self.window, self.hop)
-
-    def _score_many(self, waves: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Window starts and scores of several recordings, windows batched across recordings.
-
-        Batching across recordings matters for folders of short clips: one forward pass per clip
-        spends most of its time in per-call overhead (the GRU's sequential steps), measured ~10x
-        slower than full batches on 2 cores.
-
-        Args:
-            waves: float32 ``[T_i]`` recordings at :data:`SAMPLE_RATE`.
-
-        Returns:
-            per recording ``(starts int64 [W_i], scores float64 [W_i])``.
-        """
-        from rawguard.data.dataset import crop_or_pad
-
-        starts = [self._starts(wave.shape[0]) for wave in waves]
-        if self.window is None:  # full length: one pass per recording, no batching across lengths
-            min_samples = int(getattr(self.model, "min_samples", 1))
-            return [
-                (s, self._forward(np.ascontiguousarray((w if w.shape[0] >= min_samples else crop_or_pad(w, min_samples))[None])))
-                for s, w in zip(starts, waves)
-            ]
-        plan = [(i, int(start)) for i, s in enumerate(starts) for start in s.tolist()]
-        scores = np.empty(len(plan), dtype=np.float64)
-        batch = np.empty((min(self.batch_size, len(plan)), self.window), dtype=np.float32)
-        for first in range(0, len(plan), self.batch_size):
-            chunk = plan[first:first + self.batch_size]
-            for row, (i, start) in enumerate(chunk):
-                # Long recordings: an exact slice; a short one: tiled to the window (training policy).
-                batch[row] = crop_or_pad(waves[i][start:start + self.window], self.window)
-            scores[first:first + len(chunk)] = self._forward(batch[: len(chunk)])
-        bounds = np.cumsum([0] + [s.shape[0] for s in starts])
-        return [(s, scores[bounds[i]:bounds[i + 1]]) for i, s in enumerate(starts)]
-
     def window_scores(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores of the analysis windows of one recording.
 
@@ -268,17 +222,18 @@ class Detector:
         Returns:
             ``(starts int64 [W], scores float64 [W])``; with ``window=None`` one window starting at 0.
         """
-        return self._score_many([wave])[0]
+        (scored,) = self.scorer().score_waves([wave])
+        return scored.starts, scored.scores
 
-    def _result(self, wave: np.ndarray, starts: np.ndarray, scores: np.ndarray, path: str | None) -> DetectionResult:
+    def _result(self, scored: ScoredWave, path: str | None) -> DetectionResult:
+        starts, scores, length = scored.starts, scored.scores, scored.length
         probs = self._probability(scores)
-        length = wave.shape[0]
         span = length if self.window is None else min(self.window, length)
         windows = tuple(
             WindowScore(start / SAMPLE_RATE, min(start + span, length) / SAMPLE_RATE, float(s), float(p))
             for start, s, p in zip(starts.tolist(), scores, probs)
         )
-        score = float(scores.mean())
+        score = scored.score
         return DetectionResult(
             score=score,
             probability_bonafide=float(self._probability(np.array([score]))[0]),
@@ -303,13 +258,13 @@ class Detector:
         Raises:
             DetectorError: empty, non-finite, wrongly shaped input or a bad sample rate.
         """
-        wave = _as_waveform(x, sample_rate)
-        return self._result(wave, *self.window_scores(wave), path)
+        (scored,) = self.scorer().score_waves([_as_waveform(x, sample_rate)])
+        return self._result(scored, path)
 
     def score_arrays(self, xs: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[DetectionResult]:
         """Score several waveforms (as :meth:`score_array`) with their windows batched together."""
         waves = [_as_waveform(x, sample_rate) for x in xs]
-        return [self._result(w, starts, scores, None) for w, (starts, scores) in zip(waves, self._score_many(waves))]
+        return [self._result(scored, None) for scored in self.scorer().score_waves(waves)]
 
     def score_file(self, path: str | os.PathLike) -> DetectionResult:
         """Decode any audio file (:func:`rawguard.audio.load_audio`) and score it.
@@ -324,34 +279,28 @@ class Detector:
     def score_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, DetectionResult | Exception]]:
         """Score files in order, batching windows across files; a file that fails yields its exception.
 
-        Files are decoded one by one and scored in groups of at least ``batch_size`` windows, so a
-        folder of short clips runs full batches. Results are the same as :meth:`score_file`'s (up
-        to float rounding).
+        Files are decoded one by one as the scorer asks for more windows, so a folder of short clips
+        runs full batches and memory holds only the files of the batch in flight. Results are the
+        same as :meth:`score_file`'s (up to float rounding: batch composition differs).
         """
         from rawguard.audio import AudioError, load_audio
 
-        group: list[tuple[Path, np.ndarray | Exception]] = []
-        pending_windows = 0
-        for path in map(Path, paths):
-            try:
-                wave = load_audio(path)
-                pending_windows += self._starts(wave.shape[0]).shape[0]
-                group.append((path, wave))
-            except (AudioError, OSError) as error:
-                group.append((path, error))
-            if pending_windows >= self.batch_size:
-                yield from self._score_group(group)
-                group, pending_windows = [], 0
-        yield from self._score_group(group)
+        failed: deque[tuple[int, Path, Exception]] = deque()  # decoding errors not yet yielded, in order
 
-    def _score_group(self, group: list[tuple[Path, np.ndarray | Exception]]) -> Iterator[tuple[Path, DetectionResult | Exception]]:
-        waves = [item for _, item in group if isinstance(item, np.ndarray)]
-        scored = iter(self._score_many(waves)) if waves else iter(())
-        for path, item in group:
-            if isinstance(item, Exception):
-                yield path, item
-            else:
-                yield path, self._result(item, *next(scored), str(path))
+        def decoded() -> Iterator[tuple[tuple[int, Path], np.ndarray]]:
+            for number, path in enumerate(map(Path, paths)):
+                try:
+                    yield (number, path), load_audio(path)
+                except (AudioError, OSError) as error:
+                    failed.append((number, path, error))
+
+        for scored in self.scorer().score_stream(decoded()):
+            number, path = scored.key
+            while failed and failed[0][0] < number:
+                yield failed.popleft()[1:]
+            yield path, self._result(scored, str(path))
+        while failed:
+            yield failed.popleft()[1:]
 
 
 def _checked_selection(selection: dict, path: Path) -> tuple[float, dict]:

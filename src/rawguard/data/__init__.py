@@ -1,4 +1,4 @@
-"""Data pipeline: protocol readers -> decode-once cache -> training / evaluation windows.
+"""Data pipeline: protocol readers -> decode-once cache -> training batches.
 
 ``protocols`` and ``cache`` need no torch; ``dataset`` (batches as torch tensors) is imported on
 first use of its names so that ``prepare`` workers stay light.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from rawguard.data.cache import Cache, CacheError, PrepareSummary, prepare_cache
 from rawguard.data.protocols import FORMATS, Item, ProtocolError, read_protocol
 
-_DATASET_NAMES = ("TrainBatches", "eval_batches", "window_starts", "crop_or_pad", "to_float")
+_DATASET_NAMES = ("TrainBatches", "to_float")
 
 __all__ = ["Cache", "CacheError", "FORMATS", "Item", "PrepareSummary", "ProtocolError", "prepare_cache",
            "read_protocol", *_DATASET_NAMES]

@@ -1,4 +1,4 @@
-"""Training and evaluation windows from a :class:`~rawguard.data.cache.Cache`.
+"""Training batches from a :class:`~rawguard.data.cache.Cache` (evaluation windows: :mod:`rawguard.scoring`).
 
 Batches are int16 tensors ``[B, window]`` straight from the memory map (half the memory traffic of
 float32); the model side converts with :func:`to_float`.
@@ -6,7 +6,7 @@ float32); the model side converts with :func:`to_float`.
 Policies (documented in ``docs/data.md``):
 
 - **long clips** (``length > window``): training takes a uniformly random crop; evaluation takes
-  windows at :func:`window_starts` (hop apart, the last one aligned to the end of the clip).
+  windows at :func:`rawguard.windows.window_starts` (hop apart, the last one aligned to the end of the clip).
 - **short clips** (``length < window``): repeated end to end ("tiled") until the window is full,
   as the RawNet2 / AASIST baselines do, in training and evaluation alike. Zero padding would let a
   model learn "silence at the end = short clip", which correlates with class in several corpora.
@@ -31,6 +31,7 @@ import torch
 
 from rawguard.conventions import BONAFIDE, COPY_SYSTEM_PREFIX, DEFAULT_WINDOW, INT16_SCALE, SPOOF
 from rawguard.data.cache import Cache
+from rawguard.windows import fill_window
 
 # Distinguishes the crop stream from the order stream of the same (seed, epoch).
 _ORDER_STREAM, _CROP_STREAM = 0, 1
@@ -41,52 +42,6 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.int16:
         raise TypeError(f"expected an int16 batch, got {x.dtype}")
     return x.float() / INT16_SCALE
-
-
-def window_starts(length: int, window: int, hop: int) -> np.ndarray:
-    """Start offsets of evaluation windows over a clip of ``length`` samples, ``int64 (K,)``.
-
-    ``[0]`` for ``length <= window`` (the clip is then tiled); otherwise ``0, hop, 2*hop, ...`` while
-    the window fits, plus a last window aligned to the end so that no sample is left out.
-    """
-    if window <= 0 or hop <= 0:
-        raise ValueError(f"window and hop must be positive, got window={window}, hop={hop}")
-    if length <= window:
-        return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, length - window + 1, hop, dtype=np.int64)
-    if starts[-1] + window < length:
-        starts = np.append(starts, length - window)
-    return starts
-
-
-def _fill(out: np.ndarray, wave: np.ndarray, start: int) -> None:
-    """Write the window of ``wave`` starting at ``start`` into ``out`` ``(window,)``, tiling short clips."""
-    window = out.shape[0]
-    if wave.shape[0] >= window:
-        out[:] = wave[start:start + window]
-        return
-    # Repeat-pad with slice copies: no temporary tiled array, one memcpy per repetition.
-    filled = 0
-    while filled < window:
-        n = min(wave.shape[0], window - filled)
-        out[filled:filled + n] = wave[:n]
-        filled += n
-
-
-def crop_or_pad(wave: np.ndarray, window: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One training window ``(window,)`` of ``wave`` ``(T,)``, same dtype.
-
-    Long clips: a uniformly random crop (``rng``) or, with ``rng=None``, the first ``window`` samples.
-    Short clips: the clip repeated end to end and cut to ``window`` (RawNet2 policy).
-    """
-    if wave.ndim != 1 or wave.shape[0] == 0:
-        raise ValueError(f"expected a non-empty 1-D waveform, got shape {tuple(wave.shape)}")
-    start = 0
-    if rng is not None and wave.shape[0] > window:
-        start = int(rng.integers(0, wave.shape[0] - window + 1))
-    out = np.empty(window, dtype=wave.dtype)
-    _fill(out, wave, start)
-    return out
 
 
 def _prefetch(batches: Iterable, depth: int) -> Iterator:
@@ -375,7 +330,7 @@ class TrainBatches:
         x = torch.empty((self.batch_size, self.window), dtype=torch.int16, pin_memory=self.pin_memory)
         rows = x.numpy()  # shares x's memory: windows are copied once, straight into the batch
         for row, (i, start) in enumerate(zip(indices[mine].tolist(), starts[mine].tolist())):
-            _fill(rows[row], self.cache.waveform(i), start)
+            fill_window(rows[row], self.cache.waveform(i), start)
         y = torch.from_numpy(self.cache.labels[indices[mine]])
         if self.targets is None:
             return x, y
@@ -392,32 +347,3 @@ class TrainBatches:
 
     def __len__(self) -> int:
         return self.batches_per_epoch
-
-
-def eval_batches(cache: Cache, window: int | None = DEFAULT_WINDOW, hop: int | None = None,
-                 batch_size: int = 32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Deterministic evaluation windows covering every utterance, in cache order.
-
-    Args:
-        cache: an open :class:`Cache`.
-        window: window length; clips ``<= window`` give one tiled window, longer ones the windows at
-            :func:`window_starts`. ``None``: full-length evaluation, one utterance per batch
-            (``x`` is ``[1, length]``).
-        hop: distance between window starts (default: ``window``, no overlap).
-        batch_size: windows per batch (the last batch may be smaller).
-
-    Yields:
-        ``(x int16 [B, window], utt_index int64 [B])``; average the scores of equal ``utt_index``.
-    """
-    if window is None:
-        for i in range(len(cache)):
-            yield torch.from_numpy(np.array(cache.waveform(i))[None]), torch.tensor([i], dtype=torch.int64)
-        return
-    hop = window if hop is None else hop
-    plan = [(i, int(s)) for i, length in enumerate(cache.lengths.tolist()) for s in window_starts(length, window, hop)]
-    for first in range(0, len(plan), batch_size):
-        chunk = plan[first:first + batch_size]
-        x = np.empty((len(chunk), window), dtype=np.int16)
-        for row, (i, start) in enumerate(chunk):
-            _fill(x[row], cache.waveform(i), start)
-        yield torch.from_numpy(x), torch.tensor([i for i, _ in chunk], dtype=torch.int64)
