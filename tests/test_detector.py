@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -117,6 +118,13 @@ def test_score_arrays_batches_across_recordings(detector):
     for a, b in zip(together, alone):
         assert a.score == pytest.approx(b.score, abs=1e-5)
         assert [w.start for w in a.windows] == [w.start for w in b.windows]
+
+
+def test_result_of_a_streamed_recording_equals_score_arrays(detector):
+    waves = [load_audio(path) for path in corpus_files(2)]
+    streamed = list(detector.scorer().score_stream((str(i), w) for i, w in enumerate(waves)))
+    for scored, result in zip(streamed, detector.score_arrays(waves)):  # the same windows in the same batches
+        assert detector.result(scored, scored.key) == dataclasses.replace(result, path=scored.key)
 
 
 def test_to_dict_is_json_ready(detector):

@@ -225,7 +225,12 @@ class Detector:
         (scored,) = self.scorer().score_waves([wave])
         return scored.starts, scored.scores
 
-    def _result(self, scored: ScoredWave, path: str | None) -> DetectionResult:
+    def result(self, scored: ScoredWave, path: str | None = None) -> DetectionResult:
+        """The :class:`DetectionResult` of window scores from this detector's scorer (:meth:`scorer`).
+
+        For callers that run the scorer themselves (e.g. over a stream or an archive); ``path`` is
+        recorded in the result.
+        """
         starts, scores, length = scored.starts, scored.scores, scored.length
         probs = self._probability(scores)
         span = length if self.window is None else min(self.window, length)
@@ -259,12 +264,12 @@ class Detector:
             DetectorError: empty, non-finite, wrongly shaped input or a bad sample rate.
         """
         (scored,) = self.scorer().score_waves([_as_waveform(x, sample_rate)])
-        return self._result(scored, path)
+        return self.result(scored, path)
 
     def score_arrays(self, xs: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[DetectionResult]:
         """Score several waveforms (as :meth:`score_array`) with their windows batched together."""
         waves = [_as_waveform(x, sample_rate) for x in xs]
-        return [self._result(scored, None) for scored in self.scorer().score_waves(waves)]
+        return [self.result(scored, None) for scored in self.scorer().score_waves(waves)]
 
     def score_file(self, path: str | os.PathLike) -> DetectionResult:
         """Decode any audio file (:func:`rawguard.audio.load_audio`) and score it.
@@ -298,7 +303,7 @@ class Detector:
             number, path = scored.key
             while failed and failed[0][0] < number:
                 yield failed.popleft()[1:]
-            yield path, self._result(scored, str(path))
+            yield path, self.result(scored, str(path))
         while failed:
             yield failed.popleft()[1:]
 
