@@ -1,0 +1,171 @@
+"""rawguard serve over real HTTP: health, scoring equal to `rawguard score --json`, several files,
+concurrent clients batched together, tokens, and refused inputs answered with a clear status."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+import httpx  # noqa: E402
+
+from helpers.checkpoints import SELECTION, save_tiny_checkpoint  # noqa: E402
+from helpers.serving import running_server, smoke_clips  # noqa: E402
+from rawguard.cli import main  # noqa: E402
+from rawguard.serve.app import load_detector  # noqa: E402
+from rawguard.serve.settings import ServeSettings  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("serve") / "best.pt", SELECTION)
+
+
+@pytest.fixture(scope="module")
+def settings(checkpoint):
+    return ServeSettings(checkpoint=str(checkpoint), max_upload_mb=1.0, max_duration=20.0, threads=1)
+
+
+@pytest.fixture(scope="module")
+def server(settings):
+    detector = load_detector(settings)
+    with running_server(settings, detector) as url:
+        yield url, detector
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return smoke_clips()
+
+
+def score(url: str, path, **kwargs) -> httpx.Response:
+    with open(path, "rb") as handle:
+        return httpx.post(f"{url}/v1/score", files={"file": (path.name, handle)}, timeout=30, **kwargs)
+
+
+def cli_json(checkpoint, path, capsys) -> dict:
+    assert main(["score", "--checkpoint", str(checkpoint), str(path), "--json", "--threads", "1"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_healthz_names_the_model_and_checkpoint(server, checkpoint):
+    url, _ = server
+    body = httpx.get(f"{url}/healthz").json()
+    assert body["status"] == "ok" and body["model"] == "rawnet-lite"
+    assert body["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert body["threshold"] == SELECTION["threshold"] and body["token_required"] is False
+
+
+def test_score_equals_cli_json(server, checkpoint, clips, capsys):
+    url, _ = server
+    for path in (clips["bonafide"][0], clips["spoof"][0]):
+        expected = cli_json(checkpoint, path, capsys)
+        response = score(url, path)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["path"] == path.name and expected["path"] == str(path)
+        assert {**body, "path": None} == {**expected, "path": None}  # same keys, same values
+        assert set(body) >= {"score", "probability_bonafide", "decision", "threshold", "duration_s", "windows", "spoofed_ranges"}
+        assert len(body["windows"]) > 1 and body["duration_s"] == pytest.approx(sf.info(str(path)).duration)
+
+
+def test_raw_body_and_several_files(server, clips):
+    url, _ = server
+    first, second = clips["bonafide"][1], clips["spoof"][1]
+    single = score(url, first).json()
+    raw = httpx.post(f"{url}/v1/score", params={"name": first.name}, content=first.read_bytes(),
+                     headers={"Content-Type": "audio/flac"}, timeout=30)
+    assert raw.status_code == 200 and raw.json()["score"] == pytest.approx(single["score"], abs=1e-5)
+    both = httpx.post(f"{url}/v1/score", timeout=30, files=[("file", (p.name, p.read_bytes())) for p in (first, second)])
+    assert both.status_code == 200
+    body = both.json()
+    assert isinstance(body, list) and [r["path"] for r in body] == [first.name, second.name]
+    assert body[0]["score"] == pytest.approx(single["score"], abs=1e-5)
+    assert body[1]["score"] == pytest.approx(score(url, second).json()["score"], abs=1e-5)
+
+
+def test_concurrent_clients_are_batched_and_all_answered(server, clips, monkeypatch):
+    url, detector = server
+    paths = (clips["bonafide"] + clips["spoof"])[:20]
+    alone = {p.name: score(url, p).json()["score"] for p in paths}
+    calls = []
+    original = detector.score_arrays
+    monkeypatch.setattr(detector, "score_arrays", lambda waves: calls.append(len(waves)) or original(waves))
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(lambda p: score(url, p), paths))
+    assert [r.status_code for r in responses] == [200] * 20
+    for path, response in zip(paths, responses):
+        assert response.json()["path"] == path.name
+        assert response.json()["score"] == pytest.approx(alone[path.name], abs=1e-4)
+    assert sum(calls) == 20 and len(calls) < 20 and max(calls) > 1  # requests shared model calls
+
+
+def _wav_bytes(wave: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def test_bad_audio_is_refused_with_its_reason(server, clips):
+    url, _ = server
+    good = clips["bonafide"][2]
+    expected = score(url, good).json()
+    wave, _ = sf.read(str(good), dtype="float32")
+    nan_wave = wave.copy()
+    nan_wave[100:110] = np.nan
+    too_long = np.tile(wave, int(np.ceil(21 * 16000 / wave.shape[0])))
+    cases = [
+        ("text.wav", b"this is not audio, only text posing as a wav file\n" * 20, 400, "unreadable or corrupt audio"),
+        ("nan.wav", _wav_bytes(nan_wave, subtype="FLOAT"), 400, "NaN/Inf"),
+        ("cut.flac", good.read_bytes()[: len(good.read_bytes()) // 2], 400, "corrupt"),
+        ("empty.wav", b"", 400, "empty"),
+        ("long.wav", _wav_bytes(too_long), 413, "over the limit of 20 s"),
+        ("big.wav", _wav_bytes(np.zeros(600_000, dtype=np.float32)), 413, "over the limit of 1 MB"),
+    ]
+    for name, data, status, reason in cases:
+        response = httpx.post(f"{url}/v1/score", files={"file": (name, data)}, timeout=30)
+        assert response.status_code == status, (name, response.text)
+        body = response.json()
+        assert body["path"] in (name, None) and reason in body["error"], (name, body)
+        assert "rawguard-upload" not in body["error"]  # never the server's temporary path
+        _still_healthy(url, good, expected)
+
+
+def test_malformed_requests(server, clips):
+    url, _ = server
+    good = clips["bonafide"][2]
+    expected = score(url, good).json()
+    requests = [
+        ({"Content-Type": "multipart/form-data; boundary=xyz"}, b"--xyz\r\nnot a part header\r\n\r\n--xyz--", 400, "malformed multipart"),
+        ({"Content-Type": "multipart/form-data; boundary=xyz"},
+         b'--xyz\r\nContent-Disposition: form-data; name="other"\r\n\r\nvalue\r\n--xyz--\r\n', 400, "no field 'file'"),
+        ({"Content-Type": "application/octet-stream"}, b"", 400, "empty request body"),
+    ]
+    for headers, body, status, reason in requests:
+        response = httpx.post(f"{url}/v1/score", headers=headers, content=body, timeout=30)
+        assert response.status_code == status and reason in response.json()["error"], response.text
+        _still_healthy(url, good, expected)
+    assert httpx.get(f"{url}/v1/nothing-here").json() == {"path": None, "error": "Not Found"}
+
+
+def _still_healthy(url, good, expected):
+    assert httpx.get(f"{url}/healthz", timeout=10).json()["status"] == "ok"
+    assert score(url, good).json() == expected
+
+
+def test_token_is_required_when_set(checkpoint, clips):
+    settings = ServeSettings(checkpoint=str(checkpoint), token="s3cret-token", threads=1)
+    with running_server(settings) as url:
+        good = clips["spoof"][2]
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-token"}):
+            response = score(url, good, headers=headers)
+            assert response.status_code == 401 and "token" in response.json()["error"]
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert httpx.get(f"{url}/healthz").json()["token_required"] is True
+        assert score(url, good, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
