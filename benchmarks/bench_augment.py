@@ -40,7 +40,7 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 
 def prepare_smoke_cache(cache_dir: Path) -> None:
     """Decode the smoke protocol (40 clips) into ``cache_dir`` once (in the main process)."""
-    from rawguard.data.cache import prepare_cache
+    from rawguard.data.prepare import prepare_cache
     from rawguard.data.protocols import read_protocol
 
     items = read_protocol(CORPUS / "protocols" / "smoke.txt", audio_dir=CORPUS / "flac")

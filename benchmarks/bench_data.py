@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from rawguard.conventions import DEFAULT_WINDOW
-from rawguard.data.cache import Cache, prepare_cache
+from rawguard.data.cache import Cache
+from rawguard.data.prepare import prepare_cache
 from rawguard.data.dataset import TrainBatches
 from rawguard.data.protocols import read_protocol
 from rawguard.scoring import pack_windows

@@ -43,7 +43,8 @@ from tqdm import tqdm
 
 from rawguard.config import load_config
 from rawguard.conventions import DEFAULT_WINDOW
-from rawguard.data.cache import Cache, prepare_cache
+from rawguard.data.cache import Cache
+from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
 from rawguard.models import create_model
 from rawguard.train import train

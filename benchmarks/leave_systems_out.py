@@ -65,7 +65,7 @@ def prepare(work: Path, held_out: list[str], train_extra: list[Path] | None = No
     ``protocol.csv`` of ``rawguard synth-spoof`` copies of train bona fide), the whole dev set,
     dev without the held-out systems, and (``unseen``) dev bona fide with the held-out systems only."""
     from rawguard.conventions import BONAFIDE
-    from rawguard.data.cache import prepare_cache
+    from rawguard.data.prepare import prepare_cache
     from rawguard.data.protocols import read_protocol, read_protocols
 
     audio = CORPUS / "flac"

@@ -14,7 +14,8 @@ from rawguard import Detector
 from rawguard.checkpoint import load_checkpoint
 from rawguard.cli import main
 from rawguard.config import load_config
-from rawguard.data.cache import Cache, prepare_cache
+from rawguard.data.cache import Cache
+from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
 from rawguard.evaluate import evaluate, read_cm_scores
 from rawguard.metrics import compute_eer, per_attack_eer

@@ -10,7 +10,7 @@ import torch
 
 from rawguard.checkpoint import load_checkpoint
 from rawguard.conventions import BONAFIDE
-from rawguard.data.cache import prepare_cache
+from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
 from rawguard.train import TrainingError, train
 from rawguard.training.log import read_metrics

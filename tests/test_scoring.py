@@ -10,7 +10,7 @@ from rawguard import Detector
 from rawguard.audio import load_audio
 from rawguard.conventions import INT16_SCALE
 from rawguard.data.cache import Cache
-from rawguard.data.cache import prepare_cache
+from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
 from rawguard.scoring import ScoringError, WindowScorer, pack_windows, score_cache
 from rawguard.windows import crop_or_pad, window_starts

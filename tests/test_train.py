@@ -124,7 +124,7 @@ def test_resume_on_other_train_data_is_refused_and_same_data_continues(toy, tmp_
 
 
 def test_dev_cache_with_one_class_is_refused(toy, tmp_path):
-    from rawguard.data.cache import prepare_cache as prepare
+    from rawguard.data.prepare import prepare_cache as prepare
 
     items = [i for i in read_protocol(toy.directory.parent / "protocol.txt", toy.directory.parent / "audio") if i.label == 1]
     prepare(items[:4], tmp_path / "dev", workers=1, progress=False)

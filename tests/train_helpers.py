@@ -11,7 +11,8 @@ import soundfile as sf
 
 from rawguard.config import load_config
 from rawguard.conventions import SAMPLE_RATE
-from rawguard.data.cache import Cache, prepare_cache
+from rawguard.data.cache import Cache
+from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

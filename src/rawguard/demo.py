@@ -5,7 +5,7 @@ public functions the ``rawguard`` commands call:
 
 1. generate the demo corpus (:func:`rawguard.synth.generate_demo_corpus`): synthetic bona fide
    speakers and vocoder-like copies in ASVspoof 2019 layout (train / dev / eval protocols + FLAC);
-2. ``prepare``: decode each split once into a cache (:func:`rawguard.data.cache.prepare_cache`);
+2. ``prepare``: decode each split once into a cache (:func:`rawguard.data.prepare.prepare_cache`);
 3. ``train`` rawnet-lite with ``configs/demo.yaml`` (:func:`rawguard.train.train`), best.pt
    selected on dev;
 4. ``evaluate`` best.pt on the eval split (:func:`rawguard.evaluate.evaluate`): EER, t-DCF-free
@@ -134,7 +134,7 @@ def run_demo(
             their own types (ConfigError, CacheError, TrainingError, ...).
     """
     from rawguard.config import load_config
-    from rawguard.data.cache import prepare_cache
+    from rawguard.data.prepare import prepare_cache
     from rawguard.data.protocols import read_protocol
     from rawguard.evaluate import evaluate
     from rawguard.synth import DemoCorpusSpec, generate_demo_corpus

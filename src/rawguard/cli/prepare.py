@@ -6,7 +6,8 @@ import argparse
 import sys
 import textwrap
 
-from rawguard.data.cache import REJECTED_FILE, CacheError, prepare_cache
+from rawguard.data.cache import REJECTED_FILE, CacheError
+from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import FORMATS, read_protocols
 
 DEFAULT_AUDIO_DIR = "-"

@@ -1,4 +1,4 @@
-"""``rawguard score --checkpoint CKPT PATH... [--json] [--window S --hop S]``."""
+"""``rawguard score --checkpoint CKPT PATH... [--json] [--out results.jsonl|DIR] [--window S --hop S]``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,14 @@ def register(subparsers, name: str, help: str) -> None:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     parser.add_argument("--json", action="store_true", help="one JSON object per file per line (JSON Lines)")
+    parser.add_argument(
+        "--out", metavar="results.jsonl|DIR",
+        help="write JSON Lines there instead of stdout, resumably: a rerun scores only files not done yet "
+        "(or changed); failures go to results.errors.jsonl. Under torchrun give a folder: each rank writes "
+        "part-<rank>.jsonl, rank 0 merges them into DIR/results.jsonl",
+    )
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="with --out: decoder processes (default: cores - 1, at least 1)")
     add_model_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -82,12 +90,17 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         window, hop = apply_scoring_options(args)
-        detector = Detector.from_checkpoint(args.checkpoint, device=args.device, window=window, hop=hop, batch_size=args.batch_size)
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers: expected at least 1 decoder process, got {args.workers}")
+        detector = Detector.from_checkpoint(args.checkpoint, device=_rank_device(args.device), window=window, hop=hop,
+                                            batch_size=args.batch_size)
     except (CheckpointError, DetectorError, ValueError) as error:
         print(f"rawguard score: error: {error}", file=sys.stderr)
         return 2
     for note in detector.notes:
         print(f"rawguard score: note: {note}", file=sys.stderr)
+    if args.out is not None:
+        return _run_archive(args, detector)
     files = find_audio_files(args.paths)
     if not files:
         print(f"rawguard score: error: no audio files under {' '.join(args.paths)}", file=sys.stderr)
@@ -110,3 +123,47 @@ def run(args: argparse.Namespace) -> int:
     summary = f"scored {len(files) - failed} of {len(files)} files"
     print(f"rawguard score: {summary}" + (f", {failed} failed" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _rank_device(device: str) -> str:
+    """``cuda`` under torchrun means this rank's GPU (``cuda:<LOCAL_RANK>``)."""
+    from rawguard.archive.run import rank_info
+
+    ranks = rank_info()
+    return f"cuda:{ranks.local_rank}" if device == "cuda" and ranks.world_size > 1 else device
+
+
+def _run_archive(args: argparse.Namespace, detector) -> int:
+    """``--out``: resumable, decode-parallel scoring into JSON Lines (rawguard.archive)."""
+    from rawguard.archive import DecoderCrashed, JournalError, default_decoders, run_archive
+    from rawguard.archive.run import rank_info
+    from rawguard.progress import progress_bar
+    from rawguard.scoring import ScoringError
+
+    ranks = rank_info()
+    progress = progress_bar(desc="scoring", unit="file", file=sys.stderr, disable=None if ranks.rank == 0 else True)
+    try:
+        run = run_archive(
+            args.paths, args.out, detector.scorer(), lambda scored, path: detector.result(scored, path).to_dict(),
+            workers=args.workers or default_decoders(), ranks=ranks,
+            dist_backend="nccl" if detector.device.startswith("cuda") else "gloo", on_file=progress.update,
+        )
+    except (ValueError, JournalError, DecoderCrashed, ScoringError) as error:
+        progress.close()
+        print(f"rawguard score: error: {error}", file=sys.stderr)
+        return 2
+    progress.close()
+    summary = run.summary
+    where = f"rank {ranks.rank}: " if ranks.world_size > 1 else ""
+    print(
+        f"rawguard score: {where}scored {summary.scored} files ({summary.audio_seconds / 3600:.2f} h of audio) in "
+        f"{summary.wall_seconds:.1f} s, {summary.failed} failed, {summary.skipped_done} already done; "
+        f"results in {run.journal}",
+        file=sys.stderr,
+    )
+    if run.repaired_lines:
+        print(f"rawguard score: {where}resumed: dropped {run.repaired_lines} unfinished or outdated lines", file=sys.stderr)
+    if run.merged is not None:
+        print(f"rawguard score: merged {run.merged[0]} results and {run.merged[1]} errors into {run.merged_path}",
+              file=sys.stderr)
+    return 1 if summary.failed else 0

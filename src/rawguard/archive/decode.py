@@ -1,0 +1,183 @@
+"""Decoder processes: read, resample and cut files into windows, into a bounded queue.
+
+``N`` processes (:func:`default_decoders`: cores - 1, at least 1) each take a file path from a task
+queue, decode it with :func:`rawguard.audio.load_audio` (libsndfile + soxr, 16 kHz mono float32),
+cut it into the scoring windows (:mod:`rawguard.windows`: the one windowing policy) and put them on
+a bounded result queue in chunks of at most ``chunk_windows`` windows, so a multi-hour recording
+never sits whole in a queue and memory stays flat: the queues hold at most
+``queue_size * chunk_windows`` windows of audio.
+
+Messages on the result queue (tuples: cheap to pickle):
+
+- ``("windows", task, length, first, starts, windows float32 [w, window])``: windows
+  ``first .. first + w - 1`` of a file of ``length`` samples; ``starts`` (int64 ``[W]``, every
+  window start of the file) comes with the first chunk only, ``None`` after; with ``window=None``
+  (whole recordings) one message per file with ``windows`` ``[1, length]``;
+- ``("error", task, reason)``: the file could not be decoded (the reason names what is wrong);
+- ``("exit", worker)``: a decoder has seen the end of the task queue.
+
+The decoders import no torch: they start in a fresh interpreter (``spawn``) in well under a second.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+from collections.abc import Iterator
+
+import numpy as np
+
+__all__ = ["DecodePool", "DecoderCrashed", "default_decoders", "CHUNK_WINDOWS"]
+
+CHUNK_WINDOWS = 64
+"""Windows per message: 64 windows of 4 s are 16 MB of float32, one model batch by default."""
+
+
+class DecoderCrashed(RuntimeError):
+    """A decoder process died without reporting (killed, or crashed inside a native decoder)."""
+
+
+def default_decoders() -> int:
+    """Decoder processes by default: the usable cores minus one for the model, at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
+def _decode_task(path: str, window: int | None, hop: int | None, chunk_windows: int) -> Iterator[tuple]:
+    """The result messages of one file (see the module docstring), without the task id."""
+    from rawguard.audio import AudioError, load_audio
+    from rawguard.windows import fill_window, window_starts
+
+    try:
+        wave = load_audio(path)
+    except AudioError as error:
+        yield ("error", error.reason)
+        return
+    except (OSError, MemoryError, ValueError) as error:  # e.g. permission denied mid-read, a huge file
+        yield ("error", f"{type(error).__name__}: {error}")
+        return
+    length = int(wave.shape[0])
+    if window is None:
+        yield ("windows", length, 0, np.zeros(1, dtype=np.int64), wave[None])
+        return
+    starts = window_starts(length, window, hop)
+    for first in range(0, starts.shape[0], chunk_windows):
+        block = starts[first:first + chunk_windows]
+        windows = np.empty((block.shape[0], window), dtype=np.float32)
+        for row, start in zip(windows, block.tolist()):
+            fill_window(row, wave, start)
+        yield ("windows", length, first, starts if first == 0 else None, windows)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Die with the scoring process: after a SIGKILL it cannot tell its decoders to stop, and a
+    decoder blocked on a full queue would otherwise live on (Linux: ``PR_SET_PDEATHSIG``)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing stops an orphaned decoder but the queue
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _decoder_main(worker: int, parent: int, tasks, results, window, hop, chunk_windows: int) -> None:
+    # One thread per decoder (OMP_NUM_THREADS=1 in the environment): the pool is the parallelism.
+    _exit_with_parent(parent)
+    while True:
+        task = tasks.get()
+        if task is None:
+            results.put(("exit", worker))
+            return
+        index, path = task
+        for message in _decode_task(path, window, hop, chunk_windows):
+            results.put((message[0], index, *message[1:]))
+
+
+class DecodePool:
+    """``workers`` decoder processes between a task queue and a bounded result queue.
+
+    Args:
+        workers: decoder processes (``>= 1``).
+        window, hop: scoring window and hop in samples (``window=None``: whole recordings).
+        queue_size: result messages that may wait for the model (each at most ``chunk_windows`` windows).
+        chunk_windows: windows per message.
+
+    Use as a context manager; :meth:`submit` tasks (from a feeder thread: it blocks when the task
+    queue is full), :meth:`finish` once, and read :meth:`messages` until it ends.
+    """
+
+    def __init__(self, workers: int, window: int | None, hop: int | None, queue_size: int | None = None,
+                 chunk_windows: int = CHUNK_WINDOWS) -> None:
+        if workers < 1:
+            raise ValueError(f"workers: expected at least 1 decoder process, got {workers}")
+        context = mp.get_context("spawn")
+        self.workers = workers
+        self._tasks = context.Queue(maxsize=2 * workers)
+        self._results = context.Queue(maxsize=queue_size or 4 * workers)
+        env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # inherited by the spawned interpreters only
+        try:
+            self._processes = [
+                context.Process(target=_decoder_main, args=(i, os.getpid(), self._tasks, self._results, window, hop, chunk_windows),
+                                name=f"rawguard-decoder-{i}", daemon=True)
+                for i in range(workers)
+            ]
+            for process in self._processes:
+                process.start()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def submit(self, index: int, path: str) -> None:
+        """Queue file ``path`` as task ``index`` (blocks while ``2 * workers`` tasks wait)."""
+        self._tasks.put((index, path))
+
+    def finish(self) -> None:
+        """No more tasks: each decoder exits after the queued ones."""
+        for _ in self._processes:
+            self._tasks.put(None)
+
+    def messages(self, poll_s: float = 1.0) -> Iterator[tuple]:
+        """Result messages until every decoder has exited (after :meth:`finish`).
+
+        Raises:
+            DecoderCrashed: a decoder process died without its exit message.
+        """
+        running = set(range(self.workers))
+        while running:
+            try:
+                message = self._results.get(timeout=poll_s)
+            except queue.Empty:
+                for i in sorted(running):
+                    code = self._processes[i].exitcode
+                    if code is not None and code != 0:
+                        raise DecoderCrashed(f"decoder process {i} died with exit code {code}") from None
+                continue
+            if message[0] == "exit":
+                running.discard(message[1])
+                continue
+            yield message
+
+    def close(self) -> None:
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self._processes:
+            process.join(timeout=5)
+        for q in (self._tasks, self._results):
+            q.cancel_join_thread()  # do not block exit on data no one will read
+            q.close()
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
