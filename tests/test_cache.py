@@ -16,9 +16,9 @@ import pytest
 import soundfile as sf
 
 from rawguard.cli import main as cli_main
-from rawguard.data import cache as cache_module
-from rawguard.data.cache import (COMPLETE_FILE, INDEX_FILE, JOURNAL_FILE, LOCK_FILE, META_FILE, REJECTED_FILE, SAMPLES_FILE,
-                                 STATE_FILE, Cache, CacheError, prepare_cache)
+from rawguard.data import prepare as prepare_module
+from rawguard.data.cache import COMPLETE_FILE, INDEX_FILE, META_FILE, REJECTED_FILE, SAMPLES_FILE, Cache, CacheError
+from rawguard.data.prepare import JOURNAL_FILE, LOCK_FILE, STATE_FILE, prepare_cache
 from rawguard.data.protocols import Item, read_protocol
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -40,13 +40,13 @@ def smoke_cache(tmp_path_factory) -> Path:
 
 def _count_decodes(monkeypatch) -> list[str]:
     calls: list[str] = []
-    real = cache_module._decode
+    real = prepare_module._decode
 
     def counting(task):
         calls.append(task[0])
         return real(task)
 
-    monkeypatch.setattr(cache_module, "_decode", counting)
+    monkeypatch.setattr(prepare_module, "_decode", counting)
     return calls
 
 
@@ -105,19 +105,19 @@ def test_cli_errors_exit_non_zero(tmp_path, capsys):
 
 _KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    from rawguard.data import cache
+    from rawguard.data import prepare
     from rawguard.data.protocols import read_protocol
 
     kill_after = int(sys.argv[3])
-    append = cache._Journal.append
+    append = prepare._Journal.append
 
     def append_then_die(self, result):
         append(self, result)
         if len(self.entries) == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    cache._Journal.append = append_then_die
-    cache.prepare_cache(read_protocol(sys.argv[1], audio_dir=sys.argv[2]), sys.argv[4], workers=2, progress=False)
+    prepare._Journal.append = append_then_die
+    prepare.prepare_cache(read_protocol(sys.argv[1], audio_dir=sys.argv[2]), sys.argv[4], workers=2, progress=False)
 """)
 
 

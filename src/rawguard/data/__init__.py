@@ -1,12 +1,13 @@
 """Data pipeline: protocol readers -> decode-once cache -> training batches.
 
-``protocols`` and ``cache`` need no torch; ``dataset`` (batches as torch tensors) is imported on
-first use of its names so that ``prepare`` workers stay light.
+``protocols``, ``cache`` (the reader) and ``prepare`` (the writer) need no torch; ``dataset``
+(batches as torch tensors) is imported on first use of its names so that ``prepare`` workers stay light.
 """
 
 from __future__ import annotations
 
-from rawguard.data.cache import Cache, CacheError, PrepareSummary, prepare_cache
+from rawguard.data.cache import Cache, CacheError
+from rawguard.data.prepare import PrepareSummary, prepare_cache
 from rawguard.data.protocols import FORMATS, Item, ProtocolError, read_protocol
 
 _DATASET_NAMES = ("TrainBatches", "to_float")
