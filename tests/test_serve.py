@@ -3,6 +3,7 @@ concurrent clients batched together, tokens, and refused inputs answered with a 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
 import httpx  # noqa: E402
@@ -35,8 +37,8 @@ def settings(checkpoint):
 @pytest.fixture(scope="module")
 def server(settings):
     detector = load_detector(settings)
-    with running_server(settings, detector) as url:
-        yield url, detector
+    with running_server(settings, detector) as served:
+        yield served.url, served.app
 
 
 @pytest.fixture(scope="module")
@@ -90,20 +92,20 @@ def test_raw_body_and_several_files(server, clips):
     assert body[1]["score"] == pytest.approx(score(url, second).json()["score"], abs=1e-5)
 
 
-def test_concurrent_clients_are_batched_and_all_answered(server, clips, monkeypatch):
-    url, detector = server
+def test_concurrent_clients_are_batched_and_all_answered(server, clips):
+    url, app = server
     paths = (clips["bonafide"] + clips["spoof"])[:20]
     alone = {p.name: score(url, p).json()["score"] for p in paths}
-    calls = []
-    original = detector.score_arrays
-    monkeypatch.setattr(detector, "score_arrays", lambda waves: calls.append(len(waves)) or original(waves))
+    scorer = app.state.scorer
+    calls_before, requests_before = scorer.calls, scorer.requests
     with ThreadPoolExecutor(20) as pool:
         responses = list(pool.map(lambda p: score(url, p), paths))
     assert [r.status_code for r in responses] == [200] * 20
     for path, response in zip(paths, responses):
         assert response.json()["path"] == path.name
         assert response.json()["score"] == pytest.approx(alone[path.name], abs=1e-4)
-    assert sum(calls) == 20 and len(calls) < 20 and max(calls) > 1  # requests shared model calls
+    assert scorer.requests - requests_before == 20
+    assert scorer.calls - calls_before < 20  # requests shared model calls
 
 
 def _wav_bytes(wave: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> bytes:
@@ -161,11 +163,44 @@ def _still_healthy(url, good, expected):
 
 def test_token_is_required_when_set(checkpoint, clips):
     settings = ServeSettings(checkpoint=str(checkpoint), token="s3cret-token", threads=1)
-    with running_server(settings) as url:
-        good = clips["spoof"][2]
+    with running_server(settings) as served:
+        url, good = served.url, clips["spoof"][2]
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-token"}):
             response = score(url, good, headers=headers)
             assert response.status_code == 401 and "token" in response.json()["error"]
             assert response.headers["www-authenticate"] == "Bearer"
         assert httpx.get(f"{url}/healthz").json()["token_required"] is True
         assert score(url, good, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+
+
+async def _stream(url: str, messages) -> list[dict]:
+    import websockets
+
+    async with websockets.connect(url.replace("http", "ws") + "/v1/stream") as ws:
+        for message in messages:
+            await ws.send(message)
+        await ws.send(json.dumps({"event": "end"}))
+        return [json.loads(m) async for m in ws]
+
+
+def test_live_stream_ends_with_the_files_result(server, clips):
+    url, _ = server
+    path = clips["bonafide"][3]
+    pcm = sf.read(str(path), dtype="int16")[0]
+    data = pcm.tobytes()
+    chunks = [data[i:i + 3001] for i in range(0, len(data), 3001)]  # odd sizes: samples split across messages
+    messages = asyncio.run(_stream(url, chunks))
+    as_file = httpx.post(f"{url}/v1/score", files={"file": ("x.wav", _wav_bytes(pcm))}, timeout=30).json()
+    *windows, end = messages
+    assert [m["start"] for m in windows] == [w["start"] for w in as_file["windows"]]
+    assert [m["score"] for m in windows] == pytest.approx([w["score"] for w in as_file["windows"]], abs=1e-5)
+    assert windows[-1]["running_score"] == pytest.approx(as_file["score"], abs=1e-5)
+    assert all(m["decision"] in ("bonafide", "spoof") and 0 <= m["probability_bonafide"] <= 1 for m in windows)
+    assert end["event"] == "end" and set(end) - {"event"} == set(as_file)
+    assert end["score"] == pytest.approx(as_file["score"], abs=1e-5) and end["decision"] == as_file["decision"]
+    assert end["duration_s"] == as_file["duration_s"]
+    # Another rate, announced first: resampled on the fly, windows over the 16 kHz stream.
+    wave8k = soxr.resample(pcm.astype(np.float32) / 32768, 16000, 8000).astype("<f4")
+    messages = asyncio.run(_stream(url, [json.dumps({"sample_rate": 8000, "format": "f32le"}), wave8k.tobytes()]))
+    assert messages[-1]["duration_s"] == pytest.approx(pcm.shape[0] / 16000, abs=2e-3)
+    assert len(messages) - 1 == len(messages[-1]["windows"]) >= 3

@@ -27,8 +27,8 @@ def server(tmp_path_factory):
     checkpoint = save_tiny_checkpoint(tmp_path_factory.mktemp("faults") / "best.pt", SELECTION)
     settings = ServeSettings(checkpoint=str(checkpoint), max_upload_mb=1.0, max_duration=10.0, threads=1,
                              read_timeout=1.0, upload_timeout=3.0, header_timeout=1.0)
-    with running_server(settings) as url:
-        yield url
+    with running_server(settings) as served:
+        yield served.url
 
 
 @pytest.fixture(scope="module")

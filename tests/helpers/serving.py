@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,16 +21,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str  # http://127.0.0.1:PORT
+    app: object  # the FastAPI app (app.state.scorer counts model calls)
+
+
 @contextmanager
 def running_server(settings, detector=None):
-    """Serve ``settings`` on 127.0.0.1 until the block ends; yields the base URL."""
+    """Serve ``settings`` on 127.0.0.1 until the block ends; yields a :class:`Served`."""
     import uvicorn
 
     from rawguard.serve.app import create_app
     from rawguard.serve.server import uvicorn_config
 
     port = free_port()
-    server = uvicorn.Server(uvicorn_config(create_app(settings, detector), settings, "127.0.0.1", port))
+    app = create_app(settings, detector)
+    server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -38,7 +46,7 @@ def running_server(settings, detector=None):
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Served(f"http://127.0.0.1:{port}", app)
     finally:
         server.should_exit = True
         thread.join(15)

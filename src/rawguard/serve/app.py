@@ -17,7 +17,6 @@ large or too long. One log line per request (``rawguard.serve`` logger).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import logging
 import time
@@ -30,7 +29,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rawguard.conventions import SAMPLE_RATE
-from rawguard.detector import Detector, DetectorError
+from rawguard.detector import Detector
+from rawguard.scoring import ScoringError
 from rawguard.serve.batching import BatchingScorer
 from rawguard.serve.settings import ServeSettings, file_sha256
 from rawguard.serve.uploads import (
@@ -162,10 +162,10 @@ def create_app(settings: ServeSettings, detector: Detector | None = None) -> Fas
                 return Response(status_code=400)
             waves = await asyncio.gather(*(run_in_threadpool(decode_upload, u, settings.max_duration) for u in uploads))
         try:
-            results = await asyncio.gather(*(request.app.state.scorer.score(wave) for wave in waves))
-        except DetectorError as error:
+            scored = await asyncio.gather(*(request.app.state.scorer.score(wave) for wave in waves))
+        except ScoringError as error:
             raise ApiError(400, str(error)) from None
-        body = [dataclasses.replace(r, path=u.name).to_dict() for r, u in zip(results, uploads)]
+        body = [detector.result(s, u.name).to_dict() for s, u in zip(scored, uploads)]
         request.state.log_note = f"{len(body)} file(s), {sum(w.shape[0] for w in waves) / SAMPLE_RATE:.1f} s of audio"
         return JSONResponse(body if len(body) > 1 else body[0])
 

@@ -4,8 +4,9 @@ A web server receives one recording per request, but the model is several times 
 on full batches than one clip at a time (measured in ``benchmarks/bench_serve.py``). The
 :class:`BatchingScorer` holds the one model of the process and a single worker thread: requests put
 their waveform on a queue and await a future; the worker takes whatever is queued, waits at most
-``max_wait_s`` for more (up to ``max_windows`` windows), and scores them all with one
-:meth:`Detector.score_arrays` call, whose windows share forward passes.
+``max_wait_s`` for more (up to ``max_windows`` windows), and scores them all with one call of the
+detector's :class:`~rawguard.scoring.WindowScorer`, whose windows share forward passes. Live streams
+put their completed windows on the same queue, so they share batches with uploads.
 
 Inference runs on that thread, never on the event loop, so the server keeps accepting and reading
 uploads while the model works; one thread also means torch's intra-op threads are not split
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rawguard.detector import DetectionResult, Detector, DetectorError
+from rawguard.detector import Detector
+from rawguard.scoring import ScoredWave, ScoringError
 from rawguard.windows import window_starts
 
 __all__ = ["BatchingScorer", "ScorerClosed"]
@@ -58,6 +60,7 @@ class BatchingScorer:
         if max_wait_s < 0 or max_windows <= 0:
             raise ValueError(f"max_wait_s must be >= 0 and max_windows > 0, got {max_wait_s}, {max_windows}")
         self.detector = detector
+        self._scorer = detector.scorer()
         self.max_wait_s = max_wait_s
         self.max_windows = max_windows if batched else 1
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -72,11 +75,12 @@ class BatchingScorer:
             return 1
         return int(window_starts(length, self.detector.window, self.detector.hop).shape[0])
 
-    async def score(self, wave: np.ndarray) -> DetectionResult:
-        """Score one float32 ``[T]`` 16 kHz waveform; resolves when its batch is done.
+    async def score(self, wave: np.ndarray) -> ScoredWave:
+        """Window scores of one float32 ``[T]`` 16 kHz waveform; resolves when its batch is done
+        (:meth:`Detector.result` turns it into the API's result).
 
         Raises:
-            DetectorError: the waveform cannot be scored (e.g. NaN samples).
+            ScoringError: the waveform cannot be scored.
             ScorerClosed: the scorer was closed.
         """
         if self._closed:
@@ -130,13 +134,13 @@ class BatchingScorer:
         self.calls += 1
         self.requests += len(jobs)
         try:
-            results = self.detector.score_arrays([job.wave for job in jobs])
+            results = self._scorer.score_waves([job.wave for job in jobs])
         except Exception as error:  # noqa: BLE001 - one bad request must not fail its batch-mates
             if len(jobs) > 1:
                 for job in jobs:  # find the culprit: score each request alone
                     self._score([job])
                 return
-            if not isinstance(error, DetectorError):
+            if not isinstance(error, ScoringError):
                 log.exception("scoring failed")
             _resolve(jobs[0], error)
             return
@@ -144,7 +148,7 @@ class BatchingScorer:
             _resolve(job, result)
 
 
-def _resolve(job: _Job, outcome: DetectionResult | BaseException) -> None:
+def _resolve(job: _Job, outcome: ScoredWave | BaseException) -> None:
     def settle() -> None:
         if job.future.done():  # the request was cancelled (client gone) while it waited
             return

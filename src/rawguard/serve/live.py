@@ -10,8 +10,8 @@ Protocol (client -> server):
 
 Server -> client: one JSON message per completed window, ``{"start", "end", "score",
 "running_score", "probability_bonafide", "decision", "threshold"}`` (running values are over the
-windows so far); then ``{"event": "end", "score", "probability_bonafide", "decision", "threshold",
-"duration_s", "window_count", "spoofed_window_count"}``. A refused stream gets ``{"error": reason}``
+windows so far); after ``{"event": "end"}``, ``{"event": "end", ...}`` with the whole stream's
+result in the schema of ``rawguard score --json`` (equal to scoring the recording as a file). A refused stream gets ``{"error": reason}``
 and a close code: 1003 bad format or data, 1008 silent for too long, 1009 longer than
 ``max_duration``.
 """
@@ -25,7 +25,7 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from rawguard.conventions import SAMPLE_RATE
-from rawguard.detector import DetectorError
+from rawguard.scoring import ScoringError
 from rawguard.serve.batching import BatchingScorer
 from rawguard.serve.settings import ServeSettings
 from rawguard.serve.streaming import PcmDecoder, PcmFormat, RunningDecision, StreamError, StreamWindows
@@ -83,7 +83,7 @@ class _LiveSession:
     async def _score(self, ready) -> None:
         try:
             results = await asyncio.gather(*(self.scorer.score(window) for _, window in ready))
-        except DetectorError as error:
+        except ScoringError as error:
             raise _Refused(1003, str(error)) from None
         for (start, window), result in zip(ready, results):
             await self.websocket.send_json(self.running.add(start, window.shape[0], result.score))
@@ -92,16 +92,10 @@ class _LiveSession:
         if self.decoder is not None:
             await self.audio(b"", last=True)
         await self._score(self.windows.finish())
-        return {
-            "event": "end",
-            "score": self.running.score if self.running.count else None,
-            "probability_bonafide": self.running.probability if self.running.count else None,
-            "decision": self.running.decision,
-            "threshold": self.running.threshold,
-            "duration_s": self.windows.received / SAMPLE_RATE,
-            "window_count": self.running.count,
-            "spoofed_window_count": self.running.spoofed_windows,
-        }
+        if not self.running.count:
+            raise _Refused(1003, "the stream ended without audio")
+        result = self.scorer.detector.result(self.running.scored(self.windows.received))
+        return {"event": "end", **result.to_dict()}
 
 
 async def _receive(websocket: WebSocket, timeout: float) -> dict:

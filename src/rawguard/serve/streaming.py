@@ -22,6 +22,7 @@ import numpy as np
 
 from rawguard.calibration import apply_calibration
 from rawguard.conventions import BONAFIDE, INT16_SCALE, SAMPLE_RATE, SPOOF, label_name
+from rawguard.scoring import ScoredWave
 from rawguard.windows import window_starts
 
 __all__ = ["StreamError", "PcmFormat", "PcmDecoder", "StreamWindows", "RunningDecision", "PCM_FORMATS"]
@@ -160,25 +161,23 @@ class RunningDecision:
 
     Same policy as :class:`rawguard.detector.Detector`: bona fide when the mean score is above the
     dev threshold; probability from the dev-fitted calibration (the model's softmax without one).
+    The windows are kept (two numbers each) so that a finished stream gets the whole-recording
+    result (:meth:`scored`).
     """
 
     threshold: float
     calibration: dict | None
-    total: float = 0.0
-    count: int = 0
-    spoofed_windows: int = 0
-    _calibration: dict = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._calibration = self.calibration or {"scale": 1.0, "bias": 0.0}
+    starts: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    _total: float = 0.0
 
     def add(self, start: int, length: int, score: float) -> dict:
         """Record one window (``start``/``length`` in samples); return its message:
         ``{"start", "end", "score", "running_score", "probability_bonafide", "decision", "threshold"}``
         (times in seconds; probability and decision are the running ones)."""
-        self.total += score
-        self.count += 1
-        self.spoofed_windows += score <= self.threshold
+        self.starts.append(start)
+        self.scores.append(float(score))
+        self._total += float(score)
         return {
             "start": start / SAMPLE_RATE,
             "end": (start + length) / SAMPLE_RATE,
@@ -190,16 +189,28 @@ class RunningDecision:
         }
 
     @property
+    def count(self) -> int:
+        return len(self.scores)
+
+    @property
     def score(self) -> float:
-        return self.total / self.count if self.count else float("nan")
+        return self._total / self.count if self.count else float("nan")
 
     @property
     def probability(self) -> float:
-        return float(apply_calibration(np.array([self.score]), self._calibration)[0]) if self.count else float("nan")
+        if not self.count:
+            return float("nan")
+        # Without calibration, sigmoid(score) is the model's softmax P(bona fide), as in Detector.
+        return float(apply_calibration(np.array([self.score]), self.calibration or {"scale": 1.0, "bias": 0.0})[0])
 
     @property
     def decision(self) -> str | None:
         return label_name(BONAFIDE if self.score > self.threshold else SPOOF) if self.count else None
+
+    def scored(self, length: int, key=None) -> ScoredWave:
+        """The windows so far as a :class:`~rawguard.scoring.ScoredWave` of a ``length``-sample
+        recording (:meth:`Detector.result` makes the ``rawguard score --json`` result of it)."""
+        return ScoredWave(key, np.array(self.starts, dtype=np.int64), np.array(self.scores, dtype=np.float64), length)
 
 
 def stream_messages(detector, chunks, pcm: PcmFormat | None = None):
@@ -227,9 +238,15 @@ def stream_messages(detector, chunks, pcm: PcmFormat | None = None):
     decoder = None if pcm is None else PcmDecoder(pcm)
     head = b""
 
+    scorer = detector.scorer()
+
     def scored(ready):
-        results = detector.score_arrays([window for _, window in ready]) if ready else []
-        return [running.add(start, window.shape[0], r.score) for (start, window), r in zip(ready, results)]
+        if not ready:
+            return []
+        if ready[-1][1].shape[0] < detector.window:  # a stream shorter than one window: tiled, as a short file
+            return [running.add(0, ready[0][1].shape[0], scorer.score_waves([ready[0][1]])[0].score)]
+        scores = scorer.score_windows(np.stack([window for _, window in ready]))
+        return [running.add(start, window.shape[0], score) for (start, window), score in zip(ready, scores)]
 
     for data in chunks:
         if decoder is None:  # still looking at the first bytes for a WAV header
