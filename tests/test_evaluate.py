@@ -17,7 +17,8 @@ from rawguard.config import load_config
 from rawguard.data.cache import Cache
 from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
-from rawguard.evaluate import evaluate, read_cm_scores
+from rawguard.evaluate import evaluate
+from rawguard.scorefiles import read_cm_scores
 from rawguard.metrics import compute_eer, per_attack_eer
 from rawguard.train import train
 

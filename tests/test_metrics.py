@@ -12,7 +12,7 @@ import pytest
 from rawguard import metrics
 from rawguard.cli import main
 from rawguard.conventions import BONAFIDE, SPOOF
-from rawguard.evaluate import ScoreFileError, read_asv_scores, read_cm_scores, write_cm_scores
+from rawguard.scorefiles import ScoreFileError, read_asv_scores, read_cm_scores, write_cm_scores
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE = SHARED / "metrics"

@@ -199,7 +199,7 @@ def run_demo(
 
 def _seen_unseen(out: Path, spec) -> dict:
     """EERs of eval bona fide vs. seen-attack spoofs and vs. unseen-attack spoofs, and a DET of both."""
-    from rawguard.evaluate import read_cm_scores
+    from rawguard.scorefiles import read_cm_scores
     from rawguard.metrics import compute_eer
     from rawguard.report import plot_det
 

@@ -25,7 +25,7 @@ def register(subparsers, name: str, help: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rawguard.evaluate import read_asv_scores, read_cm_scores
+    from rawguard.scorefiles import read_asv_scores, read_cm_scores
     from rawguard.metrics import MetricsError, summarize
     from rawguard.report import format_table
 
