@@ -17,7 +17,7 @@ import numpy as np
 
 from rawguard.conventions import BONAFIDE, SPOOF
 
-__all__ = ["CalibrationError", "fit_logistic", "apply_calibration", "sigmoid", "reliability"]
+__all__ = ["CalibrationError", "fit_logistic", "fit_logistic_regression", "apply_calibration", "sigmoid", "reliability"]
 
 
 class CalibrationError(ValueError):
@@ -82,7 +82,33 @@ def fit_logistic(scores, labels, ridge: float = 0.01, max_iter: int = 100, tol: 
     spread = float(scores.std()) or 1.0
     z = (scores - centre) / spread
     design = np.stack([z, np.ones_like(z)], axis=1)  # [N, 2]
-    params = np.zeros(2)
+    params = fit_logistic_regression(design, target, penalty, max_iter=max_iter, tol=tol)
+    scale = params[0] / spread
+    bias = params[1] - scale * centre
+    if scale < 0:
+        # Dev says higher scores are *less* bona fide (a detector no better than chance). A
+        # decreasing map would contradict the score convention and the threshold decision, so the
+        # best non-decreasing fit is used: a constant, dev's bona fide rate.
+        rate = n_bona / (n_bona + n_spoof)
+        return {"scale": 0.0, "bias": float(np.log(rate / (1 - rate)))}
+    return {"scale": float(scale), "bias": float(bias)}
+
+
+def fit_logistic_regression(design: np.ndarray, target: np.ndarray, penalty: np.ndarray,
+                            max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """Ridge-penalised logistic regression by damped Newton steps (the solver behind calibration and fusion).
+
+    Args:
+        design: ``[N, D]`` float64 features (the caller standardises them and appends a ones column).
+        target: ``[N]`` float64, 1 for bona fide and 0 for spoof.
+        penalty: ``[D]`` ridge strength per parameter (0 for the bias).
+        max_iter: Newton iterations at most.
+        tol: stop when the parameter update is smaller than this.
+
+    Returns:
+        ``[D]`` parameters ``w`` of ``P(bona fide) = sigmoid(design @ w)``.
+    """
+    params = np.zeros(design.shape[1])
 
     def loss(p: np.ndarray) -> float:
         logits = design @ p
@@ -105,15 +131,7 @@ def fit_logistic(scores, labels, ridge: float = 0.01, max_iter: int = 100, tol: 
         params, current = candidate, value
         if np.max(np.abs(rate * step)) < tol:
             break
-    scale = params[0] / spread
-    bias = params[1] - scale * centre
-    if scale < 0:
-        # Dev says higher scores are *less* bona fide (a detector no better than chance). A
-        # decreasing map would contradict the score convention and the threshold decision, so the
-        # best non-decreasing fit is used: a constant, dev's bona fide rate.
-        rate = n_bona / (n_bona + n_spoof)
-        return {"scale": 0.0, "bias": float(np.log(rate / (1 - rate)))}
-    return {"scale": float(scale), "bias": float(bias)}
+    return params
 
 
 def apply_calibration(scores, calibration: dict) -> np.ndarray:
