@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +87,19 @@ def test_stream_scores_equal_one_window_at_a_time(model, waves):
     again = WindowScorer(model, WINDOW, HOP, batch_size=64).score_waves(waves)
     for a, b in zip(results, again):
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+def test_batches_packed_elsewhere_score_like_a_stream(model, waves):
+    # What a decoder process sends: pickled batches; the scorer regroups them the same way.
+    batches = [pickle.loads(pickle.dumps(b)) for b in pack_windows(enumerate(waves), WINDOW, HOP, batch_size=4)]
+    scorer = WindowScorer(model, WINDOW, HOP, batch_size=4)
+    for a, b in zip(scorer.score_batches(batches), scorer.score_waves(waves)):
+        assert a.key == b.key and a.length == b.length
+        np.testing.assert_array_equal(a.scores, b.scores)
+    with pytest.raises(ScoringError, match="do not match the windows it was opened with"):
+        list(scorer.score_batches(batches[1:]))  # the first batch, which opened waveform 0, is missing
+    with pytest.raises(ScoringError, match="windows scored when the batches ended"):
+        list(scorer.score_batches(batches[:1]))
 
 
 def test_int16_and_float32_streams_score_the_same(model, waves):

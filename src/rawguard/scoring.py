@@ -241,7 +241,10 @@ class WindowScorer:
                 # Rows of one waveform are consecutive: copy each run of equal owners at once.
                 bounds = np.flatnonzero(np.diff(batch.owners)) + 1
                 for first, last in zip([0, *bounds.tolist()], [*bounds.tolist(), len(scores)]):
-                    entry = by_position[int(batch.owners[first])]
+                    entry = by_position.get(int(batch.owners[first]))
+                    if entry is None or entry.filled + last - first > entry.scores.shape[0]:
+                        raise ScoringError(f"batch rows of waveform {int(batch.owners[first])} in the stream do not match "
+                                           "the windows it was opened with (batches out of order or from another stream?)")
                     entry.scores[entry.filled:entry.filled + last - first] = scores[first:last]
                     entry.filled += last - first
                 while waiting and waiting[0][1].filled == waiting[0][1].scores.shape[0]:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint, args.data, args.out, asv_scores=args.asv_scores, batch_size=args.batch_size,
             device=args.device, precision=args.precision, window=window, hop=hop,
         )
-    except (CheckpointError, CacheError, ValueError) as error:  # DetectorError, MetricsError, ScoreFileError are ValueErrors
+    except (CheckpointError, CacheError, ValueError) as error:  # DetectorError, ScoringError, MetricsError, ScoreFileError are ValueErrors
         print(f"rawguard evaluate: error: {error}", file=sys.stderr)
         return 1
     print(format_table(metrics))
