@@ -129,7 +129,7 @@ def test_ddp_on_one_gpu_with_two_gloo_ranks(toy, tmp_path):
 
 
 def test_vocoder_trains_on_the_gpu_and_its_file_loads_on_the_cpu(toy, tmp_path):
-    from rawguard.synth.neural import NeuralVocoder, VocoderConfig, VocoderTrainConfig, train_vocoder
+    from rawguard.copysynth.neural import NeuralVocoder, VocoderConfig, VocoderTrainConfig, train_vocoder
 
     config = VocoderTrainConfig(minutes=2, max_steps=20, batch_size=4, segment=4096, device="cuda",
                                 model=VocoderConfig(channels=16, resblock_kernels=(3,), resblock_dilations=(1,)))

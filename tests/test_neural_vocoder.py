@@ -3,6 +3,7 @@ through ``rawguard synth-spoof --method neural`` on real clips of the shared cor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,9 +14,9 @@ import torch
 
 from rawguard.checkpoint import save_checkpoint
 from rawguard.cli import main as cli_main
-from rawguard.synth.folder import SynthFolderError, synth_spoof_protocol
-from rawguard.synth.neural import (Generator, LogMel, NeuralVocoder, VocoderConfig, VocoderError,
-                                   VocoderTrainConfig, stft_loss, train_vocoder)
+from rawguard.copysynth.neural import (Generator, LogMel, NeuralVocoder, VocoderConfig, VocoderError,
+                                       VocoderTrainConfig, stft_loss, train_vocoder)
+from rawguard.copysynth.synth_spoof import SynthFolderError, synth_spoof_protocol
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 SMOKE = CORPUS / "protocols" / "smoke.txt"
@@ -33,13 +34,9 @@ def test_generator_turns_frames_into_hop_samples_each():
     assert wave.shape == (2, 17 * 256) and wave.abs().max() < 1
     odd = VocoderConfig(channels=16, hop=240, upsample_rates=(5, 6, 8), resblock_kernels=(3,), resblock_dilations=(1,))
     assert Generator(odd)(torch.zeros(1, 80, 7)).shape == (1, 7 * 240)
-    for upsample in ("nearest", "transposed", "istft"):
+    for upsample in ("nearest", "transposed"):
         resize = VocoderConfig(**TINY, upsample=upsample, hop=240, upsample_rates=(5, 6, 8))
         assert Generator(resize)(torch.zeros(1, 80, 7)).shape == (1, 7 * 240)
-    istft = Generator(VocoderConfig(**TINY, upsample="istft"))  # conv stages x8 x8, iSTFT hop 4 (n_fft 16)
-    assert len(istft.ups) == 2 and istft.post.out_channels == 2 * 9
-    out = istft(mel)
-    assert out.shape == (2, 17 * 256) and out.abs().max() <= 1 and torch.isfinite(out).all()
 
 
 def test_config_rejects_rates_that_do_not_make_the_hop():
@@ -47,8 +44,8 @@ def test_config_rejects_rates_that_do_not_make_the_hop():
         VocoderConfig(upsample_rates=(8, 8, 2))
     with pytest.raises(VocoderError, match="upsample must be"):
         VocoderConfig(upsample="linear")
-    with pytest.raises(VocoderError, match="istft' needs at least two"):
-        VocoderConfig(upsample="istft", upsample_rates=(256,))
+    with pytest.raises(VocoderError, match="upsample 'istft' .*was removed.*transposed, nearest"):
+        VocoderConfig(upsample="istft")
 
 
 def test_stft_loss_is_zero_only_for_the_same_signal():
@@ -171,38 +168,48 @@ def test_a_rerun_with_the_budget_spent_leaves_the_vocoder_file_alone(bonafide_ca
     assert (out / "vocoder.pt").read_bytes() == before  # synth-spoof folders keyed on its hash stay valid
 
 
-def test_period_discriminator_folds_by_its_period_and_losses_point_the_right_way():
-    from rawguard.synth.neural import (MultiPeriodDiscriminator, PeriodDiscriminator, discriminator_loss,
-                                       generator_adversarial_loss)
+def _old_vocoder_files(tmp_path: Path) -> dict[str, Path]:
+    """vocoder.pt files of the two removed variants, as their training wrote them: a generator with
+    ``upsample: istft`` in its config, and a generator fine-tuned with a discriminator beside it."""
+    generator = Generator(VocoderConfig(**TINY))
+    state = {"kind": "rawguard-vocoder", "model": generator.state_dict(), "step": 3, "elapsed_s": 1.0,
+             "loss": 2.0, "optimizer": torch.optim.AdamW(generator.parameters()).state_dict()}
+    istft_config = {**json.loads(json.dumps(dataclasses.asdict(VocoderConfig(**TINY)))), "upsample": "istft"}
+    files = {}
+    for name, extra in (("istft", {"config": json.dumps(istft_config)}),
+                        ("adversarial", {"config": json.dumps(dataclasses.asdict(VocoderConfig(**TINY))),
+                                         "discriminator": {"w": torch.zeros(2)}, "discriminator_optimizer": {}})):
+        (tmp_path / name).mkdir()
+        files[name] = save_checkpoint({**state, **extra}, tmp_path / name / "vocoder.pt")
+    return files
 
-    torch.manual_seed(0)
-    d = PeriodDiscriminator(3)
-    logits, maps = d(torch.randn(2, 1000))  # 1000 is not a multiple of 3: reflect-padded to 1002
-    assert logits.shape[0] == 2 and maps[0].shape[-1] == 3 and len(maps) == 5
-    mpd = MultiPeriodDiscriminator()
-    real, fake = torch.randn(2, 4096) * 0.1, torch.zeros(2, 4096)
-    with torch.no_grad():
-        real_out, fake_out = mpd(real), mpd(fake)
-    perfect = [(torch.ones_like(r), m) for r, m in real_out], [(torch.zeros_like(f), m) for f, m in fake_out]
-    assert float(discriminator_loss(*perfect)) == 0.0  # real at 1, fake at 0: nothing to learn
-    fooled = [(torch.ones_like(f), m) for f, m in real_out]  # fake scored 1 and fake maps == real maps
-    assert float(generator_adversarial_loss(real_out, fooled)) == 0.0
-    assert float(generator_adversarial_loss(real_out, fake_out)) > 0
+
+def test_old_checkpoints_of_removed_variants_are_refused_naming_the_field(tmp_path):
+    files = _old_vocoder_files(tmp_path)
+    with pytest.raises(VocoderError, match=r"istft.*vocoder\.pt: vocoder config: upsample 'istft' .*was removed"):
+        NeuralVocoder.load(files["istft"])
+    with pytest.raises(VocoderError, match=r"field 'discriminator'.*adversarially.*removed"):
+        NeuralVocoder.load(files["adversarial"])
+    # Without the removed field, the same generator file loads.
+    state = torch.load(files["adversarial"], weights_only=True)
+    del state["discriminator"], state["discriminator_optimizer"]
+    assert NeuralVocoder.load(save_checkpoint(state, tmp_path / "plain.pt")).generator.config == VocoderConfig(**TINY)
 
 
 @needs_corpus
-def test_adversarial_fine_tuning_resumes_a_spectral_vocoder_with_a_fresh_discriminator(bonafide_cache, tmp_path):
-    from rawguard.checkpoint import load_checkpoint
-
+def test_resuming_from_a_removed_variant_is_refused_and_leaves_the_file(bonafide_cache, tmp_path):
     cache, _ = bonafide_cache
-    small = VocoderConfig(**TINY)
-    plain = VocoderTrainConfig(minutes=5, max_steps=3, batch_size=2, segment=4096, model=small)
-    train_vocoder(cache, tmp_path / "voc", plain, progress=False)
-    assert "discriminator" not in load_checkpoint(tmp_path / "voc" / "vocoder.pt")
-    tuned = VocoderTrainConfig(minutes=5, max_steps=5, batch_size=2, segment=4096, model=small, adversarial=0.1)
-    summary = train_vocoder(cache, tmp_path / "voc", tuned, progress=False)
-    assert summary.steps == 5 and summary.new_steps == 2 and np.isfinite(summary.loss)
-    state = load_checkpoint(summary.path)
-    assert state["discriminator"] and state["discriminator_optimizer"]["state"]
-    tuned.max_steps = 6  # and a second resume picks the discriminator up from the file
-    assert train_vocoder(cache, tmp_path / "voc", tuned, progress=False).steps == 6
+    for name, path in _old_vocoder_files(tmp_path).items():
+        before = path.read_bytes()
+        with pytest.raises(VocoderError, match="upsample 'istft'" if name == "istft" else "field 'discriminator'"):
+            train_vocoder(cache, path.parent, VocoderTrainConfig(minutes=5, max_steps=5, batch_size=2,
+                                                                 model=VocoderConfig(**TINY)), progress=False)
+        assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", [["--upsample", "istft"], ["--adversarial", "0.1"]])
+def test_train_vocoder_has_no_removed_variant_options(option, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train-vocoder", str(tmp_path), "--out", str(tmp_path / "v"), *option])
+    assert exit_info.value.code == 2
+    assert option[0] in capsys.readouterr().err

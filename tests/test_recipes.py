@@ -8,6 +8,9 @@ cache with the right labels, and that only the train cache holds the copies.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -153,7 +156,8 @@ def test_missing_layout_names_every_missing_path(tmp_path):
 
 
 def test_plan_selects_on_dev_and_scores_eval_with_asv_scores(tmp_path):
-    commands = plan(get_recipe("asvspoof2019-la"), tmp_path, tmp_path / "o", overrides=("train.max_steps=10",))
+    commands = [step.argv for step in plan(get_recipe("asvspoof2019-la"), tmp_path, tmp_path / "o",
+                                           overrides=("train.max_steps=10",))]
     train = next(c for c in commands if c[0] == "train")
     assert train[train.index("--dev") + 1].endswith("caches/dev")
     assert train[-2:] == ["--set", "train.max_steps=10"]
@@ -170,7 +174,7 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
     root, out = tmp_path / "corpus", tmp_path / "o"
     assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [format_command(c) for c in plan(get_recipe("shared-corpus"), root, out)] == lines
+    assert [format_command(step.argv) for step in plan(get_recipe("shared-corpus"), root, out)] == lines
     methods = ("lpc", "sinusoidal", "world", "griffin_lim", "neural", "world_vc")
     vocoder = {m: f" --vocoder {out}/vocoder/vocoder.pt" if m == "neural" else "" for m in methods}
     assert lines == [
@@ -231,9 +235,9 @@ def test_copy_synthesis_none_and_other_recipes_prepare_only_the_corpus(tmp_path,
     for name, recipe in RECIPES.items():
         if name != "shared-corpus":
             assert recipe.copy_synthesis == (), name
-            assert not any(c[0] == "synth-spoof" for c in plan(recipe, tmp_path, tmp_path / "o")), name
+            assert not any(step.argv[0] == "synth-spoof" for step in plan(recipe, tmp_path, tmp_path / "o")), name
     # the train and evaluate stages alone never resynthesise
-    assert not any(c[0] == "synth-spoof" for c in plan(get_recipe("shared-corpus"), tmp_path, tmp_path,
+    assert not any(step.argv[0] == "synth-spoof" for step in plan(get_recipe("shared-corpus"), tmp_path, tmp_path,
                                                        stages=("train", "evaluate")))
 
 
@@ -264,8 +268,8 @@ def test_neural_copy_synthesis_trains_a_vocoder_on_the_train_set_first(tmp_path,
     assert lines[4].startswith(f"rawguard prepare {root}/protocols/train_v3.txt {out}/synth/neural/protocol.csv "
                                f"{out}/synth/lpc/protocol.csv --out {out}/caches/train_v3 ")
     # without the neural method there is no vocoder to train
-    commands = plan(get_recipe("shared-corpus"), root, out, copy_synthesis=("lpc",))
-    assert not any(c[0] == "train-vocoder" for c in commands)
+    steps = plan(get_recipe("shared-corpus"), root, out, copy_synthesis=("lpc",))
+    assert not any(step.argv[0] == "train-vocoder" for step in steps)
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
                   "--vocoder-minutes", "0"])
@@ -288,5 +292,49 @@ def test_device_goes_to_the_vocoder_training_and_evaluation(tmp_path, capsys):
     assert train.endswith("--set train.max_minutes=5 train.device=cuda")  # after the user's overrides
     assert evaluate and all(line.endswith("--device cuda") for line in evaluate)
     # Without --device every command keeps its own default.
-    commands = plan(get_recipe("shared-corpus"), root, out)
+    commands = [step.argv for step in plan(get_recipe("shared-corpus"), root, out)]
     assert not any("--device" in c or any("train.device" in a for a in c) for c in commands)
+
+
+def test_the_recipe_runs_in_process_through_library_calls_and_resumes(tmp_path, monkeypatch, capsys):
+    """Prepare (with lpc copies), train and evaluate the v3 fixture in this process; no child process
+    of rawguard, no rawguard.cli import in the library; a second run skips what is done."""
+    def no_child(*args, **kwargs):
+        raise AssertionError(f"the recipe started a child process: {args}")
+
+    for name in ("call", "run", "Popen", "check_call", "check_output"):
+        monkeypatch.setattr(subprocess, name, no_child)
+    root, out = tmp_path / "corpus", tmp_path / "o"
+    _shared_layout(root)
+    argv = ["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--workers", "1",
+            "--copy-synthesis", "lpc", "--set", "train.max_steps=4", "eval.every=2", "train.log_every=2", "data.batch_size=4",
+            "model.frontend_channels=8", "model.block_channels=[8,8]", "model.gru_hidden=8"]
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert [line for line in printed.splitlines() if line.startswith("$ ")] == [
+        f"$ {step.command}" for step in plan(get_recipe("shared-corpus"), root, out, copy_synthesis=("lpc",),
+                                             workers=1, overrides=tuple(argv[argv.index("--set") + 1:]))]
+    assert "trained 4 steps (max_steps)" in printed
+    for name, trials in (("dev_v3", 6), ("dev", 4)):
+        metrics = json.loads((out / "eval" / name / "metrics.json").read_text())
+        assert metrics["n_trials"] == trials and 0 <= metrics["eer_percent"] <= 100
+    best = (out / "run" / "best.pt").read_bytes()
+    assert cli_main(argv) == 0  # everything done: nothing is redone, the selected model is the same file
+    again = capsys.readouterr().out
+    assert "0 lpc copies written (3 already done)" in again and "trained 4 steps" in again
+    assert (out / "run" / "best.pt").read_bytes() == best
+    code = "import sys, rawguard.recipes; sys.exit(any(m.startswith('rawguard.cli') for m in sys.modules))"
+    monkeypatch.undo()
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "rawguard.recipes imports rawguard.cli"
+
+
+def test_a_failed_step_stops_the_recipe_naming_its_command(tmp_path, capsys):
+    root, out = tmp_path / "corpus", tmp_path / "o"
+    _shared_layout(root)
+    (root / "protocols" / "dev_v3.txt").write_text("LS_0 RG_D_000000 - - bonafide\nnot a protocol line\n")
+    assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--workers", "1",
+                     "--copy-synthesis", "none", "--stages", "prepare"]) == 1
+    err = capsys.readouterr().err
+    assert f"recipe stopped at `rawguard prepare {root}/protocols/dev_v3.txt" in err and "dev_v3.txt" in err
+    assert (out / "caches" / "train_v3").is_dir()  # the steps before it ran
+    assert not (out / "caches" / "dev").exists()  # and none after it

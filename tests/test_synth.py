@@ -1,4 +1,4 @@
-"""rawguard.synth: DSP pieces, the voice model, the resynthesis methods, the demo corpus, synth-spoof."""
+"""rawguard.dsp, rawguard.demo_corpus, rawguard.copysynth: DSP pieces, the voice model, the resynthesis methods, the demo corpus, synth-spoof."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import pytest
 import soundfile as sf
 
 from rawguard.conventions import SAMPLE_RATE
-from rawguard.synth import METHODS, DemoCorpusSpec, SynthError, finish_clip, generate_demo_corpus, random_speaker, resynthesize, synthesize_utterance
-from rawguard.synth.dsp import (
+from rawguard.copysynth import METHODS, SynthError, resynthesize
+from rawguard.copysynth.synth_spoof import MANIFEST, SynthFolderError, synth_spoof_folder
+from rawguard.copysynth.vocoders import _warp_frequency, world_like
+from rawguard.demo_corpus import DemoCorpusSpec, finish_clip, generate_demo_corpus, random_speaker, synthesize_utterance
+from rawguard.dsp import (
     active_rms,
     block_filter,
     estimate_f0,
@@ -23,8 +26,6 @@ from rawguard.synth.dsp import (
     stft,
     istft,
 )
-from rawguard.synth.folder import MANIFEST, SynthFolderError, synth_spoof_folder
-from rawguard.synth.vocoders import _warp_frequency, world_like
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPUS_FLAC = SHARED / "corpus" / "flac"

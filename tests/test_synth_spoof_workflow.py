@@ -14,9 +14,9 @@ from rawguard.cli import main as cli_main
 from rawguard.conventions import SPOOF
 from rawguard.data.cache import Cache
 from rawguard.data.protocols import read_protocol
-from rawguard.synth import folder
-from rawguard.synth.folder import (MANIFEST, PARTIAL_SUFFIX, PROTOCOL, SynthFolderError, protocol_sources,
-                                   synth_spoof_folder, synth_spoof_protocol)
+from rawguard.copysynth import synth_spoof as folder
+from rawguard.copysynth.synth_spoof import (MANIFEST, PARTIAL_SUFFIX, PROTOCOL, SynthFolderError, protocol_sources,
+                                            synth_spoof_folder, synth_spoof_protocol)
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 SMOKE = CORPUS / "protocols" / "smoke.txt"

@@ -3,7 +3,7 @@
 Read top to bottom, :func:`run_demo` does exactly what a user would do by hand, through the same
 public functions the ``rawguard`` commands call:
 
-1. generate the demo corpus (:func:`rawguard.synth.generate_demo_corpus`): synthetic bona fide
+1. generate the demo corpus (:func:`rawguard.demo_corpus.generate_demo_corpus`): synthetic bona fide
    speakers and vocoder-like copies in ASVspoof 2019 layout (train / dev / eval protocols + FLAC);
 2. ``prepare``: decode each split once into a cache (:func:`rawguard.data.prepare.prepare_cache`);
 3. ``train`` rawnet-lite with ``configs/demo.yaml`` (:func:`rawguard.train.train`), best.pt
@@ -137,7 +137,7 @@ def run_demo(
     from rawguard.data.prepare import prepare_cache
     from rawguard.data.protocols import read_protocol
     from rawguard.evaluate import evaluate
-    from rawguard.synth import DemoCorpusSpec, generate_demo_corpus
+    from rawguard.demo_corpus import DemoCorpusSpec, generate_demo_corpus
     from rawguard.train import BEST, train
 
     out = Path(out_dir)

@@ -3,10 +3,13 @@ prepare, train and evaluate on it.
 
 A recipe is data, not code: where each protocol and audio folder lives under the corpus root, which
 training config to use, and which sets to evaluate. :func:`plan` turns a recipe plus a root folder
-into the list of ``rawguard`` command lines (checking the layout first, with an error that names the
-missing path), and :func:`run` executes them. ``rawguard recipe NAME --root DIR --out DIR`` is the
-command-line face of the same functions; ``--dry-run`` prints the commands without running them, so
-the recipe doubles as documentation.
+into a list of :class:`Step` s, each a library call (``prepare_cache``, ``train_vocoder``,
+``synth_spoof_protocol``, ``train``, ``evaluate``) together with the ``rawguard`` command line that
+does the same, and :func:`run` makes the calls in this process. ``rawguard recipe NAME --root DIR
+--out DIR`` is the command-line face of the same functions (it checks the layout first, with an
+error that names the missing path); ``--dry-run`` prints the command lines without running them, so
+the recipe doubles as documentation. Every step resumes: a re-run skips what is done (caches,
+copies, a vocoder whose budget is spent, a finished training run) and finishes the rest.
 
 Training always selects on the corpus's *dev* set; evaluation sets are only scored, never used for
 selection. A recipe may add copy-synthesis spoofs (``rawguard synth-spoof``) of the *train* set's
@@ -17,18 +20,24 @@ speakers in training would leak them.
 from __future__ import annotations
 
 import shlex
-import subprocess
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
-from rawguard.cli.prepare import DEFAULT_AUDIO_DIR
-from rawguard.synth.folder import ALL_METHODS, NEURAL
-from rawguard.synth.folder import PROTOCOL as PROTOCOL_CSV
+from rawguard.copysynth.synth_spoof import ALL_METHODS, NEURAL
+from rawguard.copysynth.synth_spoof import PROTOCOL as PROTOCOL_CSV
+
+OWN_FOLDER = "-"
+"""``rawguard prepare --audio-dir -``: that protocol's own folder (copy lists sit beside their copies)."""
 
 
 class RecipeError(ValueError):
     """Unknown recipe, or a corpus folder that does not have the recipe's layout."""
+
+
+class RecipeStepError(RecipeError):
+    """A step of a running recipe failed (its command line and the error are in the message)."""
 
 
 def check_copy_synthesis(methods: tuple[str, ...]) -> None:
@@ -98,7 +107,7 @@ class Recipe:
     reported: tuple[str, ...] = field(default=())
     """What the field reports on this corpus, for comparison (system: figure, source)."""
     copy_synthesis: tuple[str, ...] = ()
-    """Resynthesis methods (keys of :data:`rawguard.synth.vocoders.METHODS`, or ``neural``) whose copies
+    """Resynthesis methods (keys of :data:`rawguard.copysynth.vocoders.METHODS`, or ``neural``) whose copies
     of the train set's bona fide clips join the train cache as extra spoofs (``OUT/synth/<method>``).
     ``neural`` first trains a vocoder on those clips (``OUT/vocoder``, :attr:`vocoder_steps`)."""
     vocoder_steps: int = 5000
@@ -274,8 +283,8 @@ def plan(
     vocoder_minutes: float | None = None,
     vocoder_steps: int | None = None,
     device: str | None = None,
-) -> list[list[str]]:
-    """The ``rawguard`` command lines (argv lists, without the program name) that run the recipe.
+) -> list[Step]:
+    """The steps that run the recipe, in order.
 
     Layout: ``OUT/synth/<method>`` (copy-synthesis spoofs of the train bona fide clips),
     ``OUT/vocoder`` (the ``neural`` method's vocoder, trained on ``OUT/caches/<train>_corpus``, the
@@ -288,7 +297,7 @@ def plan(
         vocoder_minutes, vocoder_steps: time cap and steps of the ``neural`` method's vocoder
             (``None``: the recipe's).
         device: ``cpu``, ``cuda``, ``cuda:N`` for the vocoder, training and evaluation; ``None``
-            leaves each command's default (training: CUDA when available; vocoder, evaluation: CPU).
+            leaves each step's default (training: CUDA when available; vocoder, evaluation: CPU).
 
     Raises:
         RecipeError: an unknown stage or copy-synthesis method.
@@ -298,7 +307,7 @@ def plan(
         raise RecipeError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
     methods = recipe.copy_synthesis if copy_synthesis is None else tuple(copy_synthesis)
     check_copy_synthesis(methods)
-    commands: list[list[str]] = []
+    steps: list[Step] = []
     caches = {data_set.name: out / "caches" / data_set.name for data_set in _sets(recipe)}
     run_dir = out / "run"
     if "prepare" in stages:
@@ -306,68 +315,144 @@ def plan(
         vocoder = out / "vocoder" / "vocoder.pt"
         if NEURAL in methods:
             corpus_cache = out / "caches" / f"{recipe.train.name}_corpus"
-            commands.append(_prepare_command(recipe.train, root, corpus_cache, [], workers))
-            minutes = recipe.vocoder_minutes if vocoder_minutes is None else vocoder_minutes
-            steps = recipe.vocoder_steps if vocoder_steps is None else vocoder_steps
-            commands.append(["train-vocoder", str(corpus_cache), "--out", str(vocoder.parent), "--max-steps", str(steps),
-                             "--minutes", f"{minutes:g}", *(["--device", device] if device else [])])
-        commands += [_synth_spoof_command(recipe.train, root, synth_dir, method, workers,
-                                          vocoder if method == NEURAL else None)
-                     for method, synth_dir in zip(methods, synth_dirs)]
+            steps.append(_prepare_step(recipe.train, root, corpus_cache, [], workers))
+            steps.append(_vocoder_step(corpus_cache, vocoder.parent,
+                                       recipe.vocoder_steps if vocoder_steps is None else vocoder_steps,
+                                       recipe.vocoder_minutes if vocoder_minutes is None else vocoder_minutes, device))
+        steps += [_synth_spoof_step(recipe.train, root, synth_dir, method, workers,
+                                    vocoder if method == NEURAL else None)
+                  for method, synth_dir in zip(methods, synth_dirs)]
         for data_set in _sets(recipe):
             extra = synth_dirs if data_set is recipe.train else []  # never resynthesise dev / eval data
-            commands.append(_prepare_command(data_set, root, caches[data_set.name], extra, workers))
+            steps.append(_prepare_step(data_set, root, caches[data_set.name], extra, workers))
     if "train" in stages:
-        command = ["train", "--train", str(caches[recipe.train.name]), "--dev", str(caches[recipe.dev.name]),
-                   "--out", str(run_dir), "--config", config or recipe.config]
         overrides = (*recipe.overrides, *overrides, *([f"train.device={device}"] if device else []))
-        if overrides:
-            command += ["--set", *overrides]
-        commands.append(command)
+        steps.append(_train_step(caches[recipe.train.name], caches[recipe.dev.name], run_dir,
+                                 config or recipe.config, overrides))
     if "evaluate" in stages:
-        for data_set in [recipe.dev, *recipe.evaluations]:
-            command = ["evaluate", "--checkpoint", str(run_dir / "best.pt"), "--data", str(caches[data_set.name])]
-            command += ["--out", str(out / "eval" / data_set.name)]
-            if data_set.asv_scores:
-                command += ["--asv-scores", str(root / data_set.asv_scores)]
-            if device:
-                command += ["--device", device]
-            commands.append(command)
-    return commands
+        steps += [_evaluate_step(run_dir / "best.pt", caches[data_set.name], out / "eval" / data_set.name,
+                                 root / data_set.asv_scores if data_set.asv_scores else None, device)
+                  for data_set in [recipe.dev, *recipe.evaluations]]
+    return steps
 
 
-def _synth_spoof_command(data_set: DataSet, root: Path, synth_dir: Path, method: str,
-                         workers: int | None, vocoder: Path | None = None) -> list[str]:
-    """``synth-spoof``: copies of the bona fide entries of ``data_set`` into ``synth_dir`` (its ``protocol.csv``)."""
-    command = ["synth-spoof", "--protocol", str(root / data_set.protocol)]
-    if data_set.audio_dir:
-        command += ["--audio-dir", str(root / data_set.audio_dir)]
-    command += ["--format", data_set.format, str(synth_dir), "--method", method]
-    if vocoder is not None:
-        command += ["--vocoder", str(vocoder)]
-    if workers:
-        command += ["--workers", str(workers)]
-    return command
+@dataclass(frozen=True)
+class Step:
+    """One step of a recipe: the ``rawguard`` command line that does it (``argv``, without the
+    program name: what ``--dry-run`` prints) and the library call that does the same in this process."""
+
+    argv: list[str]
+    call: Callable[[], str]
+    """Runs the step and returns a summary line; raises on failure."""
+
+    @property
+    def command(self) -> str:
+        return format_command(self.argv)
 
 
-def _prepare_command(data_set: DataSet, root: Path, cache: Path, synth_dirs: list[Path],
-                     workers: int | None) -> list[str]:
+def _prepare_step(data_set: DataSet, root: Path, cache: Path, synth_dirs: list[Path], workers: int | None) -> Step:
     """``prepare`` of one set into ``cache``, followed by the ``protocol.csv`` of each folder in ``synth_dirs``."""
-    own_audio = str(root / data_set.audio_dir) if data_set.audio_dir else DEFAULT_AUDIO_DIR
-    command = ["prepare", str(root / data_set.protocol), *(str(d / PROTOCOL_CSV) for d in synth_dirs)]
-    command += ["--out", str(cache)]
-    # One --audio-dir per protocol: the set's audio, then '-' (beside itself) for every copy list.
-    audio_dirs = [own_audio] + [DEFAULT_AUDIO_DIR] * len(synth_dirs)
-    if audio_dirs != [DEFAULT_AUDIO_DIR]:  # a lone '-' is prepare's default: leave it out
+    protocols = [root / data_set.protocol, *(d / PROTOCOL_CSV for d in synth_dirs)]
+    # One audio folder per protocol: the set's own, then each copy list's own folder.
+    audio_dirs = [root / data_set.audio_dir if data_set.audio_dir else None] + [None] * len(synth_dirs)
+    # With copy lists the format is detected per protocol (the lists are CSVs): synth-spoof, told the
+    # set's format, has read its protocol already.
+    format = "auto" if synth_dirs else data_set.format
+    argv = ["prepare", *map(str, protocols), "--out", str(cache)]
+    if audio_dirs != [None]:  # a lone default is prepare's default: leave it out
         for audio_dir in audio_dirs:
-            command += ["--audio-dir", audio_dir]
+            argv += ["--audio-dir", str(audio_dir) if audio_dir else OWN_FOLDER]
     if not synth_dirs:
-        # With copy lists, no --format: prepare applies it to every protocol, and the lists are CSVs.
-        # The set's own format is then detected (synth-spoof, told the format, has read the file already).
-        command += ["--format", data_set.format]
+        argv += ["--format", format]
     if workers:
-        command += ["--workers", str(workers)]
-    return command
+        argv += ["--workers", str(workers)]
+    return Step(argv, partial(_prepare, protocols, audio_dirs, format, cache, workers))
+
+
+def _prepare(protocols: list[Path], audio_dirs: list[Path | None], format: str, cache: Path,
+             workers: int | None) -> str:
+    from rawguard.data.cache import REJECTED_FILE
+    from rawguard.data.prepare import prepare_cache
+    from rawguard.data.protocols import read_protocols
+
+    items = read_protocols(protocols, audio_dirs, format=format)
+    summary = prepare_cache(items, cache, workers=workers)
+    rejected = f"\nwarning: {summary.rejected} files rejected; reasons in {cache / REJECTED_FILE}" if summary.rejected else ""
+    return summary.format() + rejected
+
+
+def _vocoder_step(corpus_cache: Path, out_dir: Path, steps: int, minutes: float, device: str | None) -> Step:
+    """``train-vocoder`` on the bona fide clips of ``corpus_cache`` (the train set alone)."""
+    argv = ["train-vocoder", str(corpus_cache), "--out", str(out_dir), "--max-steps", str(steps),
+            "--minutes", f"{minutes:g}", *(["--device", device] if device else [])]
+    return Step(argv, partial(_train_vocoder, corpus_cache, out_dir, steps, minutes, device or "cpu"))
+
+
+def _train_vocoder(corpus_cache: Path, out_dir: Path, steps: int, minutes: float, device: str) -> str:
+    from rawguard.copysynth.neural import VocoderTrainConfig, train_vocoder
+
+    summary = train_vocoder(corpus_cache, out_dir, VocoderTrainConfig(minutes=minutes, max_steps=steps, device=device))
+    return (f"vocoder: {summary.steps} steps ({summary.new_steps} now) on {summary.clips} bona fide clips, "
+            f"STFT loss {summary.loss:.3f} -> {summary.path}")
+
+
+def _synth_spoof_step(data_set: DataSet, root: Path, synth_dir: Path, method: str,
+                      workers: int | None, vocoder: Path | None = None) -> Step:
+    """``synth-spoof``: copies of the bona fide entries of ``data_set`` into ``synth_dir`` (its ``protocol.csv``)."""
+    audio_dir = root / data_set.audio_dir if data_set.audio_dir else None
+    argv = ["synth-spoof", "--protocol", str(root / data_set.protocol)]
+    argv += ["--audio-dir", str(audio_dir)] if audio_dir else []
+    argv += ["--format", data_set.format, str(synth_dir), "--method", method]
+    argv += ["--vocoder", str(vocoder)] if vocoder is not None else []
+    argv += ["--workers", str(workers)] if workers else []
+    return Step(argv, partial(_synth_spoof, root / data_set.protocol, synth_dir, method, audio_dir, data_set.format,
+                              workers, vocoder))
+
+
+def _synth_spoof(protocol: Path, synth_dir: Path, method: str, audio_dir: Path | None, format: str,
+                 workers: int | None, vocoder: Path | None) -> str:
+    from rawguard.copysynth.synth_spoof import synth_spoof_protocol
+
+    summary = synth_spoof_protocol(protocol, synth_dir, method, audio_dir=audio_dir, format=format, workers=workers,
+                                   vocoder=vocoder)
+    if summary.failed:  # a copy set with holes would change the training data silently
+        raise RecipeError(f"synth-spoof {method}: {len(summary.failed)} files could not be copied (see messages "
+                          "above); fix or remove them and run the recipe again")
+    return f"{len(summary.written)} {method} copies written ({len(summary.kept)} already done) -> {summary.protocol}"
+
+
+def _train_step(train_cache: Path, dev_cache: Path, run_dir: Path, config: str, overrides: tuple[str, ...]) -> Step:
+    """``train`` on ``train_cache``, selecting on ``dev_cache``; resumes ``run_dir``."""
+    argv = ["train", "--train", str(train_cache), "--dev", str(dev_cache), "--out", str(run_dir), "--config", config]
+    argv += ["--set", *overrides] if overrides else []
+    return Step(argv, partial(_train, train_cache, dev_cache, run_dir, config, overrides))
+
+
+def _train(train_cache: Path, dev_cache: Path, run_dir: Path, config: str, overrides: tuple[str, ...]) -> str:
+    from rawguard.config import load_config
+    from rawguard.train import train
+
+    result = train(load_config(config, list(overrides)), train_cache, dev_cache, run_dir)
+    if result.exit_code:
+        raise RecipeError(f"training stopped by {result.stop_reason} at step {result.step}; run the recipe again "
+                          "to resume it")
+    best = f"{result.best_dev_eer:.2%}" if result.best_dev_eer is not None else "n/a"
+    return f"trained {result.step} steps ({result.stop_reason}); best dev EER {best} at step {result.best_step}"
+
+
+def _evaluate_step(checkpoint: Path, cache: Path, out_dir: Path, asv_scores: Path | None, device: str | None) -> Step:
+    """``evaluate`` of ``checkpoint`` on one prepared set."""
+    argv = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(cache), "--out", str(out_dir)]
+    argv += ["--asv-scores", str(asv_scores)] if asv_scores else []
+    argv += ["--device", device] if device else []
+    return Step(argv, partial(_evaluate, checkpoint, cache, out_dir, asv_scores, device or "cpu"))
+
+
+def _evaluate(checkpoint: Path, cache: Path, out_dir: Path, asv_scores: Path | None, device: str) -> str:
+    from rawguard.evaluate import evaluate
+    from rawguard.report import format_table
+
+    return format_table(evaluate(checkpoint, cache, out_dir, asv_scores=asv_scores, device=device))
 
 
 def format_command(argv: list[str]) -> str:
@@ -375,12 +460,25 @@ def format_command(argv: list[str]) -> str:
     return shlex.join(["rawguard", *argv])
 
 
-def run(commands: list[list[str]], echo=print) -> int:
-    """Run the commands in order in child processes; stop at the first failure and return its code."""
-    for argv in commands:
-        echo(f"$ {format_command(argv)}")
-        code = subprocess.call([sys.executable, "-m", "rawguard.cli", *argv])
-        if code != 0:
-            echo(f"recipe stopped: command exited with {code}")
-            return code
-    return 0
+def step_errors() -> tuple[type[BaseException], ...]:
+    """What a step raises for bad input or a failed stage (every library error a step can meet)."""
+    from rawguard.checkpoint import CheckpointError
+    from rawguard.data.cache import CacheError
+    from rawguard.training.errors import RunExistsError, TrainingError
+
+    return ValueError, CacheError, CheckpointError, TrainingError, RunExistsError
+
+
+def run(steps: list[Step], echo: Callable[[str], object] = print) -> None:
+    """Run the steps in order in this process, echoing each one's command line and summary.
+
+    Raises:
+        RecipeStepError: the first step that failed, naming its command line and the error.
+    """
+    errors = step_errors()
+    for step in steps:
+        echo(f"$ {step.command}")
+        try:
+            echo(step.call())
+        except errors as error:
+            raise RecipeStepError(f"recipe stopped at `{step.command}`: {error}") from error

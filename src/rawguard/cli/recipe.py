@@ -6,19 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from rawguard.copysynth.synth_spoof import ALL_METHODS
 from rawguard.recipes import (
     RECIPES,
     STAGES,
     RecipeError,
+    RecipeStepError,
     check_layout,
-    format_command,
     get_recipe,
     parse_copy_synthesis,
     plan,
     run,
     with_protocols,
 )
-from rawguard.synth.folder import ALL_METHODS
 
 
 def register(subparsers, name: str = "recipe", help: str = "") -> argparse.ArgumentParser:
@@ -29,7 +29,8 @@ def register(subparsers, name: str = "recipe", help: str = "") -> argparse.Argum
         name, help=help, formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Run a corpus recipe: check the corpus layout, then prepare every set, train (selecting on dev), "
-            "and evaluate on dev and the eval sets. --dry-run prints the exact commands instead.\n\n"
+            "and evaluate on dev and the eval sets, in this process; a re-run resumes where it stopped. "
+            "--dry-run prints the equivalent rawguard commands instead.\n\n"
             f"recipes:\n{lines}\n\n"
             "Copy synthesis: before preparing the train set, `rawguard synth-spoof` resynthesises its bona fide\n"
             "clips with each method into OUT/synth/<method>, and those copies join the train cache as extra\n"
@@ -78,16 +79,17 @@ def main(args: argparse.Namespace) -> int:
     try:
         recipe = with_protocols(get_recipe(args.name), args.protocols)
         copy_synthesis = None if args.copy_synthesis is None else parse_copy_synthesis(args.copy_synthesis)
-        commands = plan(recipe, args.root, args.out, stages=stages, config=args.config,
-                        overrides=tuple(args.set), workers=args.workers, copy_synthesis=copy_synthesis,
-                        vocoder_minutes=args.vocoder_minutes, vocoder_steps=args.vocoder_steps, device=args.device)
-        if not args.dry_run and "prepare" in stages:
+        steps = plan(recipe, args.root, args.out, stages=stages, config=args.config,
+                     overrides=tuple(args.set), workers=args.workers, copy_synthesis=copy_synthesis,
+                     vocoder_minutes=args.vocoder_minutes, vocoder_steps=args.vocoder_steps, device=args.device)
+        if args.dry_run:
+            for step in steps:
+                print(step.command)
+            return 0
+        if "prepare" in stages:
             check_layout(recipe, args.root)
+        run(steps, echo=lambda text: print(text, flush=True))
     except RecipeError as error:
         print(f"rawguard recipe: error: {error}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        for command in commands:
-            print(format_command(command))
-        return 0
-    return run(commands)
+        return 1 if isinstance(error, RecipeStepError) else 2  # 2: the command line or the corpus layout
+    return 0

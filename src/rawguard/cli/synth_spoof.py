@@ -7,8 +7,8 @@ import argparse
 import sys
 import textwrap
 
+from rawguard.copysynth.synth_spoof import ALL_METHODS
 from rawguard.data.protocols import FORMATS
-from rawguard.synth.folder import ALL_METHODS
 
 
 def register(subparsers, name: str, help: str) -> None:
@@ -77,7 +77,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rawguard.data.protocols import ProtocolError
-    from rawguard.synth.folder import SynthFolderError, synth_spoof_folder, synth_spoof_protocol
+    from rawguard.copysynth.synth_spoof import SynthFolderError, synth_spoof_folder, synth_spoof_protocol
 
     _check_inputs(args)
     options = dict(seed=args.seed, workers=args.workers, progress=not args.quiet, vocoder=args.vocoder,

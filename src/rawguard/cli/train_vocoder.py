@@ -22,30 +22,24 @@ def register(subparsers, name: str, help: str) -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget (default: 10)")
     parser.add_argument("--max-steps", type=int, default=100_000, help="stop earlier after this many steps")
     parser.add_argument("--batch-size", type=int, default=8, help="segments of 8,192 samples per step (default: 8)")
-    parser.add_argument("--upsample", choices=["transposed", "nearest", "istft"], default="transposed",
-                        help="generator upsampling: transposed convolutions (HiFi-GAN-like, default), sample "
-                             "repetition + convolution (learns more slowly; see BENCHMARKS.md), or an inverse STFT "
-                             "for the last stage (iSTFTNet / Vocos-like)")
+    parser.add_argument("--upsample", choices=["transposed", "nearest"], default="transposed",
+                        help="generator upsampling: transposed convolutions (HiFi-GAN-like, default) or sample "
+                             "repetition + convolution (learns more slowly; see BENCHMARKS.md)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu); vocoder.pt loads on either")
-    parser.add_argument("--adversarial", type=float, default=0.0, metavar="W",
-                        help="weight of a multi-period discriminator's GAN + feature-matching loss next to the STFT "
-                             "loss (0 = none; ~0.1; resuming a spectral-only vocoder with it fine-tunes that one)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run, parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from rawguard.copysynth.neural import VocoderConfig, VocoderError, VocoderTrainConfig, train_vocoder
     from rawguard.data.cache import CacheError
-    from rawguard.synth.neural import VocoderConfig, VocoderError, VocoderTrainConfig, train_vocoder
 
     if args.minutes <= 0 or args.max_steps < 1 or args.batch_size < 1:
         args.parser.error("--minutes, --max-steps and --batch-size must be positive")
-    if args.adversarial < 0:
-        args.parser.error("--adversarial must be >= 0")
     config = VocoderTrainConfig(minutes=args.minutes, max_steps=args.max_steps, batch_size=args.batch_size,
-                                seed=args.seed, threads=args.threads, device=args.device, adversarial=args.adversarial,
+                                seed=args.seed, threads=args.threads, device=args.device,
                                 model=VocoderConfig(upsample=args.upsample))
     try:
         summary = train_vocoder(args.cache, args.out, config, progress=not args.quiet)

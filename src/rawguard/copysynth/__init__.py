@@ -1,23 +1,16 @@
-"""Procedural voices, vocoder-like resynthesis and the built-in demo corpus.
+"""Copy synthesis: rebuild bona fide recordings through a vocoder, to make training spoofs.
 
-- :mod:`rawguard.synth.voice`: source-filter voice model (the demo's bona fide speakers);
-- :mod:`rawguard.synth.vocoders`: copy-synthesis methods (:func:`resynthesize`, :data:`METHODS`);
-- :mod:`rawguard.synth.corpus`: :func:`generate_demo_corpus` (ASVspoof 2019 layout);
-- :mod:`rawguard.synth.dsp`: the numpy signal-processing pieces they share.
+- :mod:`rawguard.copysynth.vocoders`: signal-processing methods (:func:`resynthesize`, :data:`METHODS`:
+  ``griffin_lim``, ``lpc``, ``sinusoidal``, ``world``, ``world_vc``);
+- :mod:`rawguard.copysynth.neural`: a small neural vocoder trained on your bona fide clips
+  (:func:`train_vocoder`, :class:`NeuralVocoder`; the method ``neural``);
+- :mod:`rawguard.copysynth.synth_spoof`: copies of a folder or of a protocol's bona fide entries,
+  resumable (``rawguard synth-spoof``).
+
+The numpy DSP the methods use is :mod:`rawguard.dsp`, shared with the demo corpus's voice model
+(:mod:`rawguard.demo_corpus`).
 """
 
-from rawguard.synth.corpus import DemoCorpusSpec, finish_clip, generate_demo_corpus
-from rawguard.synth.vocoders import METHODS, SynthError, resynthesize
-from rawguard.synth.voice import Speaker, random_speaker, synthesize_utterance
+from rawguard.copysynth.vocoders import METHODS, SynthError, resynthesize
 
-__all__ = [
-    "METHODS",
-    "DemoCorpusSpec",
-    "Speaker",
-    "SynthError",
-    "finish_clip",
-    "generate_demo_corpus",
-    "random_speaker",
-    "resynthesize",
-    "synthesize_utterance",
-]
+__all__ = ["METHODS", "SynthError", "resynthesize"]

@@ -1,12 +1,12 @@
 """A small neural vocoder (log-mel -> waveform) trained on your bona fide speech, for copy synthesis.
 
-Why: detectors trained on signal-processing copies (:mod:`rawguard.synth.vocoders`) do not learn
+Why: detectors trained on signal-processing copies (:mod:`rawguard.copysynth.vocoders`) do not learn
 what neural vocoders leave behind; on the shared corpus, neural systems held out of training stay
 near chance (BENCHMARKS.md, leave-systems-out). Copy synthesis through *neural* vocoders is how the
 field makes training spoofs that generalise (Wang & Yamagishi, ICASSP 2023, used pretrained
 HiFi-GAN / WaveGlow / ... copies of the bona fide training data). Nothing can be downloaded here,
 so rawguard trains its own small vocoder on the training split's bona fide clips, in minutes on a
-CPU, and :func:`rawguard.synth.folder.synth_spoof` uses it as the method ``neural``.
+CPU, and :func:`rawguard.copysynth.synth_spoof.synth_spoof` uses it as the method ``neural``.
 
 Generator (HiFi-GAN-style, Kong et al. 2020), for a log-mel ``[B, n_mels, F]`` (hop 256):
 
@@ -17,17 +17,14 @@ LeakyReLU, conv k7 -> 1, tanh                      ``[B, F * 256]``
 =================================================  ======================
 
 Upsampling is a ``ConvTranspose1d`` (default, as in HiFi-GAN) or sample repetition + conv
-(``upsample="nearest"``). With ``upsample="istft"`` (iSTFTNet, Kaneko et al. 2022, the family of
-Vocos and of many recent TTS systems) the last upsampling stage is replaced by an inverse STFT: the
-network predicts a log-magnitude and a phase per bin of a small STFT (hop = the last rate, 4 bins
-per hop) and ``torch.istft`` makes the waveform, which leaves the traces of frame-wise phase
-prediction instead of those of learned upsampling filters. The MRF block averages residual stacks of dilated convolutions with
-kernels 3 and 7. Training uses the
-multi-resolution STFT loss of Parallel WaveGAN (spectral convergence + log-magnitude L1 at three
-resolutions) and no discriminator: adversarial training needs hours of GPU, and the copies only
-have to carry the traces neural vocoders share (learned upsampling by transposed convolutions,
-phase predicted from magnitudes), not fool a listener. See docs/recipes.md for what the copies do
-to unseen systems.
+(``upsample="nearest"``). The MRF block averages residual stacks of dilated convolutions with
+kernels 3 and 7. Training uses the multi-resolution STFT loss of Parallel WaveGAN (spectral
+convergence + log-magnitude L1 at three resolutions) and no discriminator: the copies only have to
+carry the traces neural vocoders share (learned upsampling by transposed convolutions, phase
+predicted from magnitudes), not fool a listener. See docs/recipes.md for what the copies do to
+unseen systems. An iSTFT last stage (iSTFTNet) and adversarial fine-tuning with a multi-period
+discriminator were tried and removed: neither moved unseen systems (BENCHMARKS.md, what did not
+help); checkpoints that use them are refused with an error naming the field.
 """
 
 from __future__ import annotations
@@ -45,11 +42,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from rawguard.conventions import BONAFIDE, INT16_SCALE, SAMPLE_RATE
+from rawguard.dsp import mel_filterbank
 from rawguard.progress import progress_bar
-from rawguard.synth.dsp import mel_filterbank
 
 CHECKPOINT_KIND = "rawguard-vocoder"
-UPSAMPLERS = ("transposed", "nearest", "istft")
+UPSAMPLERS = ("transposed", "nearest")
+REMOVED_UPSAMPLERS = ("istft",)  # removed variants; their checkpoints are refused by name
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (n_fft, hop, window): Parallel WaveGAN's
 
 
@@ -71,9 +69,7 @@ class VocoderConfig:
     negative_slope: float = 0.1
     # "transposed": learned ConvTranspose1d upsampling (HiFi-GAN, MelGAN, Parallel WaveGAN's family);
     # "nearest": sample repetition + conv ("resize-convolution"), which leaves other traces
-    # (no checkerboard pattern, images of the frame rate instead);
-    # "istft": conv stages for all rates but the last, then an inverse STFT with hop = the last rate
-    # and n_fft = 4 x that hop (iSTFTNet's C8C8I for the default rates).
+    # (no checkerboard pattern, images of the frame rate instead).
     upsample: str = "transposed"
 
     def __post_init__(self) -> None:
@@ -84,10 +80,11 @@ class VocoderConfig:
             raise VocoderError(f"vocoder config: upsample_rates {self.upsample_rates} must multiply to hop {self.hop}")
         if self.channels < 2 ** len(self.upsample_rates) or self.n_mels < 1 or self.n_fft < self.hop:
             raise VocoderError(f"vocoder config: invalid sizes {asdict(self)}")
+        if self.upsample in REMOVED_UPSAMPLERS:
+            raise VocoderError(f"vocoder config: upsample {self.upsample!r} (the iSTFTNet-style generator) was removed "
+                               f"from rawguard; upsample is one of {', '.join(UPSAMPLERS)}")
         if self.upsample not in UPSAMPLERS:
             raise VocoderError(f"vocoder config: upsample must be one of {', '.join(UPSAMPLERS)}, got {self.upsample!r}")
-        if self.upsample == "istft" and len(self.upsample_rates) < 2:
-            raise VocoderError("vocoder config: upsample 'istft' needs at least two upsample_rates (the last is the iSTFT hop)")
 
 
 class LogMel(nn.Module):
@@ -135,8 +132,7 @@ class Generator(nn.Module):
         c = config.channels
         self.pre = nn.Conv1d(config.n_mels, c, 7, padding=3)
         ups, mrfs = [], []
-        conv_rates = config.upsample_rates[:-1] if config.upsample == "istft" else config.upsample_rates
-        for rate in conv_rates:
+        for rate in config.upsample_rates:
             if config.upsample == "nearest":  # repeat each sample r times, then a conv spanning 2 input steps
                 ups.append(nn.Sequential(nn.Upsample(scale_factor=rate, mode="nearest"),
                                          nn.Conv1d(c, c // 2, 2 * rate + 1, padding=rate)))
@@ -147,79 +143,13 @@ class Generator(nn.Module):
             mrfs.append(MultiReceptiveField(c, config.resblock_kernels, config.resblock_dilations,
                                             config.negative_slope))
         self.ups, self.mrfs = nn.ModuleList(ups), nn.ModuleList(mrfs)
-        if config.upsample == "istft":
-            self.istft_hop = config.upsample_rates[-1]
-            self.istft_fft = 4 * self.istft_hop
-            self.register_buffer("istft_window", torch.hann_window(self.istft_fft), persistent=False)
-            self.post = nn.Conv1d(c, 2 * (self.istft_fft // 2 + 1), 7, padding=3)  # log-magnitude and phase per bin
-        else:
-            self.post = nn.Conv1d(c, 1, 7, padding=3)
+        self.post = nn.Conv1d(c, 1, 7, padding=3)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.pre(mel)  # [B, C, F]
         for up, mrf in zip(self.ups, self.mrfs):
             x = mrf(up(F.leaky_relu(x, self.config.negative_slope)))  # [B, C / 2, N * r]
-        x = self.post(F.leaky_relu(x, self.config.negative_slope))
-        if self.config.upsample != "istft":
-            return torch.tanh(x).squeeze(1)  # [B, F * hop]
-        log_magnitude, phase = x.chunk(2, dim=1)  # [B, bins, N] each, N = F * hop / istft_hop
-        spectrum = torch.polar(torch.exp(log_magnitude.clamp(max=6.0)), math.pi * torch.sin(phase))
-        wave = torch.istft(spectrum, self.istft_fft, self.istft_hop, window=self.istft_window,
-                           length=x.shape[-1] * self.istft_hop)  # [B, F * hop]
-        return wave.clamp(-1.0, 1.0)
-
-
-class PeriodDiscriminator(nn.Module):
-    """HiFi-GAN's period discriminator: the waveform folded into ``[B, 1, T / p, p]`` columns of every
-    ``p``-th sample, then 2-D convolutions along time only, so each column (one phase of a period)
-    is judged on its own. ``[B, T]`` -> (logits ``[B, N]``, feature maps)."""
-
-    def __init__(self, period: int, channels: tuple[int, ...] = (16, 32, 64), slope: float = 0.1) -> None:
-        super().__init__()
-        self.period, self.slope = period, slope
-        layers, c_in = [], 1
-        for c_out in channels:
-            layers.append(nn.Conv2d(c_in, c_out, (5, 1), stride=(3, 1), padding=(2, 0)))
-            c_in = c_out
-        layers.append(nn.Conv2d(c_in, c_in, (5, 1), padding=(2, 0)))
-        self.layers = nn.ModuleList(layers)
-        self.out = nn.Conv2d(c_in, 1, (3, 1), padding=(1, 0))
-
-    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        pad = (-wave.shape[-1]) % self.period
-        x = F.pad(wave, (0, pad), mode="reflect").reshape(wave.shape[0], 1, -1, self.period)  # [B, 1, T/p, p]
-        features = []
-        for layer in self.layers:
-            x = F.leaky_relu(layer(x), self.slope)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
-
-
-class MultiPeriodDiscriminator(nn.Module):
-    """Period discriminators for periods 2, 3, 5, 7, 11 (HiFi-GAN), smaller channels for a CPU."""
-
-    def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11)) -> None:
-        super().__init__()
-        self.discriminators = nn.ModuleList(PeriodDiscriminator(p) for p in periods)
-
-    def forward(self, wave: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-        return [d(wave) for d in self.discriminators]
-
-
-def discriminator_loss(real: list, fake: list) -> torch.Tensor:
-    """Least-squares GAN loss of the discriminators: real towards 1, fake towards 0."""
-    return sum(torch.mean((1 - r) ** 2) + torch.mean(f ** 2) for (r, _), (f, _) in zip(real, fake))
-
-
-def generator_adversarial_loss(real: list, fake: list) -> torch.Tensor:
-    """The generator's least-squares GAN loss plus 2 x feature matching (L1 between the
-    discriminators' feature maps of real and fake audio), HiFi-GAN's weighting."""
-    adversarial = sum(torch.mean((1 - f) ** 2) for f, _ in fake)
-    matching = sum(F.l1_loss(ff, rf.detach()) for (_, r_maps), (_, f_maps) in zip(real, fake)
-                   for rf, ff in zip(r_maps, f_maps))
-    return adversarial + 2 * matching
+        return torch.tanh(self.post(F.leaky_relu(x, self.config.negative_slope))).squeeze(1)  # [B, F * hop]
 
 
 def stft_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -250,10 +180,6 @@ class VocoderTrainConfig:
     threads: int = 0  # 0: torch's default
     checkpoint_every: int = 500
     device: str = "cpu"  # "cuda": the same training, many times faster; vocoder.pt loads anywhere
-    # Weight of the adversarial terms (multi-period discriminator, least squares + feature matching)
-    # next to the STFT loss; 0 = spectral loss only. Resuming a spectral-only vocoder with it > 0
-    # fine-tunes that vocoder adversarially (a fresh discriminator joins).
-    adversarial: float = 0.0
     model: VocoderConfig = field(default_factory=VocoderConfig)
 
 
@@ -291,19 +217,33 @@ def _segments(clips: list[np.ndarray], batch: int, segment: int, rng: np.random.
     return torch.from_numpy(out)
 
 
-def _state(generator: Generator, optimizer, step: int, elapsed: float, loss: float,
-           adversary: tuple[nn.Module, torch.optim.Optimizer] | None = None) -> dict:
+def _state(generator: Generator, optimizer, step: int, elapsed: float, loss: float) -> dict:
     # Weights on the CPU: vocoder.pt loads on any machine (the optimizer state follows the
     # parameters' device when a run resumes).
-    state = {"kind": CHECKPOINT_KIND, "config": json.dumps(asdict(generator.config)),
-             "model": {name: tensor.cpu() for name, tensor in generator.state_dict().items()},
-             "optimizer": optimizer.state_dict(),
-             "step": step, "elapsed_s": elapsed, "loss": loss}
-    if adversary is not None:
-        discriminator, d_optimizer = adversary
-        state["discriminator"] = {name: tensor.cpu() for name, tensor in discriminator.state_dict().items()}
-        state["discriminator_optimizer"] = d_optimizer.state_dict()
-    return state
+    return {"kind": CHECKPOINT_KIND, "config": json.dumps(asdict(generator.config)),
+            "model": {name: tensor.cpu() for name, tensor in generator.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "step": step, "elapsed_s": elapsed, "loss": loss}
+
+
+def _held_config(state: dict, path: Path) -> VocoderConfig:
+    """The generator config a loaded ``vocoder.pt`` holds (fields it predates take their defaults).
+
+    Raises:
+        VocoderError: not a vocoder checkpoint, a removed variant (naming its field), or a config
+            that does not parse.
+    """
+    if state.get("kind") != CHECKPOINT_KIND:
+        raise VocoderError(f"{path}: not a vocoder checkpoint (train one with `rawguard train-vocoder`)")
+    if "discriminator" in state:
+        raise VocoderError(f"{path}: field 'discriminator': this vocoder was fine-tuned adversarially (train-vocoder "
+                           "--adversarial), a variant removed from rawguard; train a new one")
+    try:
+        return VocoderConfig(**json.loads(state["config"]))
+    except VocoderError as error:
+        raise VocoderError(f"{path}: {error}") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise VocoderError(f"{path}: unreadable vocoder config ({error})") from None
 
 
 def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTrainConfig | None = None,
@@ -333,11 +273,6 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
     clips = bonafide_waveforms(cache_dir, config.segment)
     generator, mel = Generator(config.model).to(device), LogMel(config.model).to(device)
     optimizer = torch.optim.AdamW(generator.parameters(), lr=config.lr, betas=(0.8, 0.99), weight_decay=0.0)
-    adversary = None
-    if config.adversarial:
-        discriminator = MultiPeriodDiscriminator().to(device)
-        d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=config.lr, betas=(0.8, 0.99), weight_decay=0.0)
-        adversary = (discriminator, d_optimizer)
     path = out_dir / "vocoder.pt"
     step, spent, loss_value = 0, 0.0, float("nan")
     if path.exists():
@@ -345,20 +280,12 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
             state = load_checkpoint(path, map_location=device)
         except CheckpointError as error:
             raise VocoderError(f"{error}; delete it or use another folder") from None
-        try:  # fields a checkpoint predates take their defaults
-            held = VocoderConfig(**json.loads(state.get("config", "{}")))
-        except (TypeError, ValueError):
-            held = None
-        if state.get("kind") != CHECKPOINT_KIND or held != config.model:
-            raise VocoderError(f"{path}: holds a vocoder with another architecture (or no vocoder); "
-                               "use another folder")
+        if _held_config(state, path) != config.model:
+            raise VocoderError(f"{path}: holds a vocoder with another architecture; use another folder")
         try:
             generator.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             step, spent = int(state["step"]), float(state["elapsed_s"])
-            if adversary is not None and "discriminator" in state:  # else: a fresh one fine-tunes it
-                adversary[0].load_state_dict(state["discriminator"])
-                adversary[1].load_state_dict(state["discriminator_optimizer"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise VocoderError(f"{path}: cannot resume from it ({error}); delete it or use another folder") from None
     rng = np.random.default_rng([config.seed, step])
@@ -372,23 +299,13 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
             # cosine over whichever limit comes first: the time budget or max_steps
             progress_fraction = min(1.0, max((time.monotonic() - start) / budget, step / config.max_steps))
             lr = config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress_fraction))
-            for group in [*optimizer.param_groups, *(adversary[1].param_groups if adversary else [])]:
+            for group in optimizer.param_groups:
                 group["lr"] = lr
             real = _segments(clips, config.batch_size, config.segment, rng).to(device)  # [B, S]
             fake = generator(mel(real))[:, : config.segment]  # [B, S]
             loss = stft_loss(fake, real)
-            total = loss
-            if adversary is not None:
-                discriminator, d_optimizer = adversary
-                d_loss = discriminator_loss(discriminator(real), discriminator(fake.detach()))
-                d_optimizer.zero_grad(set_to_none=True)
-                d_loss.backward()
-                d_optimizer.step()
-                with torch.no_grad():  # the updated discriminator's view of real audio: feature-matching targets
-                    real_view = discriminator(real)
-                total = loss + config.adversarial * generator_adversarial_loss(real_view, discriminator(fake))
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            loss.backward()
             nn.utils.clip_grad_norm_(generator.parameters(), 10.0)
             optimizer.step()
             step += 1
@@ -403,10 +320,10 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
                 rate = (step - first_step) / max(elapsed - spent, 1e-9)
                 bar.total = min(config.max_steps, step + int(rate * max(budget - elapsed, 0.0)))
             if step % config.checkpoint_every == 0:
-                save_checkpoint(_state(generator, optimizer, step, time.monotonic() - start, loss_value, adversary), path)
+                save_checkpoint(_state(generator, optimizer, step, time.monotonic() - start, loss_value), path)
     elapsed = time.monotonic() - start
     if step > first_step:  # a re-run with the budget spent leaves the file (and its hash) alone
-        save_checkpoint(_state(generator, optimizer, step, elapsed, loss_value, adversary), path)
+        save_checkpoint(_state(generator, optimizer, step, elapsed, loss_value), path)
     elif path.exists():
         loss_value = float(load_checkpoint(path).get("loss", loss_value))
     _plot_copy(generator.cpu(), mel.cpu(), clips[0], out_dir / "vocoder.png")
@@ -434,10 +351,8 @@ class NeuralVocoder:
             state = load_checkpoint(path)
         except CheckpointError as error:
             raise VocoderError(str(error)) from None
-        if state.get("kind") != CHECKPOINT_KIND:
-            raise VocoderError(f"{path}: not a vocoder checkpoint (train one with `rawguard train-vocoder`)")
+        generator = Generator(_held_config(state, Path(path)))
         try:
-            generator = Generator(VocoderConfig(**json.loads(state["config"])))
             generator.load_state_dict(state["model"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise VocoderError(f"{path}: vocoder checkpoint does not match its config: {error}") from None

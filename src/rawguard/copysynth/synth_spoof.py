@@ -2,8 +2,8 @@
 
 Sources are either every audio file under a folder (:func:`synth_spoof_folder`) or the bona fide
 entries of a protocol (:func:`synth_spoof_protocol`, any format :func:`read_protocol` reads). Each
-is resynthesised with one method of :data:`rawguard.synth.vocoders.METHODS`, or with a neural vocoder
-trained by :func:`rawguard.synth.neural.train_vocoder` (method ``neural``), and written as 16 kHz
+is resynthesised with one method of :data:`rawguard.copysynth.vocoders.METHODS`, or with a neural vocoder
+trained by :func:`rawguard.copysynth.neural.train_vocoder` (method ``neural``), and written as 16 kHz
 16-bit FLAC under ``out_dir``: at the same relative path (folder) or at ``<utt_id>.flac``
 (protocol). Training a detector on such copies of one's own bona fide data, paired with the
 originals, is a known way to make it listen to vocoder artefacts rather than to speaker, content
@@ -45,11 +45,11 @@ import numpy as np
 import soundfile as sf
 
 from rawguard.conventions import BONAFIDE, COPY_SYSTEM_PREFIX, SAMPLE_RATE
+from rawguard.copysynth.vocoders import METHODS, SynthError, resynthesize
 from rawguard.progress import progress_bar
-from rawguard.synth.vocoders import METHODS, SynthError, resynthesize
 
 NEURAL = "neural"
-"""Method name of copies made by a trained :class:`rawguard.synth.neural.NeuralVocoder` (``--vocoder``)."""
+"""Method name of copies made by a trained :class:`rawguard.copysynth.neural.NeuralVocoder` (``--vocoder``)."""
 ALL_METHODS = (*METHODS, NEURAL)
 
 MANIFEST = "synth_spoof.tsv"
@@ -225,7 +225,7 @@ def _neural_vocoder(path: str):
     """The trained vocoder at ``path``, loaded once per worker process."""
     import torch
 
-    from rawguard.synth.neural import NeuralVocoder
+    from rawguard.copysynth.neural import NeuralVocoder
 
     torch.set_num_threads(1)  # one process per core already
     return NeuralVocoder.load(path)
@@ -256,7 +256,7 @@ def _check_method(method: str, vocoder: str | os.PathLike | None = None) -> str 
         if vocoder is None:
             raise SynthFolderError("method 'neural' needs a trained vocoder: --vocoder DIR/vocoder.pt "
                                    "(make one with `rawguard train-vocoder`)")
-        from rawguard.synth.neural import NeuralVocoder, VocoderError
+        from rawguard.copysynth.neural import NeuralVocoder, VocoderError
 
         try:
             NeuralVocoder.load(vocoder)
@@ -334,11 +334,11 @@ def synth_spoof(
         sources: what to copy and where (:func:`folder_sources`, :func:`protocol_sources`), in the
             order that fixes each copy's seed.
         out_dir: destination; receives the copies, ``protocol.csv``, ``synth_spoof.tsv``.
-        method: a key of :data:`rawguard.synth.vocoders.METHODS`, or ``"neural"`` with ``vocoder``.
+        method: a key of :data:`rawguard.copysynth.vocoders.METHODS`, or ``"neural"`` with ``vocoder``.
         seed: the copy at position ``i`` is a deterministic function of ``(seed, i)``.
         workers: processes (default: CPU count, at most 4); 1 runs in-process.
         progress: tqdm bar (files/s, ETA).
-        vocoder: with method ``"neural"``: a ``vocoder.pt`` from :func:`rawguard.synth.neural.train_vocoder`.
+        vocoder: with method ``"neural"``: a ``vocoder.pt`` from :func:`rawguard.copysynth.neural.train_vocoder`.
         system: the copies' system name in ``protocol.csv`` (:func:`resolve_system`; default
             ``synth-<method>``); the sources' ids must carry the same prefix.
 

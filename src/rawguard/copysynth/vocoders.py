@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from rawguard.conventions import SAMPLE_RATE
-from rawguard.synth.dsp import (
+from rawguard.dsp import (
     active_rms,
     allpole_response,
     block_filter,
@@ -251,7 +251,7 @@ def resynthesize(wave: np.ndarray, method: str | Resynthesis, rng: np.random.Gen
     Args:
         wave: float [T] mono waveform at :data:`~rawguard.conventions.SAMPLE_RATE`, T >= 2048.
         method: a key of :data:`METHODS`, or any ``f(wave [T], rng) -> [T']`` (e.g. a trained
-            :class:`rawguard.synth.neural.NeuralVocoder`).
+            :class:`rawguard.copysynth.neural.NeuralVocoder`).
         rng: random generator (random phases / noise excitation).
 
     Returns:

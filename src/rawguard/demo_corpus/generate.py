@@ -32,10 +32,10 @@ import numpy as np
 import soundfile as sf
 
 from rawguard.conventions import SAMPLE_RATE
+from rawguard.copysynth.vocoders import METHODS, resynthesize
+from rawguard.demo_corpus.voice import Speaker, random_speaker, synthesize_utterance
+from rawguard.dsp import active_rms
 from rawguard.progress import progress_bar
-from rawguard.synth.dsp import active_rms
-from rawguard.synth.vocoders import METHODS, resynthesize
-from rawguard.synth.voice import Speaker, random_speaker, synthesize_utterance
 
 SEEN_METHODS: tuple[str, ...] = ("griffin_lim", "lpc", "world")
 UNSEEN_METHOD: str = "sinusoidal"
@@ -213,7 +213,7 @@ def generate_demo_corpus(
     ]
     (out / "systems.tsv").write_text("\n".join(rows) + "\n")
     meta = {
-        "generator": "rawguard.synth.generate_demo_corpus",
+        "generator": "rawguard.demo_corpus.generate_demo_corpus",
         "seed": seed,
         "sample_rate": SAMPLE_RATE,
         "spec": asdict(spec),

@@ -9,7 +9,7 @@ Source: a train of Rosenberg glottal-flow-derivative pulses whose periods follow
 (phrase declination, pitch accents on stressed syllables, final lowering, slow drift) with
 cycle-to-cycle jitter and shimmer, plus aspiration noise gated by the glottal open phase
 (breathiness). Filter: a cascade of resonators (F1-F4 moving, F5-F6 fixed, all scaled by the
-speaker's vocal-tract length) applied with :func:`~rawguard.synth.dsp.block_filter`; frication
+speaker's vocal-tract length) applied with :func:`~rawguard.dsp.block_filter`; frication
 noise goes through a parallel resonance. Speakers differ in F0 range, vocal-tract length,
 breathiness, jitter/shimmer, glottal open quotient and speaking rate.
 
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rawguard.conventions import SAMPLE_RATE
-from rawguard.synth.dsp import block_filter, interp_track, resonator_response, smooth
+from rawguard.dsp import block_filter, interp_track, resonator_response, smooth
 
 CONTROL_HOP = 80  # 5 ms at 16 kHz: parameter update rate, as in the Klatt synthesiser
 FILTER_FFT = 1024  # block-filter grid; the narrowest resonance (50 Hz) decays well within it
