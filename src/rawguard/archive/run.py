@@ -66,7 +66,8 @@ class ArchiveRun:
     summary: ArchiveSummary
     journal: Path
     resumed: int
-    repaired_lines: int
+    dropped_lines: int
+    torn_bytes: int
     merged: tuple[int, int] | None = None
     merged_path: Path | None = None
 
@@ -105,10 +106,10 @@ def run_archive(
     finished = False
     try:
         with Journal.open(journal_path) as journal:
-            resumed, repaired = journal.summary.done, journal.summary.dropped_lines
+            found = journal.summary
             summary = score_archive(paths, journal, scorer, make_result, workers, ranks.rank, ranks.world_size,
                                     _done_elsewhere(merge_dir, journal_path), on_file)
-        run = ArchiveRun(summary, journal_path, resumed, repaired)
+        run = ArchiveRun(summary, journal_path, found.done, found.dropped_lines, found.torn_bytes)
         if group is not None:
             group.barrier()  # every part is complete before rank 0 reads them
         if merge_dir is not None and ranks.rank == 0:

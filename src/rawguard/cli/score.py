@@ -67,6 +67,10 @@ def register(subparsers, name: str, help: str) -> None:
     )
     parser.add_argument("--workers", type=int, metavar="N",
                         help="with --out: decoder processes (default: cores - 1, at least 1)")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                        help="run the network with PyTorch (default) or ONNX Runtime (CPU only; extra 'onnx')")
+    parser.add_argument("--onnx", metavar="MODEL.onnx",
+                        help="with --backend onnx: a graph from 'rawguard export' (default: export the checkpoint now)")
     add_model_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -86,6 +90,7 @@ def _text_lines(result) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from rawguard.checkpoint import CheckpointError
     from rawguard.detector import Detector, DetectorError, find_audio_files
+    from rawguard.export import ExportError
     from rawguard.progress import progress_bar
 
     try:
@@ -94,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--workers: expected at least 1 decoder process, got {args.workers}")
         detector = Detector.from_checkpoint(args.checkpoint, device=_rank_device(args.device), window=window, hop=hop,
                                             batch_size=args.batch_size)
-    except (CheckpointError, DetectorError, ValueError) as error:
+        if args.backend == "onnx":
+            detector.model = _onnx_model(args, detector)
+        elif args.onnx is not None:
+            raise ValueError("--onnx: give --backend onnx too (the default backend runs the checkpoint with PyTorch)")
+    except (CheckpointError, DetectorError, ExportError, ValueError) as error:
         print(f"rawguard score: error: {error}", file=sys.stderr)
         return 2
     for note in detector.notes:
@@ -123,6 +132,14 @@ def run(args: argparse.Namespace) -> int:
     summary = f"scored {len(files) - failed} of {len(files)} files"
     print(f"rawguard score: {summary}" + (f", {failed} failed" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _onnx_model(args: argparse.Namespace, detector):
+    from rawguard.onnx_backend import onnx_model
+
+    if not str(detector.device).startswith("cpu"):
+        raise ValueError(f"--backend onnx runs on the CPU; got --device {args.device}")
+    return onnx_model(args.checkpoint, detector.model, args.onnx, args.threads)
 
 
 def _rank_device(device: str) -> str:
@@ -161,8 +178,9 @@ def _run_archive(args: argparse.Namespace, detector) -> int:
         f"results in {run.journal}",
         file=sys.stderr,
     )
-    if run.repaired_lines:
-        print(f"rawguard score: {where}resumed: dropped {run.repaired_lines} unfinished or outdated lines", file=sys.stderr)
+    if run.dropped_lines or run.torn_bytes:
+        print(f"rawguard score: {where}resumed: cut {run.torn_bytes} bytes of torn last lines, dropped "
+              f"{run.dropped_lines} unfinished or outdated lines (their files were scored again)", file=sys.stderr)
     if run.merged is not None:
         print(f"rawguard score: merged {run.merged[0]} results and {run.merged[1]} errors into {run.merged_path}",
               file=sys.stderr)
