@@ -1,0 +1,96 @@
+"""Several trained detectors scored as one: the mean of their calibrated log-odds.
+
+Each checkpoint carries a logistic calibration fitted on dev, ``log-odds = scale * score + bias``.
+Calibrated log-odds of detectors selected on the same dev set are on one scale (log-likelihood
+ratios plus the same dev prior), so their mean is a fusion that needs no further fitting; the
+models' raw scores are not (one model's score of 3 can mean what another's 30 does).
+
+:class:`EnsembleModel` is an ``nn.Module`` whose two logits are ``[0, mean log-odds]``, so the
+ensemble's score ``logit[1] - logit[0]`` *is* the mean log-odds and everything built on a model
+(:class:`~rawguard.detector.Detector`, windowed scoring, archives, the server, ONNX export) works
+on it unchanged. The ensemble's threshold is the mean of the members' dev EER thresholds mapped to
+log-odds; for weights fitted on dev instead of equal ones, score each model and use
+``rawguard fuse``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from rawguard.detector import Detector, DetectorError
+
+__all__ = ["EnsembleModel", "ensemble_detector"]
+
+
+class EnsembleModel(nn.Module):
+    """Mean calibrated log-odds of several models, as two logits.
+
+    Args:
+        members: models mapping float32 ``[B, T]`` to ``[B, 2]`` logits.
+        scales, biases: each member's dev calibration (``log-odds = scale * score + bias``).
+    """
+
+    def __init__(self, members: Sequence[nn.Module], scales: Sequence[float], biases: Sequence[float]) -> None:
+        super().__init__()
+        if not members or not len(members) == len(scales) == len(biases):
+            raise DetectorError(f"an ensemble needs one scale and bias per member, got {len(members)} members, "
+                                f"{len(scales)} scales, {len(biases)} biases")
+        self.members = nn.ModuleList(members)
+        self.register_buffer("scales", torch.tensor(list(scales), dtype=torch.float32))
+        self.register_buffer("biases", torch.tensor(list(biases), dtype=torch.float32))
+        self.min_samples = max(getattr(member, "min_samples", 1) for member in members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` float32 waveforms -> ``[B, 2]`` logits ``[0, mean calibrated log-odds]``."""
+        scores = torch.stack([logits[:, 1] - logits[:, 0] for logits in (m(x).float() for m in self.members)], dim=1)
+        log_odds = (scores * self.scales + self.biases).mean(dim=1)  # [B]
+        return torch.stack([torch.zeros_like(log_odds), log_odds], dim=1)
+
+
+def ensemble_detector(
+    paths: Sequence[str | os.PathLike],
+    device: str = "cpu",
+    window: int | None | str = "checkpoint",
+    hop: int | None = None,
+    batch_size: int = 64,
+) -> Detector:
+    """A :class:`~rawguard.detector.Detector` over several checkpoints (equal-weight log-odds fusion).
+
+    Args:
+        paths: two or more checkpoints, each with a dev selection (threshold and calibration).
+        device, window, hop, batch_size: as :meth:`Detector.from_checkpoint`; with the default
+            ``window="checkpoint"`` every member must have been selected with the same window and hop.
+
+    Raises:
+        DetectorError: naming the checkpoint that has no dev calibration or another window policy.
+    """
+    members = [Detector.from_checkpoint(path, device="cpu", window=window, hop=hop, batch_size=batch_size) for path in paths]
+    if len(members) < 2:
+        raise DetectorError(f"an ensemble needs two or more checkpoints, got {len(members)}")
+    first = members[0]
+    for path, member in zip(paths, members):
+        if not member.calibrated:
+            raise DetectorError(f"{path}: no dev calibration, so its scores cannot be put on the ensemble's scale")
+        if (member.window, member.hop) != (first.window, first.hop):
+            raise DetectorError(f"{path}: scored with window {member.window} and hop {member.hop}, but {paths[0]} with "
+                                f"{first.window} and {first.hop}; pass window= (and hop=) to score all alike")
+    scales = [member.calibration["scale"] for member in members]
+    biases = [member.calibration["bias"] for member in members]
+    threshold = sum(s * m.threshold + b for s, b, m in zip(scales, biases, members)) / len(members)
+    model = EnsembleModel([member.model for member in members], scales, biases)
+    names = sorted({member.model_name or "model" for member in members})
+    return Detector(
+        model,
+        threshold=float(threshold),
+        calibration={"scale": 1.0, "bias": 0.0},  # the score already is log-odds
+        window=first.window,
+        hop=first.hop,
+        device=device,
+        batch_size=batch_size,
+        notes=[f"equal-weight ensemble of {len(members)} checkpoints: {', '.join(map(str, paths))}"],
+        model_name=f"ensemble[{len(members)}]:{'+'.join(names)}",
+    )
