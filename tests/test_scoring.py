@@ -14,7 +14,7 @@ from rawguard.conventions import INT16_SCALE
 from rawguard.data.cache import Cache
 from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
-from rawguard.scoring import ScoringError, WindowScorer, pack_windows, score_cache
+from rawguard.scoring import ScoringError, WindowBatch, WindowScorer, pack_windows, score_cache
 from rawguard.windows import crop_or_pad, window_starts
 
 from helpers.checkpoints import SELECTION, SMOKE, WINDOW, corpus_files, save_tiny_checkpoint, tiny_model
@@ -96,6 +96,19 @@ def test_batches_packed_elsewhere_score_like_a_stream(model, waves):
     for a, b in zip(scorer.score_batches(batches), scorer.score_waves(waves)):
         assert a.key == b.key and a.length == b.length
         np.testing.assert_array_equal(a.scores, b.scores)
+    # Two decoders' chunks interleaved: the short clip's window sits among the long one's rows.
+    (whole,) = pack_windows([("long", np.concatenate(waves)), ("short", waves[1])], WINDOW, HOP, batch_size=64)
+    n = len(whole.owners)  # the long recording's rows, then the short clip's one row
+    first = WindowBatch(whole.x[np.r_[0:3, n - 1]], whole.owners[np.r_[0:3, n - 1]], whole.opened)
+    rest = WindowBatch(whole.x[3:n - 1], whole.owners[3:n - 1], [])
+    expected = {s.key: s.scores for s in scorer.score_batches([whole])}
+    for ordered, short_after in ((True, 2), (False, 1)):
+        consumed = []
+        batches_seen = (consumed.append(b) or b for b in (first, rest))
+        results = {s.key: (s, len(consumed)) for s in scorer.score_batches(batches_seen, ordered=ordered)}
+        assert results["short"][1] == short_after  # unordered: not held back behind the long recording
+        for key, (scored, _) in results.items():
+            np.testing.assert_allclose(scored.scores, expected[key], atol=1e-5)
     with pytest.raises(ScoringError, match="do not match the windows it was opened with"):
         list(scorer.score_batches(batches[1:]))  # the first batch, which opened waveform 0, is missing
     with pytest.raises(ScoringError, match="windows scored when the batches ended"):

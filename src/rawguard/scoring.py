@@ -22,7 +22,6 @@ can feed an unbounded stream (a folder, an archive, a live source) with flat mem
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,8 +72,8 @@ class WindowBatch:
 
     Attributes:
         x: ``[B, window]`` samples (``[1, T]`` in full-length mode), int16 or float32 as the waveforms.
-        owners: int64 ``[B]``: position in the input stream of the waveform of each row (rows of
-            one waveform are consecutive and in window order).
+        owners: int64 ``[B]``: position in the input stream of the waveform of each row (a
+            waveform's rows are in window order; :func:`pack_windows` keeps them consecutive).
         opened: ``(position, key, starts int64 [W], length)`` of each waveform whose first window is
             in this batch, in stream order (a waveform's windows may continue in later batches).
     """
@@ -159,6 +158,18 @@ class _Open:
         self.filled = 0
 
 
+def _scatter(scores: np.ndarray, owners: np.ndarray, unfinished: dict[int, _Open]) -> None:
+    """Append each run of rows of one waveform to that waveform's window scores."""
+    bounds = np.flatnonzero(np.diff(owners)) + 1
+    for first, last in zip([0, *bounds.tolist()], [*bounds.tolist(), len(scores)]):
+        entry = unfinished.get(int(owners[first]))
+        if entry is None or entry.filled + last - first > entry.scores.shape[0]:
+            raise ScoringError(f"batch rows of waveform {int(owners[first])} in the stream do not match "
+                               "the windows it was opened with (batches out of order or from another stream?)")
+        entry.scores[entry.filled:entry.filled + last - first] = scores[first:last]
+        entry.filled += last - first
+
+
 class WindowScorer:
     """A model and a window policy that score streams of waveforms.
 
@@ -223,36 +234,38 @@ class WindowScorer:
         with self._eval_mode():
             return self._forward(np.ascontiguousarray(x))
 
-    def score_batches(self, batches: Iterable[WindowBatch]) -> Iterator[ScoredWave]:
+    def score_batches(self, batches: Iterable[WindowBatch], ordered: bool = True) -> Iterator[ScoredWave]:
         """Score packed batches (:func:`pack_windows`) and regroup window scores per waveform.
 
-        Batches may be packed elsewhere (e.g. by decoder processes); a waveform is yielded as soon
-        as its last window is scored, in stream order.
+        Batches may be packed elsewhere (e.g. from decoder processes); rows of several waveforms
+        may interleave, as long as each waveform's rows come in window order.
+
+        Args:
+            batches: :class:`WindowBatch` in order; a waveform is opened before (or in) the batch
+                of its first row.
+            ordered: yield waveforms in the order they were opened (stream order); ``False``: each
+                as soon as its last window is scored, so short files do not wait behind a long one.
+
+        Raises:
+            ScoringError: rows of a waveform that was never opened, more rows than its windows, a
+                waveform still missing windows when the batches end, or unusable model output.
         """
-        waiting: deque[tuple[int, _Open]] = deque()
-        by_position: dict[int, _Open] = {}
+        unfinished: dict[int, _Open] = {}  # by stream position, in the order opened
         with self._eval_mode():
             for batch in batches:
                 for position, key, starts, length in batch.opened:
-                    entry = _Open(key, starts, length)
-                    waiting.append((position, entry))
-                    by_position[position] = entry
-                scores = self._forward(batch.x)
-                # Rows of one waveform are consecutive: copy each run of equal owners at once.
-                bounds = np.flatnonzero(np.diff(batch.owners)) + 1
-                for first, last in zip([0, *bounds.tolist()], [*bounds.tolist(), len(scores)]):
-                    entry = by_position.get(int(batch.owners[first]))
-                    if entry is None or entry.filled + last - first > entry.scores.shape[0]:
-                        raise ScoringError(f"batch rows of waveform {int(batch.owners[first])} in the stream do not match "
-                                           "the windows it was opened with (batches out of order or from another stream?)")
-                    entry.scores[entry.filled:entry.filled + last - first] = scores[first:last]
-                    entry.filled += last - first
-                while waiting and waiting[0][1].filled == waiting[0][1].scores.shape[0]:
-                    position, entry = waiting.popleft()
-                    del by_position[position]
+                    unfinished[position] = _Open(key, starts, length)
+                _scatter(self._forward(batch.x), batch.owners, unfinished)
+                finished = []
+                for position, entry in unfinished.items():
+                    if entry.filled == entry.scores.shape[0]:
+                        finished.append(position)
+                    elif ordered:
+                        break
+                for position in finished:
+                    entry = unfinished.pop(position)
                     yield ScoredWave(entry.key, entry.starts, entry.scores, entry.length)
-        if waiting:
-            position, entry = waiting[0]
+        for entry in unfinished.values():
             raise ScoringError(f"waveform {entry.key!r}: {entry.filled} of {entry.scores.shape[0]} windows scored when the batches ended")
 
     def score_stream(self, waves: Iterable[tuple[Any, np.ndarray]]) -> Iterator[ScoredWave]:
