@@ -204,3 +204,38 @@ def test_live_stream_ends_with_the_files_result(server, clips):
     messages = asyncio.run(_stream(url, [json.dumps({"sample_rate": 8000, "format": "f32le"}), wave8k.tobytes()]))
     assert messages[-1]["duration_s"] == pytest.approx(pcm.shape[0] / 16000, abs=2e-3)
     assert len(messages) - 1 == len(messages[-1]["windows"]) >= 3
+
+
+def test_cli_serve_runs_logs_each_request_and_refuses_a_bad_checkpoint(checkpoint, clips, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from helpers.serving import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "rawguard.cli", "serve", "--checkpoint", str(checkpoint), "--port", str(port),
+                                "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"{url}/healthz", timeout=2).json()["status"] == "ok"
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None and time.monotonic() < deadline, "rawguard serve did not start"
+                time.sleep(0.2)
+        assert score(url, clips["spoof"][3]).status_code == 200
+        assert httpx.post(f"{url}/v1/score", content=b"garbage", timeout=10).status_code == 400
+    finally:
+        process.terminate()
+        log = process.communicate(timeout=30)[0]
+    lines = [line for line in log.splitlines() if "rawguard.serve:" in line]
+    assert any("GET /healthz 200" in line for line in lines)
+    assert any("POST /v1/score 200" in line and "1 file(s)" in line for line in lines)
+    assert any("POST /v1/score 400" in line and "unreadable or corrupt audio" in line for line in lines)
+    assert f"127.0.0.1:{port}" in log  # bound to localhost by default
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    done = subprocess.run([sys.executable, "-m", "rawguard.cli", "serve", "--checkpoint", str(bad)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "rawguard serve: error:" in done.stderr and "bad.pt" in done.stderr

@@ -154,7 +154,8 @@ def create_app(settings: ServeSettings, detector: Detector | None = None) -> Fas
     async def score(request: Request) -> Response:
         if not _token_ok(settings, bearer_token(request.headers.get("authorization"))):
             raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'")
-        with temporary_uploads() as folder:
+        scorer = request.app.state.scorer
+        with temporary_uploads() as folder, scorer.incoming():
             try:
                 uploads = await read_uploads(request, limits, folder)
             except ClientDisconnect:
@@ -162,7 +163,7 @@ def create_app(settings: ServeSettings, detector: Detector | None = None) -> Fas
                 return Response(status_code=400)
             waves = await asyncio.gather(*(run_in_threadpool(decode_upload, u, settings.max_duration) for u in uploads))
         try:
-            scored = await asyncio.gather(*(request.app.state.scorer.score(wave) for wave in waves))
+            scored = await asyncio.gather(*(scorer.score(wave) for wave in waves))
         except ScoringError as error:
             raise ApiError(400, str(error)) from None
         body = [detector.result(s, u.name).to_dict() for s, u in zip(scored, uploads)]

@@ -4,7 +4,8 @@ A web server receives one recording per request, but the model is several times 
 on full batches than one clip at a time (measured in ``benchmarks/bench_serve.py``). The
 :class:`BatchingScorer` holds the one model of the process and a single worker thread: requests put
 their waveform on a queue and await a future; the worker takes whatever is queued, waits at most
-``max_wait_s`` for more (up to ``max_windows`` windows), and scores them all with one call of the
+``max_wait_s`` for more (up to ``max_windows`` windows) while other requests are on their way
+(being read or decoded: :meth:`BatchingScorer.incoming`; a lone request is never held back), and scores them all with one call of the
 detector's :class:`~rawguard.scoring.WindowScorer`, whose windows share forward passes. Live streams
 put their completed windows on the same queue, so they share batches with uploads.
 
@@ -16,10 +17,12 @@ between competing forward passes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +68,8 @@ class BatchingScorer:
         self.max_windows = max_windows if batched else 1
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
+        self._incoming = 0  # requests being read or decoded, that will be queued soon
+        self._incoming_lock = threading.Lock()
         self.calls = 0  # model calls so far (a batch of requests is one call)
         self.requests = 0
         self._thread = threading.Thread(target=self._run, name="rawguard-scorer", daemon=True)
@@ -74,6 +79,18 @@ class BatchingScorer:
         if self.detector.window is None:
             return 1
         return int(window_starts(length, self.detector.window, self.detector.hop).shape[0])
+
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Mark a request that will be scored soon (while its upload is read and decoded): the
+        worker waits up to ``max_wait_s`` for such requests to join a batch, and for no others."""
+        with self._incoming_lock:
+            self._incoming += 1
+        try:
+            yield
+        finally:
+            with self._incoming_lock:
+                self._incoming -= 1
 
     async def score(self, wave: np.ndarray) -> ScoredWave:
         """Window scores of one float32 ``[T]`` 16 kHz waveform; resolves when its batch is done
@@ -100,14 +117,21 @@ class BatchingScorer:
     # -- worker thread ---------------------------------------------------------------------------
 
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
-        """``first`` plus whatever arrives within ``max_wait_s``; ``(jobs, stop)``."""
+        """``first`` plus whatever is queued, and what arrives within ``max_wait_s`` while requests
+        are incoming; ``(jobs, stop)``."""
         jobs, windows = [first], first.windows
         deadline = time.monotonic() + self.max_wait_s
         while windows < self.max_windows:
             try:
-                job = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+                job = self._queue.get_nowait()
             except queue.Empty:
-                break
+                wait = deadline - time.monotonic()
+                if self._incoming == 0 or wait <= 0:
+                    break
+                try:  # short naps: a request that finishes decoding does not signal the queue
+                    job = self._queue.get(timeout=min(wait, 0.001))
+                except queue.Empty:
+                    continue
             if job is None:
                 return jobs, True
             jobs.append(job)
