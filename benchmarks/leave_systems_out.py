@@ -59,31 +59,47 @@ def condition_overrides(name: str) -> list[str]:
     return flatten(yaml.safe_load(path.read_text()) or {})
 
 
-def prepare(work: Path, held_out: list[str], train_extra: list[Path] | None = None,
-            unseen: bool = False) -> dict[str, Path]:
-    """Caches: train without the held-out systems (plus ``train_extra`` protocols, e.g. the
-    ``protocol.csv`` of ``rawguard synth-spoof`` copies of train bona fide), the whole dev set,
-    dev without the held-out systems, and (``unseen``) dev bona fide with the held-out systems only."""
+def held_out_sets(train_items: list, dev_items: list, held_out: list[str], unseen: bool = False) -> dict[str, list]:
+    """The item lists of a held-out experiment: ``train_seen`` (train without the held-out systems),
+    ``dev`` (whole), ``dev_seen`` (without them: what a run selects on) and, with ``unseen``,
+    ``dev_unseen`` (dev bona fide and the held-out systems' spoofs)."""
     from rawguard.conventions import BONAFIDE
-    from rawguard.data.prepare import prepare_cache
-    from rawguard.data.protocols import read_protocol, read_protocols
 
-    audio = CORPUS / "flac"
-    extra = list(train_extra or [])
-    train_items = read_protocols([CORPUS / "protocols" / "train.txt", *extra], [audio, *[None] * len(extra)])
-    dev_items = read_protocol(CORPUS / "protocols" / "dev.txt", audio_dir=audio)
-    missing = sorted(set(held_out) - {item.system for item in train_items})
-    if missing:
-        raise SystemExit(f"--held-out: {', '.join(missing)} not in {CORPUS / 'protocols' / 'train.txt'}")
-    tag = "-".join(sorted(held_out))
-    train_tag = tag + "".join(f"+{p.parent.name}" for p in extra)  # extra data: another train cache
+    held = set(held_out)
     sets = {
-        "train_seen": [i for i in train_items if i.system not in held_out],
-        "dev": dev_items,
-        "dev_seen": [i for i in dev_items if i.system not in held_out],
+        "train_seen": [i for i in train_items if i.system not in held],
+        "dev": list(dev_items),
+        "dev_seen": [i for i in dev_items if i.system not in held],
     }
     if unseen:
-        sets["dev_unseen"] = [i for i in dev_items if i.system in held_out or i.label == BONAFIDE]
+        sets["dev_unseen"] = [i for i in dev_items if i.system in held or i.label == BONAFIDE]
+    return sets
+
+
+def read_split(protocol: str, extra: list[Path] = ()) -> list:
+    """Items of ``CORPUS/protocols/<protocol>`` (audio in ``CORPUS/flac``), then those of the ``extra`` CSVs."""
+    from rawguard.data.protocols import read_protocols
+
+    return read_protocols([CORPUS / "protocols" / protocol, *extra], [CORPUS / "flac", *[None] * len(extra)])
+
+
+def prepare(work: Path, held_out: list[str], train_extra: list[Path] | None = None,
+            unseen: bool = False, protocols: tuple[str, str] = ("train.txt", "dev.txt")) -> dict[str, Path]:
+    """Caches of :func:`held_out_sets` under ``work``: train (``protocols[0]``, plus ``train_extra``
+    protocols, e.g. the ``protocol.csv`` of ``rawguard synth-spoof`` copies of train bona fide)
+    without the held-out systems, the whole dev set (``protocols[1]``), dev without them, and
+    (``unseen``) dev bona fide with the held-out systems only."""
+    from rawguard.data.prepare import prepare_cache
+
+    extra = list(train_extra or [])
+    train_items = read_split(protocols[0], extra)
+    dev_items = read_split(protocols[1])
+    missing = sorted(set(held_out) - {item.system for item in train_items})
+    if missing:
+        raise SystemExit(f"--held-out: {', '.join(missing)} not in {CORPUS / 'protocols' / protocols[0]}")
+    tag = "-".join(sorted(held_out))
+    train_tag = tag + "".join(f"+{p.parent.name}" for p in extra)  # extra data: another train cache
+    sets = held_out_sets(train_items, dev_items, held_out, unseen)
     paths = {}
     for name, items in sets.items():
         folder = work / {"train_seen": f"{name}_{train_tag}", "dev": name}.get(name, f"{name}_{tag}")
@@ -102,23 +118,30 @@ def load_weights(run_dir: Path):
     return model.eval()
 
 
-def evaluate(run_dir: Path, dev_dir: Path, held_out: list[str], config) -> dict:
-    """Score the whole dev cache with the run's last weights; EERs on unseen / seen systems."""
-    from rawguard.conventions import BONAFIDE, SPOOF
+def score_dev(run_dir: Path, dev_dir: Path, config):
+    """Scores of every clip of the dev cache with the run's last weights (the weight average, when
+    the run keeps one), and the cache; ``run_dir/lso_scores.npz`` keeps scores, labels and systems."""
     from rawguard.data.cache import Cache
-    from rawguard.metrics import compute_eer
     from rawguard.scoring import score_cache
 
     dev = Cache.open(dev_dir)
     scores = score_cache(load_weights(run_dir), dev, config.eval.window, config.eval.hop,
                          config.eval.batch_size, "cpu", "fp32")
-    labels, systems = np.asarray(dev.labels), np.asarray(dev.systems)
+    np.savez(run_dir / "lso_scores.npz", scores=scores, labels=np.asarray(dev.labels), systems=np.asarray(dev.systems))
+    return scores, dev
+
+
+def eer_breakdown(scores: np.ndarray, labels: np.ndarray, systems: np.ndarray, held_out: list[str]) -> dict:
+    """EERs (fractions) of the bona fide against the held-out systems' spoofs (``unseen_eer``), the
+    others (``seen_eer``), all, and each system (``per_system_eer``); trial counts."""
+    from rawguard.conventions import BONAFIDE, SPOOF
+    from rawguard.metrics import compute_eer
+
     bona = scores[labels == BONAFIDE]
     unseen = (labels == SPOOF) & np.isin(systems, held_out)
     seen = (labels == SPOOF) & ~np.isin(systems, held_out)
     per_system = {s: float(compute_eer(bona, scores[(labels == SPOOF) & (systems == s)])[0])
                   for s in sorted(set(systems[labels == SPOOF].tolist()))}
-    np.savez(run_dir / "lso_scores.npz", scores=scores, labels=labels, systems=systems)
     return {
         "unseen_eer": float(compute_eer(bona, scores[unseen])[0]),
         "seen_eer": float(compute_eer(bona, scores[seen])[0]),
@@ -126,6 +149,12 @@ def evaluate(run_dir: Path, dev_dir: Path, held_out: list[str], config) -> dict:
         "per_system_eer": per_system,
         "n_unseen": int(unseen.sum()), "n_seen": int(seen.sum()), "n_bonafide": int(len(bona)),
     }
+
+
+def evaluate(run_dir: Path, dev_dir: Path, held_out: list[str], config) -> dict:
+    """Score the whole dev cache with the run's last weights; EERs on unseen / seen systems."""
+    scores, dev = score_dev(run_dir, dev_dir, config)
+    return eer_breakdown(scores, np.asarray(dev.labels), np.asarray(dev.systems), held_out)
 
 
 def run_one(condition: str, seed: int, args, caches: dict[str, Path]) -> dict:

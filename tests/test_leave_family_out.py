@@ -1,0 +1,110 @@
+"""The leave-family-out yardstick's harness (benchmarks/leave_family_out.py) on the real corpus v3
+protocols: family grouping, held-out splits, bona fide subsets, and the table's arithmetic."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rawguard.conventions import BONAFIDE, SPOOF
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import leave_family_out as lfo  # noqa: E402
+
+CORPUS = REPO.parent / "shared" / "corpus"
+needs_v3 = pytest.mark.skipif(not (CORPUS / "protocols" / "train_v3.txt").is_file(),
+                              reason="needs ../shared/corpus (v3) beside the repository")
+
+
+@pytest.fixture(scope="module")
+def groups() -> dict[str, list[str]]:
+    return lfo.group_systems(lfo.read_families(CORPUS / "systems.tsv"))
+
+
+@pytest.fixture(scope="module")
+def v3_items() -> tuple[list, list]:
+    return lfo.read_split("train_v3.txt"), lfo.read_split("dev_v3.txt")
+
+
+@needs_v3
+def test_every_system_of_systems_tsv_falls_in_exactly_one_group(groups):
+    families = lfo.read_families(CORPUS / "systems.tsv")
+    members = [system for systems in groups.values() for system in systems]
+    assert sorted(members) == sorted(families) and len(members) == len(set(members)) == 42
+    assert groups["lm-tts"] == ["S29", "S31", "S32", "S33", "S34", "S36"]
+    assert {"S30", "S35", "S41", "S50"} <= set(groups["diffusion-flow-tts"])  # flow matching and diffusion together
+    assert groups["classical"] == ["S01", "S02", "S03", "S04", "S05", "S06", "S11"]
+    assert "S24" in groups["neural-vc"] and "S11" not in groups["neural-vc"]  # WORLD-based VC is classical
+    assert {"S07", "S08", "S21", "S22", "S47", "S48"} == set(groups["neural-vocoder"])
+    assert all(families[s] == "neural-tts" for s in groups["other-neural-tts"])
+
+
+def test_a_family_no_group_gathers_is_refused_by_name(tmp_path):
+    tsv = tmp_path / "systems.tsv"
+    tsv.write_text("system\tfamily\tdescription\n-\tbonafide\treal\nS01\tformant\tx\nS99\tcodec-lm\ty\n")
+    with pytest.raises(SystemExit, match=r"codec-lm: S99"):
+        lfo.group_systems(lfo.read_families(tsv), tsv)
+    (tmp_path / "bad.tsv").write_text("id\tkind\nS01\tformant\n")
+    with pytest.raises(SystemExit, match="'system' and 'family'"):
+        lfo.read_families(tmp_path / "bad.tsv")
+
+
+@needs_v3
+@pytest.mark.parametrize("group", lfo.DEFAULT_GROUPS)
+def test_held_out_splits_never_leak_a_held_out_system_into_training(group, groups, v3_items):
+    train, dev = v3_items
+    held = groups[group]
+    sets = lfo.held_out_sets(train, dev, held)
+    assert not {item.system for item in sets["train_seen"]} & set(held)
+    assert not {item.system for item in sets["dev_seen"]} & set(held)
+    # Nothing else is lost: train_seen is train minus exactly the held-out systems' clips.
+    assert len(sets["train_seen"]) == sum(item.system not in held for item in train) > 0
+    assert len(sets["train_seen"]) < len(train)
+    assert sets["dev"] == dev and len(dev) == 1051
+    unseen_dev = [item for item in dev if item.system in held]
+    assert unseen_dev, f"{group}: no dev clip to measure the unseen EER on"
+
+
+@needs_v3
+def test_dev_v3_bona_fide_subsets_are_the_expected_speakers(v3_items):
+    _, dev = v3_items
+    speakers = [item.speaker for item in dev if item.system == "-"]
+    counts = {name: sum(name in lfo.bonafide_subsets(s) for s in speakers) for name in lfo.SUBSETS}
+    # EmoDB (36) + Urdu (17) emotional; Urdu talk shows broadcast; read speech = the LibriSpeech readers.
+    assert counts["emotional"] == 53 and counts["broadcast"] == 17
+    assert counts["read (LibriSpeech)"] == 139
+    assert counts["non-English"] > counts["emotional"]  # also CSS10, CSMSC, Italian MLS, French prompts
+    assert lfo.bonafide_subsets("MLS_english_10611") == []
+    assert lfo.bonafide_subsets("MLS_italian_280") == ["non-English"]
+    assert lfo.bonafide_subsets("URDU_SM6") == ["emotional", "broadcast", "non-English"]
+    assert lfo.bonafide_subsets("VCTK_p226") == []
+
+
+def test_bona_fide_rejection_is_counted_at_the_seen_spoofs_eer_threshold():
+    # 4 bona fide (2 read, 2 emotional) and 4 spoofs; the unseen system S99 must not move the threshold.
+    scores = np.array([0.9, 0.8, 0.2, 0.6, 0.1, 0.3, 0.95, 0.97])
+    labels = np.array([BONAFIDE] * 4 + [SPOOF] * 4)
+    systems = np.array(["-", "-", "-", "-", "S01", "S01", "S99", "S99"])
+    speakers = ["LS_1", "LS_2", "EMODB_11", "EMODB_12", "x", "x", "x", "x"]
+    result = lfo.bonafide_rejection(scores, labels, systems, speakers, held_out=["S99"])
+    assert 0.2 <= result["dev_threshold"] < 0.6  # S99's 0.95 and 0.97 would have pushed it above 0.9
+    assert result["bonafide_rejection"]["emotional"] == pytest.approx(0.5)  # 0.2 rejected, 0.6 accepted
+    assert result["bonafide_rejection"]["read (LibriSpeech)"] == 0.0
+    assert result["bonafide_rejection"]["broadcast"] is None and result["n_bonafide_subset"]["emotional"] == 2
+
+
+def test_table_gives_mean_and_sample_sd_over_seeds_per_group():
+    def record(group, seed, unseen, seen, emotional):
+        return {"group": group, "seed": seed, "held_out": ["S29", "S31"], "n_unseen": 20, "unseen_eer": unseen,
+                "seen_eer": seen, "bonafide_rejection": {**dict.fromkeys(lfo.SUBSETS, None), "emotional": emotional},
+                "n_bonafide_subset": dict.fromkeys(lfo.SUBSETS, 53)}
+
+    table = lfo.summarise([record("lm-tts", 0, 0.30, 0.10, 0.40), record("lm-tts", 1, 0.40, 0.12, 0.20),
+                           record("classical", 0, 0.05, 0.08, 0.10)])
+    rows = table.splitlines()
+    assert rows[2].startswith("| LM-based TTS | S29, S31 | 20 | 2 | 35.0 ± 7.1 | 30.0, 40.0 | 11.0 ± 1.4 | 30.0 (n=53) | - |")
+    assert rows[3].startswith("| classical | S29, S31 | 20 | 1 | 5.0 ± - | 5.0 | 8.0 ± - | 10.0 (n=53) |")
