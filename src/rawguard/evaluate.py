@@ -60,11 +60,10 @@ def evaluate(
     """
     import torch
 
-    from rawguard.calibration import apply_calibration, reliability
     from rawguard.data.cache import Cache
     from rawguard.detector import Detector
     from rawguard.metrics import default_resamples, summarize
-    from rawguard.report import plot_det, plot_per_attack, plot_reliability, plot_score_hist, write_report
+    from rawguard.report import write_report
     from rawguard.scoring import score_cache
 
     out_dir = Path(out_dir)
@@ -80,21 +79,8 @@ def evaluate(
     write_cm_scores(out_dir / "scores.txt", cache.ids, attacks, labels, scores)
 
     metrics = summarize(scores, labels, attacks, asv_scores=asv, bootstrap=default_resamples(scores.size))
-    bona, spoof = scores[labels == BONAFIDE], scores[labels == SPOOF]
-    metrics["at_threshold"] = {
-        "threshold": detector.threshold,
-        "frr_percent": 100 * float(np.mean(bona <= detector.threshold)),
-        "far_percent": 100 * float(np.mean(spoof > detector.threshold)),
-    }
-    plots = {
-        "DET curve": plot_det({"rawguard": (bona, spoof)}, out_dir / "det.png").name,
-        "Score distributions": plot_score_hist(scores, labels, out_dir / "score_hist.png", threshold=detector.threshold).name,
-        "EER per attack": plot_per_attack(metrics["per_attack_eer_percent"], out_dir / "per_attack_eer.png", metrics["eer_percent"]).name,
-    }
-    if detector.calibrated:
-        calibration = reliability(apply_calibration(scores, detector.calibration), labels)
-        metrics["calibration"] = {**detector.calibration, **calibration}
-        plots["Calibration reliability"] = plot_reliability(calibration, out_dir / "reliability.png").name
+    metrics["at_threshold"] = _rates_at_threshold(scores, labels, detector.threshold)
+    plots = _plot(scores, labels, metrics, detector, out_dir)  # adds metrics["calibration"] when calibrated
     policy = "full length" if detector.window is None else (
         f"mean over windows of {detector.window} samples, hop {detector.hop} (short clips tiled)"
     )
@@ -110,3 +96,36 @@ def evaluate(
     ]
     write_report(metrics, out_dir / "report.md", plots, title="rawguard evaluation", notes=notes)
     return metrics
+
+
+def _rates_at_threshold(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """Miss and false-acceptance rates (percent) of the decision ``score > threshold`` = bona fide."""
+    bona, spoof = scores[labels == BONAFIDE], scores[labels == SPOOF]
+    return {
+        "threshold": threshold,
+        "frr_percent": 100 * float(np.mean(bona <= threshold)),
+        "far_percent": 100 * float(np.mean(spoof > threshold)),
+    }
+
+
+def _plot(scores: np.ndarray, labels: np.ndarray, metrics: dict, detector, out_dir: Path) -> dict[str, str]:
+    """Write the evaluation plots; ``{title: file name}`` for the report.
+
+    With a calibrated detector also the reliability diagram, and its ECE/Brier go to
+    ``metrics["calibration"]``.
+    """
+    from rawguard.calibration import apply_calibration, reliability
+    from rawguard.report import plot_det, plot_per_attack, plot_reliability, plot_score_hist
+
+    bona, spoof = scores[labels == BONAFIDE], scores[labels == SPOOF]
+    plots = {
+        "DET curve": plot_det({"rawguard": (bona, spoof)}, out_dir / "det.png").name,
+        "Score distributions": plot_score_hist(scores, labels, out_dir / "score_hist.png", threshold=detector.threshold).name,
+        "EER per attack": plot_per_attack(metrics["per_attack_eer_percent"], out_dir / "per_attack_eer.png", metrics["eer_percent"]).name,
+    }
+    if detector.calibrated:
+        calibration = reliability(apply_calibration(scores, detector.calibration), labels)
+        metrics["calibration"] = {**detector.calibration, **calibration}
+        plots["Calibration reliability"] = plot_reliability(calibration, out_dir / "reliability.png").name
+    return plots
+
