@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from leave_systems_out import CORPUS, ROOT, eer_breakdown, held_out_sets, read_split, score_dev  # noqa: E402
+from leave_systems_out import CORPUS, ROOT, eer_breakdown, held_out_sets, plot, read_split, score_dev  # noqa: E402
 
 GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lm-tts": ("LM-based TTS", ("lm-tts",)),
@@ -190,33 +190,6 @@ def summarise(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(records: list[dict], path: Path, title: str) -> None:
-    """Unseen and seen EER per held-out group: bars at the mean, one dot per seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = list(dict.fromkeys(r["group"] for r in records))
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    for k, (key, label, colour) in enumerate([("unseen_eer", "held-out group", "tab:red"),
-                                              ("seen_eer", "seen systems", "tab:blue")]):
-        for i, group in enumerate(groups):
-            values = np.array([r[key] for r in records if r["group"] == group]) * 100
-            x = i + (k - 0.5) * 0.3
-            ax.bar(x, values.mean(), width=0.28, color=colour, alpha=0.35, label=label if i == 0 else None)
-            ax.scatter(np.full(len(values), x), values, color=colour, s=14, zorder=3)
-    ax.set_xticks(range(len(groups)), [GROUPS[g][0].split(" (")[0].replace(" ", "\n", 1) for g in groups], fontsize=7)
-    ax.set_ylabel("dev_v3 EER (%)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def describe_groups(groups: dict[str, list[str]]) -> str:
     """The grouping, one line per group: key, title, family values, systems."""
     return "\n".join(f"  {key:<18} {GROUPS[key][0]}: families {', '.join(GROUPS[key][1])}; systems "
@@ -276,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{args.name}.md").write_text(header + "\n\nGroups:\n\n" + describe_groups(groups)
                                               + "\n\n" + table + "\n")
     (args.out / f"{args.name}.json").write_text(json.dumps(records, indent=2))
-    plot(records, args.out / f"{args.name}.png", f"leave-family-out, {len(args.seeds)} seed(s)")
+    plot(records, args.out / f"{args.name}.png", f"leave-family-out, {len(args.seeds)} seed(s)", by="group",
+         tick=lambda group: GROUPS[group][0].split(" (")[0].replace(" ", "\n", 1), unseen_label="held-out group",
+         ylabel="dev_v3 EER (%)")
     print(header + "\n\n" + table)
     return 0
 

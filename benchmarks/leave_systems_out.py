@@ -231,24 +231,27 @@ def summarise(records: list[dict], held_out: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot(records: list[dict], path: Path, title: str) -> None:
+def plot(records: list[dict], path: Path, title: str, by: str = "condition", tick=str,
+         unseen_label: str = "unseen systems", ylabel: str = "dev EER (%)") -> None:
+    """Unseen and seen EER per value of ``record[by]``: bars at the mean, one dot per seed;
+    ``tick(value)`` labels the x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    conditions = list(dict.fromkeys(r["condition"] for r in records))
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for k, (key, label, colour) in enumerate([("unseen_eer", "unseen systems", "tab:red"),
+    conditions = list(dict.fromkeys(r[by] for r in records))
+    fig, ax = plt.subplots(figsize=(6.4 if len(conditions) < 4 else 7.5, 3.8))
+    for k, (key, label, colour) in enumerate([("unseen_eer", unseen_label, "tab:red"),
                                               ("seen_eer", "seen systems", "tab:blue")]):
         for i, c in enumerate(conditions):
-            values = np.array([r[key] for r in records if r["condition"] == c]) * 100
+            values = np.array([r[key] for r in records if r[by] == c]) * 100
             x = i + (k - 0.5) * 0.3
             ax.bar(x, values.mean(), width=0.28, color=colour, alpha=0.35,
                    label=label if i == 0 else None)
             ax.scatter(np.full(len(values), x), values, color=colour, s=14, zorder=3)
-    ax.set_xticks(range(len(conditions)), conditions)
-    ax.set_ylabel("dev EER (%)")
+    ax.set_xticks(range(len(conditions)), [tick(c) for c in conditions], fontsize=8 if len(conditions) < 4 else 7)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
