@@ -10,11 +10,19 @@
 Used by ``rawguard score PATH... --out results.jsonl`` (see ``docs/evaluation.md``).
 """
 
-from rawguard.archive.decode import DecoderCrashed, default_decoders
-from rawguard.archive.journal import Journal, JournalError
-from rawguard.archive.merge import merge_parts
-from rawguard.archive.pipeline import ArchiveSummary, score_archive
-from rawguard.archive.run import ArchiveRun, run_archive
+import importlib
 
-__all__ = ["ArchiveRun", "ArchiveSummary", "DecoderCrashed", "Journal", "JournalError", "default_decoders",
-           "merge_parts", "run_archive", "score_archive"]
+# Lazy, like the rawguard package itself: decoder processes import rawguard.archive.decode, and
+# importing torch there (through the pipeline's scorer) would cost each of them seconds at start.
+_HOMES = {
+    "DecoderCrashed": "decode", "default_decoders": "decode", "Journal": "journal", "JournalError": "journal",
+    "merge_parts": "merge", "ArchiveSummary": "pipeline", "score_archive": "pipeline", "ArchiveRun": "run",
+    "run_archive": "run",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"rawguard.archive.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'rawguard.archive' has no attribute {name!r}")
