@@ -121,7 +121,6 @@ def pack_windows(
         ScoringError: naming the key, for an empty, non-1-D or wrongly typed waveform.
     """
     dtype = None
-    position = -1
     rows: list[int] = []
     opened: list[tuple[int, Any, np.ndarray, int]] = []
     x = None
