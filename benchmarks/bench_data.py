@@ -23,8 +23,8 @@ import torch
 
 from rawguard.conventions import DEFAULT_WINDOW
 from rawguard.data.cache import Cache
-from rawguard.data.prepare import prepare_cache
 from rawguard.data.dataset import TrainBatches
+from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
 from rawguard.scoring import pack_windows
 

@@ -13,8 +13,8 @@ import torch
 from rawguard.config import ConfigError, load_config
 from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SPOOF
 from rawguard.data.cache import Cache
-from rawguard.data.prepare import prepare_cache
 from rawguard.data.dataset import TrainBatches, group_weights, speaker_matched_weights, to_float
+from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
 from rawguard.windows import crop_or_pad
 
