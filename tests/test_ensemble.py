@@ -49,3 +49,9 @@ def test_members_must_be_calibrated_alike_and_more_than_one(tmp_path, members):
     assert ensemble_detector([members[0], other_window], window=WINDOW, hop=WINDOW).window == WINDOW
     with pytest.raises(DetectorError, match="two or more checkpoints, got 1"):
         ensemble_detector(members[:1])
+
+
+def test_detector_from_checkpoints_is_the_single_detector_for_one_path(members, one_thread):
+    clip = corpus_files(1)[0]
+    assert Detector.from_checkpoints(members[:1]).score_file(clip) == Detector.from_checkpoint(members[0]).score_file(clip)
+    assert Detector.from_checkpoints(members).score_file(clip) == ensemble_detector(members).score_file(clip)

@@ -207,6 +207,24 @@ class Detector:
             hop = hop if hop is not None else (int(saved_hop) if saved_hop else None)
         return cls(model, threshold, calibration, window, hop, device, batch_size, notes, str(state["model_name"]))
 
+    @classmethod
+    def from_checkpoints(
+        cls,
+        paths: Iterable[str | os.PathLike],
+        device: str = "cpu",
+        window: int | None | str = "checkpoint",
+        hop: int | None = None,
+        batch_size: int = 64,
+    ) -> Detector:
+        """One checkpoint as :meth:`from_checkpoint`; several as one detector that averages their
+        dev-calibrated log-odds window by window (:func:`rawguard.ensemble.ensemble_detector`)."""
+        paths = list(paths)
+        if len(paths) == 1:
+            return cls.from_checkpoint(paths[0], device=device, window=window, hop=hop, batch_size=batch_size)
+        from rawguard.ensemble import ensemble_detector
+
+        return ensemble_detector(paths, device=device, window=window, hop=hop, batch_size=batch_size)
+
     # -- scoring ---------------------------------------------------------------------------------
 
     def _probability(self, scores: np.ndarray) -> np.ndarray:
