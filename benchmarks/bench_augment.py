@@ -51,9 +51,10 @@ def smoke_batches(cache_dir: Path, window: int, batch_size: int, seed: int):
     """Endless ``(x int16 [B, window], y int64 [B])`` batches from the smoke cache."""
     from rawguard.data.cache import Cache
     from rawguard.data.dataset import TrainBatches
+    from rawguard.data.sampling import Sampling
 
     # The smoke set has 40 clips: balanced sampling gives an epoch of 40 -> one batch of 32.
-    batches = TrainBatches(Cache.open(cache_dir), window, batch_size, seed, balanced=True)
+    batches = TrainBatches(Cache.open(cache_dir), window, batch_size, seed, sampling=Sampling(balanced=True))
     for epoch in itertools.count():
         yield from batches.epoch(epoch)
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from rawguard.data.dataset import to_float
     from rawguard.models import create_model
 
-    cfg = AugmentConfig()
+    cfg = AugmentConfig(enabled=True)  # the light set (augmentation is off by default)
     if args.config is not None:
         import yaml
 

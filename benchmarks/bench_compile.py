@@ -83,7 +83,7 @@ def main() -> None:
     if args.train_cache:  # e.g. the recipe's own, with its copy-synthesis spoofs
         train_cache = Cache.open(args.train_cache)
     else:  # the corpus alone has no copies for the recipe's copy share to draw
-        args.set = ["data.copy_share=null", *args.set]
+        args.set = ["data.sampling.copy_share=null", *args.set]
     rounds = []
     for index in range(args.rounds):
         pair = {}

@@ -25,6 +25,7 @@ from rawguard.conventions import DEFAULT_WINDOW
 from rawguard.data.cache import Cache
 from rawguard.data.dataset import TrainBatches
 from rawguard.data.prepare import prepare_cache
+from rawguard.data.sampling import Sampling
 from rawguard.data.protocols import read_protocol
 from rawguard.scoring import pack_windows
 
@@ -75,7 +76,7 @@ def view_vs_memmap(cache: Cache, batch_size: int, window: int, windows: int, rou
     rates: dict[bool, list[float]] = {False: [], True: []}
     for r in range(rounds):
         for use_memmap in (False, True) if r % 2 == 0 else (True, False):
-            stream = train_stream(cache, batch_size, window, prefetch=0, balanced=True)
+            stream = train_stream(cache, batch_size, window, prefetch=0, sampling=Sampling(balanced=True))
             with memmap_slicing(cache) if use_memmap else contextlib.nullcontext():
                 rates[use_memmap].append(windows_per_second(stream, windows)[1])
     return float(np.median(rates[False])), float(np.median(rates[True]))
@@ -115,7 +116,7 @@ def main() -> None:
         cases = {
             "train, prefetch=0": dict(prefetch=0),
             "train, prefetch=2": dict(prefetch=2),
-            "train balanced, prefetch=0": dict(prefetch=0, balanced=True),
+            "train balanced, prefetch=0": dict(prefetch=0, sampling=Sampling(balanced=True)),
         }
         for name, options in cases.items():
             wall, cpu = windows_per_second(train_stream(cache, args.batch_size, args.window, **options), args.windows)

@@ -43,7 +43,7 @@ train() {  # train NAME ARGS...: one run in the background, log in RESULTS/NAME.
         --set train.max_minutes="$MINUTES" train.threads=4 train.device="$DEVICE" >"$RESULTS/$name.log" 2>&1 &
 }
 
-LITE_SETTINGS=(data.copy_share=0 data.batch_size="$LITE_BATCH" optim.lr=4e-3 train.max_steps="$LITE_STEPS" eval.every=250
+LITE_SETTINGS=(data.sampling.copy_share=0 data.batch_size="$LITE_BATCH" optim.lr=4e-3 train.max_steps="$LITE_STEPS" eval.every=250
     train.log_every=50 train.checkpoint_every=1000000)
 echo "=== training, $MINUTES min each ($(date +%T))"
 train lite --config shared_corpus --set "${LITE_SETTINGS[@]}"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rawguard.data.cache import Cache
-from train_helpers import make_toy_cache
+from helpers.training import make_toy_cache
 
 
 @pytest.fixture(scope="module")

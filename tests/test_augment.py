@@ -40,7 +40,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def all_on(p: float = 1.0) -> AugmentConfig:
-    cfg = AugmentConfig()
+    cfg = AugmentConfig(enabled=True)
     for name in cfg.names():
         getattr(cfg, name).p = p
     return cfg
@@ -121,6 +121,7 @@ def test_augmenter_leaves_input_untouched_and_off_config_is_identity(speech):
 
 def test_probability_selects_about_p_of_the_examples():
     cfg = AugmentConfig.off()
+    cfg.enabled = True
     cfg.gain.p, cfg.gain.min_db, cfg.gain.max_db = 0.3, -6.0, -6.0
     x = torch.full((2000, 8), 0.5)
     changed = (build_augmenter(cfg)(x, gen()) != x).any(-1).float().mean().item()
@@ -340,10 +341,24 @@ def test_bad_generator_raises():
 
 def test_run_config_overrides_reach_the_augment_section():
     config_module = pytest.importorskip("rawguard.config")
-    config = config_module.load_config(overrides=["augment.rawboost_lnl.p=0", "augment.codec.p=0.25"])
+    config = config_module.load_config(overrides=["augment.enabled=true", "augment.rawboost_lnl.p=0",
+                                                  "augment.codec.p=0.25"])
     assert config.augment.codec.p == 0.25
     active = build_augmenter(config.augment).active
     assert "codec" in active and "rawboost_lnl" not in active
     with pytest.raises(config_module.ConfigError, match=r"augment\.gain\.p"):
         config_module.load_config(overrides=["augment.gain.p=3"])
     assert dataclasses.is_dataclass(config.augment)
+
+
+def test_augmentation_is_off_by_default_and_enabled_switches_on_the_light_set():
+    from rawguard.config import load_config
+
+    assert AugmentConfig().active() == [] and load_config().augment.enabled is False
+    light = load_config(overrides=["augment.enabled=true"]).augment
+    assert light.active() == ["rawboost_lnl", "rawboost_isd", "rawboost_ssi", "companding", "gain"]
+    assert (light.rawboost_lnl.p, light.rawboost_isd.p, light.rawboost_ssi.p, light.companding.p, light.gain.p) \
+        == (0.02, 0.1, 0.07, 0.02, 0.2)
+    # The packaged light-set file and the recipes measured with it switch on exactly that set.
+    for recipe in ("augment/default", "shared_corpus", "shared_corpus_rawnet2", "asvspoof2019_la"):
+        assert load_config(recipe).augment == light, recipe

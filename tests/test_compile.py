@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from rawguard.checkpoint import load_checkpoint
-from rawguard.config import ConfigError
 from rawguard.detector import Detector
 from rawguard.models import create_model
 from rawguard.models.layers import WaveformShapeError
@@ -24,7 +23,7 @@ from rawguard.training.compile import CompiledForward
 from rawguard.training.log import read_metrics
 from rawguard.train import train
 
-from train_helpers import TINY, tiny
+from helpers.training import TINY, tiny
 
 needs_compiler = pytest.mark.skipif(
     shutil.which("g++") is None and shutil.which("c++") is None and shutil.which("clang++") is None,
@@ -128,11 +127,6 @@ def test_a_model_error_surfaces_as_the_models_own_error():
     # Dynamo reports the bad input as its own tracing error; the eager retry raises the model's error.
     with pytest.raises(WaveformShapeError, match=r"expected a \[B, T\] float waveform"):
         compiled(torch.randn(2, 3, 4, 5))
-
-
-def test_compile_with_an_embedding_side_task_is_a_config_error():
-    with pytest.raises(ConfigError, match="train.compile"):
-        tiny("train.compile=true", "train.speaker_adversarial=0.1")
 
 
 def test_disabled_is_a_plain_call():

@@ -24,12 +24,12 @@ def test_defaults_are_valid_and_round_trip_through_yaml(tmp_path):
 def test_overrides_are_typed_and_applied_in_order():
     config = load_config(overrides=[
         "optim.lr=3e-4", "train.max_steps=200", "train.max_steps=300", "optim.name=adam",
-        "train.class_weights=[0.1, 0.9]", "data.balanced=true", "model.gru_hidden=32",
+        "train.class_weights=[0.1, 0.9]", "data.sampling.balanced=true", "model.gru_hidden=32",
         "augment.rawboost_lnl.p=0.25", "train.max_minutes=90",
     ])
     assert config.optim.lr == 3e-4 and isinstance(config.optim.lr, float)  # YAML 1.1 reads 3e-4 as a string
     assert config.train.max_steps == 300 and config.optim.name == "adam"
-    assert config.train.class_weights == [0.1, 0.9] and config.data.balanced is True
+    assert config.train.class_weights == [0.1, 0.9] and config.data.sampling.balanced is True
     assert config.model.overrides == {"gru_hidden": 32}
     assert config.augment.rawboost_lnl.p == 0.25
     assert config.train.max_minutes == 90.0 and isinstance(config.train.max_minutes, float)
@@ -52,13 +52,21 @@ def test_yaml_file_then_overrides(tmp_path):
     ("trian.max_steps=10", r"unknown config section 'trian'.*train.max_steps"),
     ("optim.lr=fast", r"optim.lr: expected a number, got 'fast'"),
     ("train.max_steps=1.5", r"train.max_steps: expected an integer"),
-    ("data.balanced=maybe", r"data.balanced: expected true or false"),
-    ("data.copy_share=0.3", r"data.copy_share: needs data.balanced: true"),
-    ("data.copy_share=lots", r"data.copy_share: expected a number"),
-    ("data.copy_share=1.5", r"data.copy_share: must be null or in \[0, 1\]"),
-    ("data.speaker_matched=true", r"data.speaker_matched: needs data.balanced: true"),
-    ("data.system_balance=0.5", r"data.system_balance: needs data.balanced: true"),
-    ("data.system_balance=2", r"data.system_balance: must be in \[0, 1\]"),
+    ("data.sampling.balanced=maybe", r"data.sampling.balanced: expected true or false"),
+    ("data.sampling.copy_share=0.3", r"data.sampling.copy_share: needs data.sampling.balanced: true"),
+    ("data.sampling.copy_share=lots", r"data.sampling.copy_share: expected a number"),
+    ("data.sampling.copy_share=1.5", r"data.sampling.copy_share: must be null or in \[0, 1\]"),
+    ("data.sampling.system_balance=0.5", r"data.sampling.system_balance: needs data.sampling.balanced: true"),
+    ("data.sampling.system_balance=2", r"data.sampling.system_balance: must be in \[0, 1\]"),
+    ("data.sampling.balance=1", r"unknown config key 'data.sampling.balance' \(did you mean data.sampling.balanced"),
+    ("data.copy_share=0.3", r"data.sampling.copy_share: needs data.sampling.balanced"),  # the old flat key
+    ("data.speaker_matched=true", r"data.speaker_matched: this option was removed .*What did not help"),
+    ("data.speaker_balance=0.5", r"data.speaker_balance: this option was removed"),
+    ("data.spoof_speaker_balance=0.5", r"data.spoof_speaker_balance: this option was removed"),
+    ("train.mixup=0.5", r"train.mixup: this option was removed .*only 0.0 \(off\) is accepted"),
+    ("train.speaker_adversarial=0.1", r"train.speaker_adversarial: this option was removed"),
+    ("train.system_auxiliary=0.3", r"train.system_auxiliary: this option was removed"),
+    ("model.frontend_mean_norm=true", r"model: .*'frontend_mean_norm' was removed .*What did not help"),
     ("train.compile=sometimes", r"train.compile: expected true or false"),
     ("train.precision=fp8", r"train.precision: must be one of auto, fp32, bf16, fp16"),
     ("optim.lr=-1", r"optim.lr: must be > 0"),
@@ -126,3 +134,23 @@ def test_packaged_recipes_by_name_and_stacked_files(tmp_path):
     assert load_config(["shared_corpus", later]).optim.lr == 0.5
     with pytest.raises(ConfigError, match="packaged recipes: .*shared_corpus"):
         load_config("no_such_recipe")
+
+
+def test_old_flat_sampling_keys_and_removed_options_at_off_load_from_an_old_config(tmp_path):
+    # A config.yaml as runs wrote it before data.sampling existed and the pruned options were removed.
+    old = load_config().to_dict()
+    old["data"] = {"window": 16000, "batch_size": 32, "balanced": True, "copy_share": 0.5, "speaker_matched": False,
+                   "system_balance": 0.5, "speaker_balance": 0.0, "spoof_speaker_balance": 0.0, "prefetch": 2}
+    old["train"].update(mixup=0.0, speaker_adversarial=0.0, system_auxiliary=0.0)
+    old["model"]["frontend_mean_norm"] = False
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    config = load_config(path)
+    assert (config.data.sampling.balanced, config.data.sampling.copy_share, config.data.sampling.system_balance) \
+        == (True, 0.5, 0.5)
+    assert config.model.overrides == {} and not hasattr(config.train, "mixup")
+    assert "sampling" in config.to_dict()["data"] and "balanced" not in config.to_dict()["data"]
+    old["train"]["mixup"] = 0.5  # the run used it: it cannot be reproduced today
+    path.write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match=rf"{path}: train.mixup: this option was removed"):
+        load_config(path)

@@ -23,7 +23,7 @@ from rawguard.models import create_model
 from rawguard.scoring import score_cache
 from rawguard.train import train
 from rawguard.training.log import read_metrics
-from train_helpers import tiny
+from helpers.training import tiny
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -62,7 +62,7 @@ def test_pinned_batches_copy_to_the_gpu_asynchronously(toy):
 
 
 def test_every_augmentation_runs_on_the_gpu_reproducibly(toy):
-    config = AugmentConfig()
+    config = AugmentConfig(enabled=True)
     for name in config.names():
         setattr(getattr(config, name), "p", 1.0)
     augmenter = build_augmenter(config)
@@ -177,15 +177,33 @@ def test_compiled_training_on_cuda_matches_eager(toy, tmp_path, capfd):
 def test_ema_copy_keeps_the_gru_weights_in_one_cudnn_chunk():
     import warnings
 
-    from rawguard.training.ema import ModelEMA
+    from rawguard.training.ema import ModelEMA, ema_decay_at
 
-    model = create_model("rawnet-lite").cuda()
+    torch.manual_seed(0)
+    model = create_model("rawnet-lite").cuda().eval()
     ema = ModelEMA(model, 0.99)
+    before = {name: t.clone() for name, t in ema.module.state_dict().items()}
+    with torch.no_grad():  # the trained weights move away from the average's starting copy
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
     x = torch.randn(2, 16000, device="cuda")
     with warnings.catch_warnings():
         # "RNN module weights are not part of single contiguous chunk of memory": cuDNN would then
         # re-pack the average's GRU weights on every dev evaluation.
         warnings.simplefilter("error")
         ema.module(x)
-        ema.update(model)
-        ema.module(x)
+        decay = ema.update(model)
+        out = ema.module(x)
+    assert decay == ema_decay_at(0.99, 0)
+    # The in-place update reached the weights cuDNN's GRU reads: the average's output is that of a
+    # fresh model holding decay * start + (1 - decay) * current.
+    current = model.state_dict()
+    expected = {name: decay * t + (1 - decay) * current[name] if t.is_floating_point() else current[name]
+                for name, t in before.items()}
+    for name, value in ema.module.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-6, atol=1e-6)
+    reference = create_model("rawnet-lite").cuda().eval()
+    reference.load_state_dict(expected)
+    with torch.no_grad():
+        torch.testing.assert_close(out, reference(x), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(out, model(x), rtol=1e-4, atol=1e-5)  # not simply the trained weights

@@ -13,8 +13,9 @@ import torch
 from rawguard.config import ConfigError, load_config
 from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, INT16_SCALE, SPOOF
 from rawguard.data.cache import Cache
-from rawguard.data.dataset import TrainBatches, group_weights, speaker_matched_weights, to_float
+from rawguard.data.dataset import TrainBatches, to_float
 from rawguard.data.prepare import prepare_cache
+from rawguard.data.sampling import Sampling, SamplingError, group_weights
 from rawguard.data.protocols import read_protocol
 from rawguard.windows import crop_or_pad
 
@@ -106,7 +107,7 @@ def test_balanced_sampling_on_a_skewed_cache(tmp_path, smoke_items):
     skewed = [i for i in smoke_items if i.label == BONAFIDE] + [i for i in smoke_items if i.label == SPOOF][:5]
     prepare_cache(skewed, tmp_path / "c", workers=1, progress=False)
     cache = Cache.open(tmp_path / "c")
-    batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True)
+    batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, sampling=Sampling(balanced=True))
     order = batches.epoch_order(0)
     assert len(order) == batches.epoch_size == 40
     spoof_draws = np.bincount(order[cache.labels[order] == SPOOF], minlength=len(cache))[20:]
@@ -125,61 +126,21 @@ def test_copy_share_splits_the_spoof_draws_between_corpus_spoofs_and_copies(tmp_
                   workers=1, progress=False)
     cache = Cache.open(tmp_path / "c")
     is_copy = np.array([s.startswith("synth-") for s in cache.systems])
-    proportional = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True).epoch_order(0)
+    proportional = TrainBatches(cache, window=8000, batch_size=8, seed=0, sampling=Sampling(balanced=True)).epoch_order(0)
     assert is_copy[proportional].sum() == 15  # without copy_share: each spoof clip once
     for share, expected in ((0.25, 5), (0.0, 0), (1.0, 20)):
-        batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True, copy_share=share)
+        batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, sampling=Sampling(balanced=True, copy_share=share))
         order = batches.epoch_order(0)
         assert len(order) == 40 and (cache.labels[order] == BONAFIDE).sum() == 20
         assert is_copy[order].sum() == expected, share
         assert np.array_equal(order, batches.epoch_order(0))  # still a function of (seed, epoch)
     corpus_draws = np.bincount(order[~is_copy[order] & (cache.labels[order] == SPOOF)], minlength=len(cache))
     assert corpus_draws.sum() == 0  # share 1.0: no corpus spoof at all
-    with pytest.raises(ValueError, match="needs balanced sampling"):
-        TrainBatches(cache, window=8000, batch_size=8, copy_share=0.3)
+    with pytest.raises(SamplingError, match=r"sampling.copy_share: needs sampling.balanced"):
+        TrainBatches(cache, window=8000, batch_size=8, sampling=Sampling(copy_share=0.3))
     no_copies = Cache.open(_plain_cache(tmp_path, smoke_items))
     with pytest.raises(ValueError, match="copy-synthesis spoofs, but the cache has none"):
-        TrainBatches(no_copies, window=8000, batch_size=8, balanced=True, copy_share=0.3)
-
-
-def test_speaker_matched_weights_raise_speakers_that_spoofs_copy_and_ignore_tts_voices():
-    # bona fide: A twice, B and C once; spoofs: three copies of B and one TTS voice
-    speakers = ["A", "A", "B", "C", "B", "B", "B", "TTS_1"]
-    bonafide, spoofs = np.arange(4), np.arange(4, 8)
-    weights = speaker_matched_weights(speakers, bonafide, [(spoofs, 1.0)])
-    # uniform shares A 1/2, B 1/4, C 1/4; B's spoof share 3/4 -> A 1/2, B 3/4, C 1/4, renormalised
-    assert np.allclose(weights, [1 / 6, 1 / 6, 1 / 2, 1 / 6])
-    # two groups of half the draws each, one a copy of A: spoof shares A 1/2, B 3/8 -> A 1/2, B 3/8,
-    # C 1/4 (A's share was already 1/2), renormalised by 9/8
-    weights = speaker_matched_weights(speakers + ["A"], bonafide, [(spoofs, 0.5), (np.array([8]), 0.5)])
-    assert np.allclose(weights, [2 / 9, 2 / 9, 1 / 3, 2 / 9])
-    # no spoof names a bona fide speaker: every clip equally often, as without the option
-    assert np.allclose(speaker_matched_weights(speakers[:4] + ["X"] * 4, bonafide, [(spoofs, 1.0)]), 0.25)
-
-
-@needs_corpus
-def test_speaker_matched_draws_follow_the_weights_and_keep_the_classes_balanced(tmp_path, smoke_items):
-    # 10 of the 20 spoofs become copies of the first bona fide clip's speaker
-    bonafide = [i for i in smoke_items if i.label == BONAFIDE]
-    spoofs = [i for i in smoke_items if i.label == SPOOF]
-    copied = bonafide[0].speaker
-    items = bonafide + [dataclasses.replace(i, speaker=copied) for i in spoofs[:10]] + spoofs[10:]
-    prepare_cache(items, tmp_path / "c", workers=1, progress=False)
-    cache = Cache.open(tmp_path / "c")
-    batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True, speaker_matched=True)
-    order = batches.epoch_order(0)
-    assert len(order) == 40 and (cache.labels[order] == BONAFIDE).sum() == 20
-    draws = np.bincount(order[cache.labels[order] == BONAFIDE], minlength=len(cache))
-    of_copied = np.array([s == copied for s in cache.speakers]) & (cache.labels == BONAFIDE)
-    # that speaker's share: 1/20 of the bona fide clips, 10/20 of the spoofs -> 0.5 / (0.5 + 19/20) of
-    # the bona fide draws: 6.9 of 20, against 1 without the option
-    assert of_copied.sum() == 1 and draws[of_copied].sum() == 7
-    expected = 20 * batches._bonafide_weights
-    assert np.all(np.abs(draws[cache.labels == BONAFIDE] - expected) < 1)  # floor or ceil of the expectation
-    assert np.array_equal(order, batches.epoch_order(0))
-    assert not np.array_equal(order, batches.epoch_order(1))
-    with pytest.raises(ValueError, match="speaker_matched needs balanced sampling"):
-        TrainBatches(cache, window=8000, batch_size=8, speaker_matched=True)
+        TrainBatches(no_copies, window=8000, batch_size=8, sampling=Sampling(balanced=True, copy_share=0.3))
 
 
 def test_group_weights_move_from_clip_counts_to_equal_groups():
@@ -198,23 +159,6 @@ def test_group_weights_move_from_clip_counts_to_equal_groups():
     assert np.allclose(weights[:6], weights[0]) and np.isclose(weights.sum(), 1.0)  # equal within a system
 
 
-def test_group_weights_within_groups_split_each_groups_share_among_its_subgroups():
-    # system A: 8 clips of voice "lj", 2 of "other"; system B: 4 clips of one voice
-    systems = ["A"] * 10 + ["B"] * 4
-    voices = ["lj"] * 8 + ["other"] * 2 + ["b"] * 4
-    members = np.arange(14)
-    weights = group_weights(systems, members, 0.5, voices, 1.0)
-    root = np.sqrt([10, 4]) / np.sqrt([10, 4]).sum()
-    assert np.isclose(weights[:10].sum(), root[0]) and np.isclose(weights[10:].sum(), root[1])  # systems as before
-    assert np.isclose(weights[:8].sum(), weights[8:10].sum())  # within A: each voice half of A's share
-    assert np.allclose(weights[:8], weights[0]) and np.allclose(weights[8:10], weights[8])
-    half = group_weights(systems, members, 0.5, voices, 0.5)
-    assert np.isclose(half[:8].sum() / half[8:10].sum(), np.sqrt(8 / 2))  # sqrt of the counts
-    assert np.allclose(group_weights(systems, members, 0.5, voices, 0.0), group_weights(systems, members, 0.5))
-    plain = group_weights(systems, members, 0.0, voices, 1.0)  # systems by their counts, voices evened out
-    assert np.isclose(plain[:10].sum(), 10 / 14) and np.isclose(plain[:8].sum(), 5 / 14)
-
-
 @needs_corpus
 def test_system_balance_draws_rare_systems_more_and_keeps_classes_balanced(tmp_path, smoke_items):
     # 20 bona fide; spoofs: 15 of system "big", 5 of "small"
@@ -226,61 +170,19 @@ def test_system_balance_draws_rare_systems_more_and_keeps_classes_balanced(tmp_p
     cache = Cache.open(tmp_path / "c")
     systems = np.array(cache.systems)
     for balance, small_draws in ((0.0, 5), (1.0, 10)):
-        batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True, system_balance=balance)
+        batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, sampling=Sampling(balanced=True, system_balance=balance))
         order = batches.epoch_order(0)
         assert len(order) == 40 and (cache.labels[order] == BONAFIDE).sum() == 20
         assert (systems[order] == "small").sum() == small_draws, balance
         assert np.array_equal(order, batches.epoch_order(0))
-    with pytest.raises(ValueError, match="system_balance needs balanced sampling"):
-        TrainBatches(cache, window=8000, batch_size=8, system_balance=0.5)
-    # Within "big" (15 clips): 12 of one voice, 3 of another (in proportion: 4 of 20 draws).
-    voiced = bonafide + [dataclasses.replace(i, system="big", speaker="lj" if k < 12 else "other")
-                         for k, i in enumerate(spoofs[:15])]
-    prepare_cache(voiced, tmp_path / "v", workers=1, progress=False)
-    voiced_cache = Cache.open(tmp_path / "v")
-    for balance, other_draws in ((0.5, {6, 7}), (1.0, {10})):  # of 20 spoof draws: a third (sqrt 3 : sqrt 12), half
-        batches = TrainBatches(voiced_cache, window=8000, batch_size=8, balanced=True, spoof_speaker_balance=balance)
-        order = batches.epoch_order(0)
-        spoof_order = order[voiced_cache.labels[order] == SPOOF]
-        assert len(spoof_order) == 20
-        assert (np.array(voiced_cache.speakers)[spoof_order] == "other").sum() in other_draws, balance
-    with pytest.raises(ValueError, match="spoof_speaker_balance needs balanced sampling"):
-        TrainBatches(cache, window=8000, batch_size=8, spoof_speaker_balance=0.5)
-    with pytest.raises(ConfigError, match="data.spoof_speaker_balance: needs data.balanced"):
-        load_config(overrides=["data.spoof_speaker_balance=0.5"])
-    with pytest.raises(ConfigError, match=r"data.spoof_speaker_balance: must be in \[0, 1\]"):
-        load_config(overrides=["data.balanced=true", "data.spoof_speaker_balance=-1"])
-    with pytest.raises(ValueError, match=r"system_balance must be in \[0, 1\]"):
-        TrainBatches(cache, window=8000, batch_size=8, balanced=True, system_balance=1.5)
-
-
-@needs_corpus
-def test_speaker_balance_draws_rare_speakers_more_and_leaves_the_spoofs_alone(tmp_path, smoke_items):
-    # bona fide: 16 clips of one reader "many", 4 of "few"; spoofs as they are
-    bonafide = [i for i in smoke_items if i.label == BONAFIDE]
-    spoofs = [i for i in smoke_items if i.label == SPOOF]
-    items = [dataclasses.replace(i, speaker="many") for i in bonafide[:16]] + \
-        [dataclasses.replace(i, speaker="few") for i in bonafide[16:]] + spoofs
-    prepare_cache(items, tmp_path / "c", workers=1, progress=False)
-    cache = Cache.open(tmp_path / "c")
-    speakers = np.array(cache.speakers)
-    orders = {}
-    for balance, few_draws in ((0.0, {4}), (0.5, {6, 7}), (1.0, {10})):  # 0.5: 20 x 2/(4+2) = 6.7, floor or ceil
-        batches = TrainBatches(cache, window=8000, batch_size=8, seed=0, balanced=True, speaker_balance=balance)
-        order = orders[balance] = batches.epoch_order(0)
-        bona = order[cache.labels[order] == BONAFIDE]
-        assert len(order) == 40 and len(bona) == 20
-        assert (speakers[bona] == "few").sum() in few_draws, balance
-    spoof_draws = {b: np.sort(o[cache.labels[o] == SPOOF]) for b, o in orders.items()}
-    assert np.array_equal(spoof_draws[0.0], spoof_draws[1.0])  # the spoof half is untouched
-    with pytest.raises(ValueError, match="speaker_balance needs balanced sampling"):
-        TrainBatches(cache, window=8000, batch_size=8, speaker_balance=0.5)
-    with pytest.raises(ValueError, match="speaker_balance and speaker_matched together"):
-        TrainBatches(cache, window=8000, batch_size=8, balanced=True, speaker_balance=0.5, speaker_matched=True)
-    with pytest.raises(ConfigError, match=r"data.speaker_balance: must be in \[0, 1\]"):
-        load_config(overrides=["data.balanced=true", "data.speaker_balance=2"])
-    with pytest.raises(ConfigError, match="data.speaker_balance: needs data.balanced"):
-        load_config(overrides=["data.speaker_balance=0.5"])
+    with pytest.raises(SamplingError, match=r"sampling.system_balance: needs sampling.balanced"):
+        TrainBatches(cache, window=8000, batch_size=8, sampling=Sampling(system_balance=0.5))
+    with pytest.raises(ConfigError, match=r"data.sampling.system_balance: must be in \[0, 1\]"):
+        load_config(overrides=["data.sampling.balanced=true", "data.sampling.system_balance=-1"])
+    with pytest.raises(ConfigError, match="data.sampling.system_balance: needs data.sampling.balanced"):
+        load_config(overrides=["data.sampling.system_balance=0.5"])
+    with pytest.raises(SamplingError, match=r"sampling.system_balance: must be in \[0, 1\]"):
+        TrainBatches(cache, window=8000, batch_size=8, sampling=Sampling(balanced=True, system_balance=1.5))
 
 
 def _plain_cache(tmp_path: Path, items) -> Path:

@@ -28,7 +28,7 @@ from rawguard.config import load_config
 from rawguard.models import create_model
 from rawguard.train import train
 from rawguard.training.log import read_metrics
-from train_helpers import TINY, smoke_cache
+from helpers.training import TINY, smoke_cache
 
 STEPS, LR = 6, 1e-3
 OVERRIDES = TINY + [f"train.max_steps={STEPS}", f"optim.lr={LR}", "optim.schedule=constant", "eval.every=0",

@@ -14,7 +14,7 @@ from rawguard.config import ConfigError, load_config
 from rawguard.training.ema import ModelEMA, ema_decay_at
 from rawguard.training.log import read_metrics
 from rawguard.train import train
-from train_helpers import make_toy_cache, tiny
+from helpers.training import make_toy_cache, tiny
 
 STEPS = 12
 # A fixed schedule length, so a run stopped at step k and resumed follows the same learning rates.

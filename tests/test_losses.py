@@ -14,7 +14,7 @@ from rawguard.models import create_model
 from rawguard.models.layers import CosineHead
 from rawguard.train import train
 from rawguard.training.losses import cross_entropy, oc_softmax_loss
-from train_helpers import make_toy_cache, tiny
+from helpers.training import make_toy_cache, tiny
 
 
 def _logits_for(cosines: list[float], scale: float = 20.0) -> torch.Tensor:
@@ -68,9 +68,9 @@ def test_label_smoothing_out_of_range_or_with_oc_softmax_is_a_config_error():
     with pytest.raises(ConfigError, match="train.label_smoothing: only with train.loss: cross_entropy"):
         tiny("train.loss=oc_softmax", "model.head=cosine", "train.label_smoothing=0.1")
     config = tiny("train.label_smoothing=0.1")
-    from rawguard.train import _build_loss
+    from rawguard.training.build import build_loss
 
-    loss_fn = _build_loss(config, create_model(config.model.name, **config.model.overrides), None)
+    loss_fn = build_loss(config, create_model(config.model.name, **config.model.overrides), None)
     logits, labels = torch.tensor([[0.0, 8.0]]), torch.tensor([BONAFIDE])
     assert loss_fn(logits, labels).item() == pytest.approx(cross_entropy(logits, labels, label_smoothing=0.1).item())
     assert loss_fn(logits, labels).item() > 10 * cross_entropy(logits, labels).item()  # the run's loss uses it

@@ -14,7 +14,7 @@ from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
 from rawguard.train import TrainingError, train
 from rawguard.training.log import read_metrics
-from train_helpers import make_toy_cache, tiny
+from helpers.training import make_toy_cache, tiny
 
 RUN = ["optim.lr=3e-3", "train.max_steps=6", "eval.every=2", "train.log_every=2", "train.checkpoint_every=0"]
 

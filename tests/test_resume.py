@@ -21,7 +21,7 @@ import torch
 
 from rawguard.checkpoint import load_checkpoint
 from rawguard.training.log import read_metrics
-from train_helpers import TINY, smoke_cache
+from helpers.training import TINY, smoke_cache
 
 STEPS = 36
 OVERRIDES = TINY + [

@@ -13,7 +13,7 @@ from rawguard.train import train
 from rawguard.training.log import read_metrics
 from rawguard.training.sam import SharpnessAwareStep, frozen_batchnorm_statistics
 
-from train_helpers import tiny
+from helpers.training import tiny
 
 
 def _layer_with_gradient(seed: int = 0) -> nn.Linear:

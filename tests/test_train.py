@@ -20,7 +20,7 @@ from rawguard.data.protocols import read_protocol
 from rawguard.training.log import read_metrics
 from rawguard.train import RunExistsError, TrainingError, train
 
-from train_helpers import make_toy_cache, tiny
+from helpers.training import make_toy_cache, tiny
 
 
 def test_loss_falls_and_run_files_are_written(toy, tmp_path):
@@ -63,8 +63,19 @@ def test_loss_falls_and_run_files_are_written(toy, tmp_path):
 
 
 def test_bf16_autocast_trains_on_cpu(toy, tmp_path):
-    result = train(tiny("train.precision=bf16", "train.max_steps=4", "eval.every=0"), toy, toy, tmp_path / "r", progress=False)
-    assert result.step == 4 and load_checkpoint(tmp_path / "r" / "last.pt")["precision"] == "bf16"
+    overrides = ("optim.lr=3e-3", "train.max_steps=30", "train.log_every=5", "eval.every=0", "optim.warmup_steps=5")
+    result = train(tiny("train.precision=bf16", *overrides), toy, toy, tmp_path / "bf16", progress=False)
+    fp32 = train(tiny("train.precision=fp32", *overrides), toy, toy, tmp_path / "fp32", progress=False)
+    last = load_checkpoint(tmp_path / "bf16" / "last.pt")
+    assert result.step == 30 and last["precision"] == "bf16"
+    # Autocast computes in bf16 but keeps the weights (and the optimizer's state) in float32.
+    assert all(t.dtype == torch.float32 for t in last["model"].values() if t.is_floating_point())
+    curves = {run: [r["loss"] for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["type"] == "train"]
+              for run in ("bf16", "fp32")}
+    assert np.mean(curves["bf16"][-2:]) < 0.6 * np.mean(curves["bf16"][:2]), curves["bf16"]  # it learnt
+    assert curves["bf16"] != curves["fp32"]  # bf16 arithmetic really ran (not silently fp32)
+    assert curves["bf16"] == pytest.approx(curves["fp32"], abs=0.1)  # and learnt what fp32 learns
+    assert result.best_dev_eer is not None and result.best_dev_eer <= 0.1 and fp32.best_dev_eer <= 0.1
 
 
 def test_fp16_on_cpu_is_a_config_error(toy, tmp_path):
@@ -74,7 +85,7 @@ def test_fp16_on_cpu_is_a_config_error(toy, tmp_path):
 
 def test_class_weights_and_balanced_sampling_change_training(toy, tmp_path):
     runs = {}
-    for name, extra in {"plain": [], "weighted": ["train.class_weights=[0.1,0.9]"], "balanced": ["data.balanced=true"]}.items():
+    for name, extra in {"plain": [], "weighted": ["train.class_weights=[0.1,0.9]"], "balanced": ["data.sampling.balanced=true"]}.items():
         train(tiny("train.max_steps=3", "eval.every=0", "train.log_every=1", *extra), toy, toy, tmp_path / name, progress=False)
         runs[name] = [r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl") if r["type"] == "train"]
     assert len(runs["plain"]) == 3

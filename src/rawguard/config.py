@@ -2,7 +2,7 @@
 
 A run is described by one :class:`RunConfig` with six sections::
 
-    data     training windows and batches         (window, batch_size, balanced)
+    data     training windows, batches and sampling (window, batch_size, sampling.balanced)
     model    architecture name + constructor overrides, checked against the model's own config class
     optim    optimizer, learning-rate schedule, gradient clipping
     train    when to stop, precision, device, seed, logging and checkpoint cadence
@@ -30,6 +30,7 @@ import yaml
 
 from rawguard.augment import AugmentConfig
 from rawguard.conventions import DEFAULT_WINDOW
+from rawguard.data.sampling import Sampling, SamplingError
 from rawguard.training.losses import LOSSES
 
 
@@ -45,26 +46,9 @@ class DataConfig:
     """Training crop length in samples (random crop of longer clips, padding of shorter ones)."""
     batch_size: int = 32
     """Global batch size: split evenly across DDP ranks and gradient-accumulation micro-batches."""
-    balanced: bool = False
-    """Draw bona fide and spoof clips equally often (an alternative to ``train.class_weights``)."""
-    copy_share: float | None = None
-    """With ``balanced``: the share of spoof draws taken from copy-synthesis spoofs (systems
-    ``synth-*``, made by ``rawguard synth-spoof``); null = in proportion to their number."""
-    speaker_matched: bool = False
-    """With ``balanced``: raise the bona fide draws of each speaker to at least that speaker's share
-    of the spoof draws (vocoded copies and voice conversions name the speaker they copy), so that
-    speaker identity is no shortcut to the class (``rawguard.data.dataset.speaker_matched_weights``)."""
-    system_balance: float = 0.0
-    """With ``balanced``: how evenly spoofing systems share the spoof draws (within the corpus
-    spoofs and within the copies): 0 = in proportion to their clip counts, 1 = every system
-    equally often, 0.5 = in proportion to the square root of the counts."""
-    speaker_balance: float = 0.0
-    """With ``balanced``: the same for bona fide speakers' share of the bona fide draws (a few
-    readers with a hundred clips each otherwise make up much of what "bona fide" sounds like)."""
-    spoof_speaker_balance: float = 0.0
-    """With ``balanced``: the same for the voices within each spoofing system (the protocol's speaker
-    column: the copied or imitated speaker, or the TTS voice), so a system whose train clips are
-    mostly one reader's is also learnt on its other voices."""
+    sampling: Sampling = field(default_factory=Sampling)
+    """Which clips an epoch draws: ``balanced``, ``copy_share``, ``system_balance``
+    (:class:`rawguard.data.sampling.Sampling`, handed whole to the batch source)."""
     prefetch: int = 2
     """Batches assembled ahead in a background thread (0 = in the training thread)."""
 
@@ -132,9 +116,6 @@ class TrainConfig:
     label_smoothing: float = 0.0
     """``cross_entropy`` only: train towards ``1 - eps/2`` for the true class instead of 1, so the
     loss stops rewarding ever larger logit margins on clips that are already right (0 = off)."""
-    mixup: float = 0.0
-    """Mixup's Beta(alpha, alpha) shape: train on ``lam * x_i + (1 - lam) * x_j`` with the same mix of
-    the two clips' losses (``rawguard.training.mixup``; 0 = off). Not with the side tasks."""
     oc_margins: list[float] = field(default_factory=lambda: [0.9, 0.2])
     """``oc_softmax`` cosine margins ``[bona fide, spoof]`` (the paper's m0, m1)."""
     class_weights: list[float] | None = None
@@ -146,19 +127,12 @@ class TrainConfig:
     dist_backend: str = "auto"
     """DDP backend under torchrun: ``auto`` (NCCL on CUDA, gloo on CPU), ``nccl`` or ``gloo``. gloo on
     CUDA lets several ranks share one GPU (NCCL refuses that): for checking a multi-GPU set-up on one."""
-    speaker_adversarial: float = 0.0
-    """Gradient-reversal strength of a speaker classifier on the utterance embedding (0 = off;
-    ``rawguard.training.adversarial``): pushes the encoder to hide who speaks. Single process only."""
-    system_auxiliary: float = 0.0
-    """Weight of a second task, naming each clip's system (bona fide included) from the embedding
-    (0 = off; ``rawguard.training.embedding_tasks``): better on seen systems, worse on unseen ones
-    on the shared corpus. Single process only; not together with ``speaker_adversarial``."""
     compile: bool = False
     """Run the training forward/backward through ``torch.compile`` (Inductor): 1.08-1.25x faster
     rawnet-lite training end to end on a CPU, none on a GPU (BENCHMARKS.md), at ~25 s of
     compilation on the first step (cached on disk after).
     Needs a C++ compiler on CPU, Triton on CUDA; warns and trains eagerly when compilation fails.
-    Scoring stays eager. Not with ``speaker_adversarial`` / ``system_auxiliary``."""
+    Scoring stays eager."""
     deterministic: bool = False
     """Ask torch for deterministic kernels (slower on CUDA; CPU training is deterministic already)."""
     log_every: int = 10
@@ -310,13 +284,52 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
+MOVED_KEYS = {
+    "data.balanced": "data.sampling.balanced",
+    "data.copy_share": "data.sampling.copy_share",
+    "data.system_balance": "data.sampling.system_balance",
+}
+"""Keys that moved into a section: old recipes and the configs saved in old checkpoints still load."""
+
+REMOVED_KEYS: dict[str, Any] = {
+    "data.speaker_matched": False,
+    "data.speaker_balance": 0.0,
+    "data.spoof_speaker_balance": 0.0,
+    "train.mixup": 0.0,
+    "train.speaker_adversarial": 0.0,
+    "train.system_auxiliary": 0.0,
+}
+"""Options removed because they did not help (BENCHMARKS.md, "What did not help"), with the value
+that meant "off". An old config or checkpoint that names one at that value loads (the key is
+ignored: the run did not use it); any other value is a :class:`ConfigError`, since the run it
+describes cannot be reproduced without the option."""
+
+
+def _removed_key(key: str, value: Any, source: str) -> bool:
+    """True when ``key`` is a removed option at its "off" value (ignore it); raise when it was on."""
+    if key not in REMOVED_KEYS:
+        return False
+    off = REMOVED_KEYS[key]
+    if value is None or (not isinstance(value, str) and value == off):
+        return True
+    raise ConfigError(
+        f"{source}: {key}: this option was removed (it did not help; see BENCHMARKS.md, \"What did not "
+        f"help\"), so a run with {key}={value!r} cannot be reproduced; only {off!r} (off) is accepted"
+    )
+
+
 def set_value(config: RunConfig, key: str, value: Any, source: str = "--set") -> None:
     """Set one dotted key with type checking.
 
     ``section.field`` for flat sections, deeper paths for nested sections
     (``augment.rawboost_lnl.p``), and ``model.X`` for a model override (checked in :func:`validate`
-    against the model's own config class, which depends on ``model.name``).
+    against the model's own config class, which depends on ``model.name``). Keys of
+    :data:`MOVED_KEYS` are set at their new place; keys of :data:`REMOVED_KEYS` are ignored at
+    their "off" value and rejected otherwise.
     """
+    key = MOVED_KEYS.get(key, key)
+    if _removed_key(key, value, source):
+        return
     parts = key.split(".")
     section_name = parts[0]
     sections = {f.name for f in dataclasses.fields(config)}
@@ -486,18 +499,6 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 
 
-def _balance_checks(data: DataConfig, name: str, half: str) -> list[tuple[str, bool, str]]:
-    """The checks of a ``data.*_balance`` option: a value in [0, 1] that reweights one half of
-    balanced draws, and so excludes ``data.speaker_matched``."""
-    value = getattr(data, name)
-    return [
-        (f"data.{name}", 0 <= value <= 1, "must be in [0, 1]"),
-        (f"data.{name}", not value or data.balanced,
-         f"needs data.balanced: true (it reweights the {half} half of balanced draws)"),
-        (f"data.{name}", not (value and data.speaker_matched), "not together with data.speaker_matched"),
-    ]
-
-
 def validate(config: RunConfig) -> RunConfig:
     """Check ranges and choices, and the model overrides against the model's config class.
 
@@ -508,15 +509,6 @@ def validate(config: RunConfig) -> RunConfig:
         ("data.window", config.data.window > 0, "must be > 0"),
         ("data.batch_size", config.data.batch_size > 0, "must be > 0"),
         ("data.prefetch", config.data.prefetch >= 0, "must be >= 0"),
-        ("data.copy_share", config.data.copy_share is None or 0 <= config.data.copy_share <= 1,
-         "must be null or in [0, 1]"),
-        ("data.copy_share", config.data.copy_share is None or config.data.balanced,
-         "needs data.balanced: true (it splits the spoof half of balanced draws)"),
-        *_balance_checks(config.data, "system_balance", "spoof"),
-        *_balance_checks(config.data, "speaker_balance", "bona fide"),
-        *_balance_checks(config.data, "spoof_speaker_balance", "spoof"),
-        ("data.speaker_matched", not config.data.speaker_matched or config.data.balanced,
-         "needs data.balanced: true (it reweights the bona fide half of balanced draws)"),
         ("optim.name", config.optim.name in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
         ("optim.lr", config.optim.lr > 0, "must be > 0"),
         ("optim.weight_decay", config.optim.weight_decay >= 0, "must be >= 0"),
@@ -537,11 +529,6 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.device", config.train.device == "auto" or config.train.device.split(":")[0] in ("cpu", "cuda"),
          "must be auto, cpu, cuda or cuda:N"),
         ("train.threads", config.train.threads >= 0, "must be >= 0 (0 = torch default)"),
-        ("train.speaker_adversarial", config.train.speaker_adversarial >= 0, "must be >= 0 (0 = off)"),
-        ("train.system_auxiliary", config.train.system_auxiliary >= 0, "must be >= 0 (0 = off)"),
-        ("train.compile", not config.train.compile
-         or not (config.train.speaker_adversarial or config.train.system_auxiliary),
-         "not with train.speaker_adversarial or train.system_auxiliary (their hook on fc runs eagerly only)"),
         ("train.dist_backend", config.train.dist_backend in ("auto", "nccl", "gloo"), "must be auto, nccl or gloo"),
         ("train.class_weights", config.train.class_weights is None
          or (len(config.train.class_weights) == 2 and all(w > 0 for w in config.train.class_weights)),
@@ -550,10 +537,6 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.label_smoothing", 0 <= config.train.label_smoothing < 1, "must be in [0, 1) (0 = off)"),
         ("train.label_smoothing", not config.train.label_smoothing or config.train.loss == "cross_entropy",
          "only with train.loss: cross_entropy (oc_softmax sets its own margins)"),
-        ("train.mixup", config.train.mixup >= 0, "must be >= 0 (0 = off)"),
-        ("train.mixup", not config.train.mixup
-         or not (config.train.speaker_adversarial or config.train.system_auxiliary),
-         "not with train.speaker_adversarial or train.system_auxiliary (a mixed clip has no one speaker or system)"),
         ("train.oc_margins", len(config.train.oc_margins) == 2
          and -1 <= config.train.oc_margins[1] < config.train.oc_margins[0] <= 1,
          "must be [bona fide, spoof] cosines with -1 <= spoof < bona fide <= 1"),
@@ -574,6 +557,10 @@ def validate(config: RunConfig) -> RunConfig:
     for key, ok, message in checks:
         if not ok:
             raise ConfigError(f"{key}: {message}, got {_get(config, key)!r}")
+    try:
+        config.data.sampling.validate("data.sampling")
+    except SamplingError as error:  # the message names data.sampling.<field>
+        raise ConfigError(str(error)) from error
     _validate_model(config.model)
     check = getattr(config.augment, "validate", None)
     if check is not None:
@@ -590,7 +577,7 @@ def _get(config: RunConfig, key: str) -> Any:
 
 
 def _validate_model(model: ModelConfig) -> None:
-    from rawguard.models import build_config, get_config_class, list_models
+    from rawguard.models import build_config, get_config_class, list_models, without_removed_fields
 
     try:
         config_cls = get_config_class(model.name)
@@ -599,6 +586,10 @@ def _validate_model(model: ModelConfig) -> None:
         raise ConfigError(
             f"model.name: unknown model {model.name!r}{_suggest(model.name, known)} (known: {', '.join(known)})"
         ) from error
+    try:
+        model.overrides = without_removed_fields(model.name, model.overrides)
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from error
     hints = typing.get_type_hints(config_cls)
     fields = {f.name for f in dataclasses.fields(config_cls)}
     for key, value in list(model.overrides.items()):

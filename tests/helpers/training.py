@@ -1,5 +1,5 @@
-"""Shared pieces of the training tests (test_train, test_resume, test_ddp, test_ema): a tiny
-rawnet-lite config, a learnable toy cache and the shared corpus's smoke set as a cache."""
+"""Shared pieces of the training tests: a tiny rawnet-lite config, a learnable toy cache and the
+shared corpus's smoke set as a cache (the ``toy`` fixture in conftest.py is built from it)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rawguard.data.cache import Cache
 from rawguard.data.prepare import prepare_cache
 from rawguard.data.protocols import read_protocol
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SMOKE_PROTOCOL = SHARED / "corpus" / "protocols" / "smoke.txt"
 
 # A model small enough that a training step takes milliseconds on one CPU thread.

@@ -108,7 +108,7 @@ def system_name(method: str) -> str:
 def resolve_system(method: str, system: str | None) -> str:
     """The system name the copies get: ``system`` when given, else :func:`system_name`.
 
-    A given name must start with ``synth-`` (what marks copies for ``data.copy_share``) and be one
+    A given name must start with ``synth-`` (what marks copies for ``data.sampling.copy_share``) and be one
     token without ``/`` (it prefixes the copies' ids). Two copy sets made with one method (two neural
     vocoders, say) need different names to share a cache.
 

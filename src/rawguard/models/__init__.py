@@ -176,8 +176,30 @@ def create_model_from_saved(name: str, saved_config: dict[str, Any]) -> nn.Modul
     field existed), not today's default, so older checkpoints keep loading.
     """
     _, config_cls = _lookup(name)
+    saved_config = without_removed_fields(name, saved_config)
     legacy = {key: value for key, value in getattr(config_cls, "LEGACY_DEFAULTS", {}).items() if key not in saved_config}
     return create_model(name, **{**legacy, **saved_config})
+
+
+def without_removed_fields(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` without the fields model ``name`` no longer has, if they were off.
+
+    A config class lists removed fields and the value that meant "off" in ``REMOVED_FIELDS``
+    (options that did not help, BENCHMARKS.md "What did not help"). A checkpoint that stored such
+    a field at that value describes a model today's code builds identically, so the field is
+    dropped; any other value describes a model that can no longer be built.
+
+    Raises:
+        ModelConfigError: a removed field with a value other than its "off" value, naming it.
+    """
+    removed = getattr(get_config_class(name), "REMOVED_FIELDS", {})
+    for key in set(overrides) & set(removed):
+        if overrides[key] != removed[key]:
+            raise ModelConfigError(
+                f"{name}: config key {key!r} was removed (it did not help; see BENCHMARKS.md, \"What did not "
+                f"help\"), so a model with {key}={overrides[key]!r} cannot be built; only {removed[key]!r} is accepted"
+            )
+    return {key: value for key, value in overrides.items() if key not in removed}
 
 
 __all__ = [
@@ -188,4 +210,5 @@ __all__ = [
     "get_config_class",
     "list_models",
     "register_model",
+    "without_removed_fields",
 ]

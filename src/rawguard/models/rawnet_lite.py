@@ -45,6 +45,8 @@ class RawNetLiteConfig:
 
     # Values for fields that checkpoints written before the field existed do not store.
     LEGACY_DEFAULTS: ClassVar[dict[str, object]] = {"log_compression": False, "summary": "last"}
+    # Fields removed since (value that meant "off"): older checkpoints that name them at it still load.
+    REMOVED_FIELDS: ClassVar[dict[str, object]] = {"frontend_mean_norm": False}
 
     frontend: Literal["conv", "sinc"] = "conv"
     frontend_channels: int = 32
@@ -52,9 +54,6 @@ class RawNetLiteConfig:
     frontend_stride: int = 16
     frontend_pool: int = 4  # with stride 16: one frame per 4 ms
     log_compression: bool = True  # log of the pooled filter-bank magnitudes (see BENCHMARKS.md, shared corpus)
-    # Subtract each filter's mean log magnitude over the input (cepstral mean normalisation): removes
-    # the stationary spectral colouring of speaker, microphone and room, keeps the local detail.
-    frontend_mean_norm: bool = False
     block_channels: tuple[int, ...] = (32, 64)  # output channels of the residual blocks (the seed has 2)
     block_pools: tuple[int, ...] = (3, 3)  # max-pool after each block
     negative_slope: float = 0.3
@@ -163,8 +162,6 @@ class RawNetLite(nn.Module):
             # Artefacts of resynthesis live in low-energy regions (between harmonics, unvoiced
             # frames, the noise floor); without compression the loud voiced frames dominate.
             x = torch.log(x + 1e-6)
-        if self.config.frontend_mean_norm:
-            x = x - x.mean(dim=-1, keepdim=True)  # [B, C0, F / pool], zero mean per filter and clip
         x = self.frontend_act(self.frontend_bn(x))  # [B, C0, F / pool]
         for block, fms in zip(self.blocks, self.fms):
             x = fms(block(x))  # [B, C, N / pool]
