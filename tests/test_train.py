@@ -212,3 +212,51 @@ def test_cli_reports_config_errors_with_the_key(toy, tmp_path, capsys):
     assert code == 1
     assert "unknown config key 'optim.lrr' (did you mean optim.lr" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing written for a rejected configuration
+
+
+def _as_written_before_the_prune(state: dict) -> dict:
+    """A checkpoint dict as runs wrote it before data.sampling and the removal of the dead-end options:
+    flat sampling keys, the removed options at their "off" values, frontend_mean_norm in model_config."""
+    config = state["config"]
+    sampling = config["data"].pop("sampling")
+    config["data"].update(sampling, speaker_matched=False, speaker_balance=0.0, spoof_speaker_balance=0.0)
+    config["train"].update(mixup=0.0, speaker_adversarial=0.0, system_auxiliary=0.0)
+    state["model_config"]["frontend_mean_norm"] = False
+    return state
+
+
+def test_a_checkpoint_naming_removed_options_resumes_and_loads_when_they_were_off(toy, tmp_path, capfd):
+    from rawguard.checkpoint import save_checkpoint
+    from rawguard.detector import Detector
+
+    run = tmp_path / "r"
+    train(tiny("train.max_steps=4", "eval.every=4", "data.sampling.balanced=true"), toy, toy, run, progress=False)
+    for name in ("last.pt", "best.pt"):
+        save_checkpoint(_as_written_before_the_prune(load_checkpoint(run / name)), run / name)
+    capfd.readouterr()
+    result = train(tiny("train.max_steps=6", "eval.every=4", "data.sampling.balanced=true"), toy, toy, run,
+                   progress=False)
+    err = capfd.readouterr().err
+    assert result.step == 6 and "resuming" in err
+    # Only max_steps changed: the old flat keys and the "off" removed options count as today's config.
+    assert "resume: configuration changed since the checkpoint: train.max_steps\n" in err, err
+    detector = Detector.from_checkpoint(run / "best.pt", device="cpu")
+    wave = toy.waveform(0).astype(np.float32) / 32768
+    assert math.isfinite(detector.score_array(wave).score)
+
+
+def test_a_checkpoint_of_a_run_that_used_a_removed_option_is_refused_by_name(toy, tmp_path, capfd):
+    from rawguard.checkpoint import save_checkpoint
+    from rawguard.models import ModelConfigError, create_model_from_saved
+
+    run = tmp_path / "r"
+    train(tiny("train.max_steps=2", "eval.every=0"), toy, toy, run, progress=False)
+    state = _as_written_before_the_prune(load_checkpoint(run / "last.pt"))
+    state["config"]["train"]["mixup"] = 0.5  # the run trained with mixup
+    save_checkpoint(state, run / "last.pt")
+    with pytest.raises(TrainingError, match=r"cannot resume: .*train.mixup: this option was removed"):
+        train(tiny("train.max_steps=4", "eval.every=0"), toy, toy, run, progress=False)
+    state["config"]["train"]["mixup"] = 0.0
+    state["model_config"]["frontend_mean_norm"] = True
+    with pytest.raises(ModelConfigError, match="'frontend_mean_norm' was removed"):
+        create_model_from_saved(state["model_name"], state["model_config"])
