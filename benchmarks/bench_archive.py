@@ -236,6 +236,14 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _portable(argv: list[str]) -> list[str]:
+    """The command line with the checkpoint and corpus paths as placeholders (results files are shared)."""
+    out, hide = [], {"--checkpoint": "CKPT", "--corpus": "CORPUS"}
+    for i, arg in enumerate(argv):
+        out.append(hide[argv[i - 1]] if i and argv[i - 1] in hide else arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
@@ -255,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": len(os.sched_getaffinity(0)),
                           "torch": torch.__version__, "python": platform.python_version()},
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_before": os.getloadavg(),
-              "command": "python benchmarks/bench_archive.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": "python benchmarks/bench_archive.py " + " ".join(_portable(argv if argv is not None else sys.argv[1:])),
               "model": {"name": detector.model_name, "parameters": sum(p.numel() for p in detector.model.parameters()),
                         "window": detector.window, "hop": detector.hop, "batch_size": detector.batch_size},
               "workers": args.workers, "threads": args.threads or torch.get_num_threads()}

@@ -160,3 +160,31 @@ def test_merge_of_parts_is_idempotent_and_skips_torn_tails(tmp_path):
     assert merge_parts(out) == (4, 0) and (out / "results.jsonl").read_bytes() == first
     assert FileKey("a", 1, 2).digest != FileKey("a", 1, 3).digest
     assert np.uint64(FileKey("a", 1, 2).digest) == FileKey("a", 1, 2).digest
+
+
+def test_decode_pool_windows_files_and_reports_bad_ones_and_a_dead_decoder(tmp_path):
+    import signal
+
+    from rawguard.archive.decode import DecodePool, DecoderCrashed
+    from rawguard.audio import load_audio
+    from rawguard.windows import frame
+
+    from helpers.checkpoints import corpus_files
+
+    clip = corpus_files(1)[0]
+    bad = _audio(tmp_path, ["bad.wav"])[0]
+    with DecodePool(1, 16_000, 8_000, chunk_windows=2) as pool:
+        pool.submit(0, str(clip))
+        pool.submit(1, bad)
+        pool.finish()
+        messages = list(pool.messages())
+    starts, windows = frame(load_audio(clip), 16_000, 8_000)
+    chunks = [m for m in messages if m[0] == "windows"]
+    assert [m[3] for m in chunks] == list(range(0, len(starts), 2))  # chunks of 2 windows, in order
+    np.testing.assert_array_equal(chunks[0][4], starts)  # the first chunk carries every start
+    np.testing.assert_array_equal(np.concatenate([m[5] for m in chunks]), windows)
+    assert [m[:2] for m in messages if m[0] == "error"] == [("error", 1)]
+    with DecodePool(1, 16_000, 8_000) as pool:
+        os.kill(pool._processes[0].pid, signal.SIGKILL)
+        with pytest.raises(DecoderCrashed, match="decoder process 0 died"):
+            list(pool.messages(poll_s=0.1))

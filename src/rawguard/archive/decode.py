@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -75,7 +76,6 @@ def _exit_with_parent(parent: int) -> None:
     decoder blocked on a full queue would otherwise live on (Linux: ``PR_SET_PDEATHSIG``)."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: nothing stops an orphaned decoder but the queue
@@ -87,6 +87,7 @@ def _exit_with_parent(parent: int) -> None:
 def _decoder_main(worker: int, parent: int, tasks, results, window, hop, chunk_windows: int) -> None:
     # One thread per decoder (OMP_NUM_THREADS=1 in the environment): the pool is the parallelism.
     _exit_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
     while True:
         task = tasks.get()
         if task is None:
