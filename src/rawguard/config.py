@@ -7,7 +7,7 @@ A run is described by one :class:`RunConfig` with six sections::
     optim    optimizer, learning-rate schedule, gradient clipping
     train    when to stop, precision, device, seed, logging and checkpoint cadence
     eval     dev evaluation cadence, scoring windows, early-stopping patience
-    augment  the augmentation engineer's ``AugmentConfig`` (see :mod:`rawguard.augment`)
+    augment  the augmentation section, ``AugmentConfig`` (see :mod:`rawguard.augment`)
 
 Precedence: dataclass defaults < YAML file < ``--set`` overrides (applied left to right). Every value
 is type-checked against its field, and every error is a :class:`ConfigError` naming the offending key
@@ -101,7 +101,7 @@ class TrainConfig:
     max_epochs: int = 0
     """Stop after this many passes over the train cache (0 = no epoch limit)."""
     max_minutes: float = 0.0
-    """Wall-clock budget in minutes, summed over resumed sessions (0 = none). Not reproducible."""
+    """Wall-clock budget in minutes, summed over a run's resumed stretches (0 = none). Not reproducible."""
     precision: str = "auto"
     """``fp32``, ``bf16`` (autocast, CPU or CUDA), ``fp16`` (autocast + grad scaler, CUDA only) or ``auto``."""
     device: str = "auto"

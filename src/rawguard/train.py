@@ -170,7 +170,7 @@ def _train(config: RunConfig, train_cache: Any, dev_cache: Any, out_dir: Path, r
     meter = Throughput()
     parts.model.train()
     with StopSignals() as signals:
-        stop_reason = _loop(parts, run, ctx, device, evaluate, checkpoints, log, signals, meter, bar)
+        stop_reason = _loop(parts, run, ctx, evaluate, checkpoints, log, signals, meter, bar)
         # Wrap up: a final dev evaluation of the last weights (unless just done), and last.pt.
         if stop_reason.startswith("signal:"):
             checkpoints.save_last(run)
@@ -190,8 +190,8 @@ def _train(config: RunConfig, train_cache: Any, dev_cache: Any, out_dir: Path, r
     return result
 
 
-def _loop(parts: Parts, run: RunState, ctx: DistContext, device: torch.device, evaluate: DevSelection,
-          checkpoints: Checkpointer, log: MetricsLog, signals: StopSignals, meter: Throughput, bar) -> str:
+def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection, checkpoints: Checkpointer,
+          log: MetricsLog, signals: StopSignals, meter: Throughput, bar) -> str:
     """Train until a budget, patience or a signal stops the run; returns the stop reason."""
     config = parts.config
     cfg_t = config.train
@@ -203,7 +203,7 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, device: torch.device, e
             lr = parts.lr_at(run.step)
             for group in parts.optimizer.param_groups:
                 group["lr"] = lr
-            loss = _optimizer_step(parts, x, y, run, device, ctx)
+            loss = _optimizer_step(parts, x, y, run, ctx)
             clips = x.shape[0] * ctx.world_size
             run.advance(loss, clips)
             meter.step_done(clips)
@@ -238,16 +238,15 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, device: torch.device, e
     return stop_reason
 
 
-def _optimizer_step(parts: Parts, x: torch.Tensor, y: torch.Tensor, run: RunState, device: torch.device,
-                    ctx: DistContext) -> float:
+def _optimizer_step(parts: Parts, x: torch.Tensor, y: torch.Tensor, run: RunState, ctx: DistContext) -> float:
     """One optimizer step on this rank's batch ``x`` int16 ``[B, window]``, ``y`` int64 ``[B]``;
     returns the mean loss over its micro-batches."""
     from rawguard.data.dataset import to_float
 
     config = parts.config
     # int16 crosses to the GPU (half the bytes, asynchronously from pinned memory) and becomes float there.
-    x = to_float(x.to(device, non_blocking=True))
-    y = y.to(device, non_blocking=True)
+    x = to_float(x.to(parts.device, non_blocking=True))
+    y = y.to(parts.device, non_blocking=True)
     if parts.augmenter is not None:
         x = parts.augmenter(x, parts.generator)
     parts.optimizer.zero_grad(set_to_none=True)

@@ -67,7 +67,7 @@ class RunState:
     log_window: dict[str, Any] = field(default_factory=_empty_log_window)
     """Loss sum, steps and clips since the last ``metrics.jsonl`` train line."""
     elapsed_before: float = 0.0
-    """Seconds trained by the sessions before this one (resumed runs)."""
+    """Seconds trained before this process resumed the run (0 for a fresh run)."""
     selection: dict[str, Any] | None = None
     """Dev selection of the current weights, when they were evaluated at this step."""
     started: float = field(default_factory=time.monotonic)
@@ -77,7 +77,7 @@ class RunState:
         return self.selection["dev_eer"] if self.selection else None
 
     def elapsed(self) -> float:
-        """Seconds of training over all sessions of the run."""
+        """Seconds of training of the whole run, every resumed stretch included."""
         return self.elapsed_before + time.monotonic() - self.started
 
     def advance(self, loss: float, clips: int) -> None:
