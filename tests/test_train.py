@@ -260,3 +260,11 @@ def test_a_checkpoint_of_a_run_that_used_a_removed_option_is_refused_by_name(toy
     state["model_config"]["frontend_mean_norm"] = True
     with pytest.raises(ModelConfigError, match="'frontend_mean_norm' was removed"):
         create_model_from_saved(state["model_name"], state["model_config"])
+
+
+def test_a_sampling_policy_the_train_cache_cannot_serve_is_a_config_error_naming_it(toy, tmp_path):
+    config = tiny("train.max_steps=2", "data.sampling.balanced=true", "data.sampling.copy_share=0.5")
+    with pytest.raises(ConfigError, match=rf"data.sampling: {toy.directory}: copy_share 0.5 asks for copy-synthesis "
+                                          "spoofs, but the cache has none"):
+        train(config, toy, toy, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "last.pt").exists()

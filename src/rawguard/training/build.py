@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rawguard.config import ConfigError, RunConfig, load_config
+from rawguard.data.sampling import SamplingError
 from rawguard.models.layers import CosineHead
 from rawguard.training import losses
 from rawguard.training.compile import CompiledForward
@@ -183,7 +184,8 @@ def build_parts(config: RunConfig, train_set: Any, device: torch.device, ctx: Di
     """Build (seeded) everything :class:`Parts` holds, for this rank.
 
     Raises:
-        ConfigError: a loss the model cannot train with, or a schedule without a length.
+        ConfigError: a loss the model cannot train with, a sampling policy the train cache cannot
+            serve, or a schedule without a length.
     """
     from rawguard.data.dataset import TrainBatches
     from rawguard.models import create_model
@@ -205,11 +207,14 @@ def build_parts(config: RunConfig, train_set: Any, device: torch.device, ctx: Di
     scaler = make_scaler(precision, device)
     # TrainBatches' batch size is per rank; rank r gets slice r of the same global batch (and crops),
     # so W ranks x A micro-batches compute exactly the gradient one process with grad_accum=W*A would.
-    batches = TrainBatches(
-        train_set, config.data.window, config.data.batch_size // ctx.world_size, cfg_t.seed,
-        sampling=config.data.sampling, rank=ctx.rank, world_size=ctx.world_size, prefetch=config.data.prefetch,
-        pin_memory=device.type == "cuda",  # page-locked batches: the host-to-GPU copy runs asynchronously
-    )
+    try:
+        batches = TrainBatches(
+            train_set, config.data.window, config.data.batch_size // ctx.world_size, cfg_t.seed,
+            sampling=config.data.sampling, rank=ctx.rank, world_size=ctx.world_size, prefetch=config.data.prefetch,
+            pin_memory=device.type == "cuda",  # page-locked batches: the host-to-GPU copy runs asynchronously
+        )
+    except SamplingError as error:  # a policy this train cache cannot serve (e.g. a copy share without copies)
+        raise ConfigError(f"data.sampling: {error}") from error
     augmenter = build_augmenter(config)
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg_t.seed * 1000 + 17 + ctx.rank)
