@@ -77,8 +77,8 @@ def test_page_scores_a_bonafide_and_a_spoofed_clip(browser, served, tmp_path):
         shown = float(browser.find_element(By.ID, "probability").get_attribute("data-value"))
         assert shown == pytest.approx(expected.probability_bonafide, abs=1e-6)
         assert browser.find_element(By.ID, "filename").text == path.name
-        bars = browser.find_elements(By.CSS_SELECTOR, "#timeline rect.window")
-        assert len(bars) == len(expected.windows) > 1
+        dots = browser.find_elements(By.CSS_SELECTOR, "#timeline circle.window")
+        assert len(dots) == len(expected.windows) > 1
         shaded = browser.find_elements(By.CSS_SELECTOR, "#timeline rect.spoofed-range")
         assert len(shaded) == len(expected.spoofed_ranges)
         browser.save_screenshot(str(tmp_path / f"page_{label}.png"))
