@@ -113,6 +113,27 @@ def model_only(model: torch.nn.Module, detector: Detector, windows: np.ndarray, 
     return {"windows": done, "wall_s": wall, "cpu_s": cpu_seconds() - cpu0, "windows_per_s": done / wall}
 
 
+def interleaved(variants: dict, windows: np.ndarray, batch_size: int, rounds: int, seconds: float) -> dict:
+    """Model-only windows/s of several scorers, timed in turns (A B C A B C ...) so that a change in
+    the machine's load hits them all alike; the median per variant and its ratio to the first."""
+    from statistics import median
+
+    batches = [windows[i:i + batch_size] for i in range(0, len(windows) - batch_size + 1, batch_size)]
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for scorer in variants.values():
+        scorer.score_windows(batches[0])  # warm-up
+    for _ in range(rounds):
+        for name, scorer in variants.items():
+            started, done = time.perf_counter(), 0
+            while time.perf_counter() - started < seconds:
+                for batch in batches:
+                    scorer.score_windows(batch)
+                    done += batch.shape[0]
+            rates[name].append(done / (time.perf_counter() - started))
+    first = median(next(iter(rates.values())))
+    return {name: {"windows_per_s": median(r), "ratio_to_first": median(r) / first, "rounds": r} for name, r in rates.items()}
+
+
 def tree_rss(pid: int) -> int:
     """Resident bytes of ``pid`` and all its descendants (from /proc)."""
     total, pending = 0, [pid]
@@ -149,7 +170,8 @@ def end_to_end(checkpoint: Path, folder: Path, out_dir: Path, extra: list[str]) 
         raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-2000:]}")
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     audio = sum(r["duration_s"] for r in lines)
-    return {"command": " ".join(["rawguard", *command[3:5], "CKPT", "FOLDER", "--out", "results.jsonl", *extra]),
+    shown = ["MODEL.onnx" if arg.endswith(".onnx") else arg for arg in extra]
+    return {"command": " ".join(["rawguard", *command[3:5], "CKPT", "FOLDER", "--out", "results.jsonl", *shown]),
             "files": len(lines), "audio_s": audio, "wall_s": wall, "files_per_s": len(lines) / wall,
             "audio_h_per_h": audio / wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": peak / 2**20, "summary": stderr.strip().splitlines()[-1:]}
 
@@ -185,17 +207,26 @@ def link_copies(source: Path, target: Path, count: int) -> Path:
     return target
 
 
-def long_recording(source: Path, target: Path, minutes: float) -> Path:
-    """Corpus clips concatenated into one FLAC of ``minutes``."""
-    clips, total = [], 0
-    for path in sorted(source.glob("*.flac")):
-        clips.append(load_audio(path))
-        total += clips[-1].shape[0]
-        if total >= minutes * 60 * SAMPLE_RATE:
-            break
+def long_recordings(source: Path, target: Path, minutes: float, count: int) -> Path:
+    """``count`` FLAC files of ``minutes`` each, corpus clips concatenated (each file other clips)."""
+    paths = iter(sorted(source.glob("*.flac")))
     target.mkdir(parents=True, exist_ok=True)
-    sf.write(target / "long.flac", np.concatenate(clips), SAMPLE_RATE, subtype="PCM_16")
+    for i in range(count):
+        clips, total = [], 0
+        while total < minutes * 60 * SAMPLE_RATE:
+            clips.append(load_audio(next(paths)))
+            total += clips[-1].shape[0]
+        sf.write(target / f"long{i}.flac", np.concatenate(clips), SAMPLE_RATE, subtype="PCM_16")
     return target
+
+
+def startup(checkpoint: Path, source: Path, tmp: Path, extra: list[str]) -> float:
+    """Wall seconds of ``rawguard score --out`` on one clip: interpreter, torch, checkpoint, decoders."""
+    one = tmp / "one"
+    one.mkdir(exist_ok=True)
+    if not any(one.iterdir()):
+        (one / "clip.flac").symlink_to(sorted(source.glob("*.flac"))[0])
+    return end_to_end(checkpoint, one, tmp, extra)["wall_s"]
 
 
 def measure_folder(name: str, folder: Path, checkpoint: Path, detector: Detector, models: dict, windows: np.ndarray,
@@ -216,20 +247,50 @@ def measure_folder(name: str, folder: Path, checkpoint: Path, detector: Detector
         limit = min(decoded["x_real_time"], model_row["x_real_time"])
         e2e["x_real_time"] = e2e["audio_s"] / e2e["wall_s"]
         e2e["share_of_limit"] = e2e["x_real_time"] / limit
+        # The fixed cost of a run (interpreter, torch, checkpoint, spawning decoders), measured
+        # right after: what the share would be for a folder too big for it to matter.
+        e2e["startup_s"] = startup(checkpoint, args.corpus, tmp, extra)
+        running = e2e["wall_s"] - e2e["startup_s"]
+        e2e["share_of_limit_after_startup"] = e2e["audio_s"] / running / limit if running > 0.5 * e2e["wall_s"] else None
         row[f"model_{backend}"], row[f"end_to_end_{backend}"] = model_row, e2e
         print(f"{name} {backend}: end to end {e2e['files_per_s']:.1f} files/s = {e2e['x_real_time']:.0f}x real time, "
               f"decode-only ({cores} procs) {decoded['x_real_time']:.0f}x, model-only {model_row['x_real_time']:.0f}x: "
-              f"{100 * e2e['share_of_limit']:.0f} % of the limit; peak RSS {e2e['peak_rss_mb']:.0f} MB", flush=True)
+              f"{100 * e2e['share_of_limit']:.0f} % of the limit ({_percent(e2e['share_of_limit_after_startup'])} "
+              f"without the {e2e['startup_s']:.1f} s start); peak RSS {e2e['peak_rss_mb']:.0f} MB", flush=True)
     return row
 
 
+def compare_variants(detector: Detector, models: dict, windows: np.ndarray, args: argparse.Namespace) -> dict:
+    """PyTorch fp32 against bf16 autocast and ONNX Runtime, at 1 and 2 threads, interleaved."""
+    from rawguard.onnx_backend import OnnxModel
+    from rawguard.scoring import WindowScorer
+
+    out = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        variants = {"torch fp32": WindowScorer(detector.model, detector.window, detector.hop),
+                    "torch bf16": WindowScorer(detector.model, detector.window, detector.hop, precision="bf16")}
+        if "onnx" in models:
+            onnx = OnnxModel(models["onnx"].path, threads, models["onnx"].min_samples)
+            variants["onnx"] = WindowScorer(onnx, detector.window, detector.hop)
+        out[f"{threads} thread(s)"] = interleaved(variants, windows, detector.batch_size, args.compare_rounds, 3.0)
+        print(f"{threads} thread(s): " + ", ".join(f"{n} {r['windows_per_s']:.0f} windows/s ({r['ratio_to_first']:.2f}x)"
+                                                   for n, r in out[f"{threads} thread(s)"].items()), flush=True)
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    return out
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.0f} %"
+
+
 def table(results: dict) -> str:
-    lines = ["| folder | files | audio h | mode | files/s | audio h per h | CPU s | peak RSS MB | share of limit |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    lines = ["| folder | files | audio h | mode | files/s | audio h per h | CPU s | peak RSS MB | share of limit | without start |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in results.items():
         files, hours = row["decode_all"]["files"], row["decode_all"]["audio_s"] / 3600
         for mode, r in row.items():
-            share = f"{100 * r['share_of_limit']:.0f} %" if "share_of_limit" in r else ""
+            share = f"{_percent(r['share_of_limit'])} | {_percent(r['share_of_limit_after_startup'])}" if "share_of_limit" in r else " |"
             rss = f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else ""
             lines.append(f"| {name} | {files} | {hours:.2f} | {mode} | {r['files_per_s']:.1f} | {r['x_real_time']:.0f} | "
                          f"{r['cpu_s']:.1f} | {rss} | {share} |")
@@ -249,12 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--corpus", type=Path, default=CORPUS, help="folder of audio files (default: the shared corpus)")
     parser.add_argument("--copies", type=int, default=20_000, help="files in the folder of links (0: skip)")
-    parser.add_argument("--long-minutes", type=float, default=30.0, help="length of the long recording (0: skip)")
+    parser.add_argument("--long-minutes", type=float, default=15.0, help="length of each long recording")
+    parser.add_argument("--long-files", type=int, default=4, help="long recordings (0: skip)")
+    parser.add_argument("--no-corpus", action="store_true", help="skip the corpus folder itself")
     parser.add_argument("--backends", default="torch,onnx")
     parser.add_argument("--workers", type=int, default=default_decoders(), help="decoder processes end to end")
     parser.add_argument("--threads", type=int, help="torch / ONNX Runtime threads (default: their own choice)")
     parser.add_argument("--model-seconds", type=float, default=15.0, help="seconds of model-only timing per row")
     parser.add_argument("--profile", action="store_true", help="time each stage of the network")
+    parser.add_argument("--compare", action="store_true", help="PyTorch fp32 / bf16 / ONNX Runtime, 1 and 2 threads, interleaved")
+    parser.add_argument("--compare-rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -280,9 +345,12 @@ def main(argv: list[str] | None = None) -> int:
 
             export_onnx(args.checkpoint, tmp / "model.onnx")
             models["onnx"] = onnx_model(args.checkpoint, detector.model, tmp / "model.onnx", threads=args.threads)
-        folders = {"corpus": args.corpus}
-        if args.long_minutes:
-            folders["long recording"] = long_recording(args.corpus, tmp / "long", args.long_minutes)
+        if args.compare:
+            report["interleaved"] = compare_variants(detector, models, windows, args)
+        folders = {} if args.no_corpus else {"corpus": args.corpus}
+        if args.long_files:
+            name = f"{args.long_files} x {args.long_minutes:g} min"
+            folders[name] = long_recordings(args.corpus, tmp / "long", args.long_minutes, args.long_files)
         if args.copies:
             folders[f"{args.copies} links"] = link_copies(args.corpus, tmp / "copies", args.copies)
         for name, folder in folders.items():

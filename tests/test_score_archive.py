@@ -207,3 +207,18 @@ def test_onnx_backend_gives_the_pytorch_scores(checkpoint, tmp_path, capsys):
     capsys.readouterr()
     assert main(["score", "--checkpoint", str(checkpoint), str(folder), "--json", "--onnx", str(tmp_path / "m.onnx")]) == 2
     assert "give --backend onnx" in capsys.readouterr().err
+
+
+def test_bf16_scores_near_fp32_and_fp16_on_cpu_is_refused(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "clips"
+    smoke_folder(folder)
+    fp32, bf16 = tmp_path / "fp32.jsonl", tmp_path / "bf16.jsonl"
+    assert main(["score", "--checkpoint", str(checkpoint), str(folder), "--out", str(fp32)]) == 0
+    assert main(["score", "--checkpoint", str(checkpoint), str(folder), "--out", str(bf16), "--precision", "bf16"]) == 0
+    got, expected = records(bf16), records(fp32)
+    assert sorted(got) == sorted(expected)
+    differences = [abs(got[p]["score"] - expected[p]["score"]) for p in expected]
+    assert 0 < max(differences) < 0.05  # bf16 really ran, and stays close
+    capsys.readouterr()
+    assert main(["score", "--checkpoint", str(checkpoint), str(folder), "--json", "--precision", "fp16"]) == 2
+    assert "fp16 needs a CUDA device" in capsys.readouterr().err

@@ -43,7 +43,7 @@ class OnnxModel(nn.Module):
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1  # one graph at a time: the parallelism is inside each operator
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.min_samples = min_samples
+        self.path, self.min_samples = Path(path), min_samples
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         x = waveform.detach().to("cpu", torch.float32).contiguous().numpy()

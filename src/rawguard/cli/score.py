@@ -69,6 +69,9 @@ def register(subparsers, name: str, help: str) -> None:
                         help="with --out: decoder processes (default: cores - 1, at least 1)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                         help="run the network with PyTorch (default) or ONNX Runtime (CPU only; extra 'onnx')")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
+                        help="torch backend: autocast precision of the forward pass (default: fp32; bf16 scores "
+                        "differ from fp32 by ~1e-2, so decisions near the threshold can flip)")
     parser.add_argument("--onnx", metavar="MODEL.onnx",
                         help="with --backend onnx: a graph from 'rawguard export' (default: export the checkpoint now)")
     add_model_arguments(parser)
@@ -99,7 +102,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--workers: expected at least 1 decoder process, got {args.workers}")
         detector = Detector.from_checkpoint(args.checkpoint, device=_rank_device(args.device), window=window, hop=hop,
                                             batch_size=args.batch_size)
+        detector.precision = args.precision
+        detector.scorer()  # checks the precision on this device now
         if args.backend == "onnx":
+            if args.precision != "fp32":
+                raise ValueError(f"--precision {args.precision}: applies to the torch backend only")
             detector.model = _onnx_model(args, detector)
         elif args.onnx is not None:
             raise ValueError("--onnx: give --backend onnx too (the default backend runs the checkpoint with PyTorch)")
