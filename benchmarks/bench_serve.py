@@ -32,6 +32,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -237,15 +238,17 @@ def main() -> None:
 
     detector = Detector.from_checkpoint(args.checkpoint)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    server_log = Path(tempfile.gettempdir()) / "bench_serve_server.log"  # one line per request: not a result
+    print(f"server log: {server_log}", file=sys.stderr)
     runs = []
     for clients in [int(c) for c in args.clients.split(",")]:
         for batched in (False, True):
-            row = run_setting(args, clip, clip_seconds, clients, batched, args.seconds, args.out.with_suffix(".server.log"))
+            row = run_setting(args, clip, clip_seconds, clients, batched, args.seconds, server_log)
             print(json.dumps({k: v for k, v in row.items() if k != "rss_samples_kib"}), flush=True)
             runs.append(row)
     if args.soak_seconds > 0:
         clients = max(int(c) for c in args.clients.split(","))
-        row = run_setting(args, clip, clip_seconds, clients, True, args.soak_seconds, args.out.with_suffix(".server.log"))
+        row = run_setting(args, clip, clip_seconds, clients, True, args.soak_seconds, server_log)
         row["soak"] = True
         print(json.dumps({k: v for k, v in row.items() if k != "rss_samples_kib"}), flush=True)
         runs.append(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -82,7 +83,7 @@ def run_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 808
     so a bad checkpoint fails at once."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if settings.threads is None:
-        settings = ServeSettings(**{**settings.__dict__, "threads": max(1, (os.cpu_count() or 1) // workers)})
+        settings = dataclasses.replace(settings, threads=max(1, (os.cpu_count() or 1) // workers))
     if workers == 1:
         from rawguard.serve.app import create_app
 

@@ -81,8 +81,11 @@ async def _limited_body(request: Request, limits: UploadLimits) -> AsyncIterator
         except StopAsyncIteration:
             return
         except (asyncio.TimeoutError, TimeoutError):
-            slow = "the whole upload" if wait < limits.read_timeout else "the next chunk of the upload"
-            raise ApiError(408, f"request body too slow: {slow} did not arrive within {wait if wait > 0 else 0:.0f} s") from None
+            if wait < limits.read_timeout:
+                reason = f"the whole upload did not arrive within {limits.upload_timeout:g} s"
+            else:
+                reason = f"the next chunk of the upload did not arrive within {limits.read_timeout:g} s"
+            raise ApiError(408, f"request body too slow: {reason}") from None
         received += len(chunk)
         if received > limits.max_bytes:
             raise ApiError(413, f"request body over the limit of {_megabytes(limits.max_bytes)}")
