@@ -206,7 +206,7 @@ def test_live_stream_ends_with_the_files_result(server, clips):
     assert len(messages) - 1 == len(messages[-1]["windows"]) >= 3
 
 
-def test_cli_serve_runs_logs_each_request_and_refuses_a_bad_checkpoint(checkpoint, clips, tmp_path):
+def test_cli_serve_with_workers_logs_each_request_and_refuses_a_bad_checkpoint(checkpoint, clips, tmp_path):
     import subprocess
     import sys
     import time
@@ -214,8 +214,9 @@ def test_cli_serve_runs_logs_each_request_and_refuses_a_bad_checkpoint(checkpoin
     from helpers.serving import free_port
 
     port = free_port()
+    # Two worker processes: each loads the model and logs its requests (settings reach them by environment).
     process = subprocess.Popen([sys.executable, "-m", "rawguard.cli", "serve", "--checkpoint", str(checkpoint), "--port", str(port),
-                                "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                "--workers", "2", "--max-duration", "9"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
         while True:
@@ -227,6 +228,8 @@ def test_cli_serve_runs_logs_each_request_and_refuses_a_bad_checkpoint(checkpoin
                 time.sleep(0.2)
         assert score(url, clips["spoof"][3]).status_code == 200
         assert httpx.post(f"{url}/v1/score", content=b"garbage", timeout=10).status_code == 400
+        long_clip = np.tile(sf.read(str(clips["spoof"][3]), dtype="float32")[0], 5)
+        assert httpx.post(f"{url}/v1/score", content=_wav_bytes(long_clip), timeout=10).status_code == 413  # --max-duration 9
     finally:
         process.terminate()
         log = process.communicate(timeout=30)[0]
@@ -234,6 +237,7 @@ def test_cli_serve_runs_logs_each_request_and_refuses_a_bad_checkpoint(checkpoin
     assert any("GET /healthz 200" in line for line in lines)
     assert any("POST /v1/score 200" in line and "1 file(s)" in line for line in lines)
     assert any("POST /v1/score 400" in line and "unreadable or corrupt audio" in line for line in lines)
+    assert sum("Started server process" in line for line in log.splitlines()) == 2
     assert f"127.0.0.1:{port}" in log  # bound to localhost by default
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -192,8 +192,9 @@ def create_app(settings: ServeSettings, detector: Detector | None = None) -> Fas
 
 def create_app_from_env() -> FastAPI:
     """App factory for uvicorn worker processes (``--workers N``): settings from the environment."""
-    from rawguard.serve.server import HeaderTimeoutH11Protocol
+    from rawguard.serve.server import LOG_FORMAT, HeaderTimeoutH11Protocol
 
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # a fresh (spawned) process
     settings = ServeSettings.from_env()
     HeaderTimeoutH11Protocol.header_timeout = settings.header_timeout
     return create_app(settings)

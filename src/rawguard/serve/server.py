@@ -57,24 +57,23 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def uvicorn_config(app, settings: ServeSettings, host: str, port: int, workers: int = 1, **extra) -> uvicorn.Config:
-    """uvicorn settings shared by ``rawguard serve`` and the tests' in-process servers."""
+def _uvicorn_options(settings: ServeSettings) -> dict:
     # A class attribute, not a subclass made here: worker processes import the protocol by name.
     HeaderTimeoutH11Protocol.header_timeout = settings.header_timeout
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        workers=workers,
-        http=HeaderTimeoutH11Protocol,
-        ws="websockets-sansio",
-        ws_max_size=1 << 20,  # one PCM chunk; a stream is many messages
-        access_log=False,  # rawguard.serve logs one richer line per request
-        timeout_keep_alive=5,
-        limit_concurrency=512,
-        log_config=None,
-        **extra,
-    )
+    return {
+        "http": HeaderTimeoutH11Protocol,
+        "ws": "websockets-sansio",
+        "ws_max_size": 1 << 20,  # one PCM chunk; a stream is many messages
+        "access_log": False,  # rawguard.serve logs one richer line per request
+        "timeout_keep_alive": 5,
+        "limit_concurrency": 512,
+        "log_config": None,
+    }
+
+
+def uvicorn_config(app, settings: ServeSettings, host: str, port: int) -> uvicorn.Config:
+    """uvicorn settings of one server process (``rawguard serve`` and the tests' in-process servers)."""
+    return uvicorn.Config(app, host=host, port=port, **_uvicorn_options(settings))
 
 
 def run_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080, workers: int = 1) -> None:
@@ -93,13 +92,5 @@ def run_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 808
 
     load_detector(settings)  # fail here, once, on a bad checkpoint
     os.environ[SETTINGS_ENV] = settings.to_env()
-    config = uvicorn_config("rawguard.serve.app:create_app_from_env", settings, host, port, workers, factory=True)
-    _run_multiprocess(config)
-
-
-def _run_multiprocess(config: uvicorn.Config) -> None:
-    from uvicorn.supervisors import Multiprocess
-
-    server = uvicorn.Server(config)
-    sock = config.bind_socket()
-    Multiprocess(config, target=server.run, sockets=[sock]).run()
+    uvicorn.run("rawguard.serve.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+                **_uvicorn_options(settings))
