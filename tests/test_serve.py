@@ -17,7 +17,7 @@ import soxr
 pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
 import httpx  # noqa: E402
 
-from helpers.checkpoints import SELECTION, save_tiny_checkpoint  # noqa: E402
+from helpers.checkpoints import SELECTION, WINDOW, save_tiny_checkpoint  # noqa: E402
 from helpers.serving import running_server, smoke_clips  # noqa: E402
 from rawguard.cli import main  # noqa: E402
 from rawguard.serve.app import load_detector  # noqa: E402
@@ -183,6 +183,19 @@ async def _stream(url: str, messages) -> list[dict]:
         return [json.loads(m) async for m in ws]
 
 
+async def _first_message_while_streaming(url: str, data: bytes) -> tuple[float, float]:
+    import websockets
+
+    async with websockets.connect(url.replace("http", "ws") + "/v1/stream") as ws:
+        await ws.send(data[: 2 * WINDOW + 2])  # one window and one sample
+        first = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        return first["start"], first["end"]
+
+
+def messages_first_window(result: dict) -> tuple[float, float]:
+    return result["windows"][0]["start"], result["windows"][0]["end"]
+
+
 def test_live_stream_ends_with_the_files_result(server, clips):
     url, _ = server
     path = clips["bonafide"][3]
@@ -199,6 +212,8 @@ def test_live_stream_ends_with_the_files_result(server, clips):
     assert end["event"] == "end" and set(end) - {"event"} == set(as_file)
     assert end["score"] == pytest.approx(as_file["score"], abs=1e-5) and end["decision"] == as_file["decision"]
     assert end["duration_s"] == as_file["duration_s"]
+    # Live: a window's message comes while the stream is still open, once its last sample is in.
+    assert asyncio.run(_first_message_while_streaming(url, data)) == messages_first_window(as_file)
     # Another rate, announced first: resampled on the fly, windows over the 16 kHz stream.
     wave8k = soxr.resample(pcm.astype(np.float32) / 32768, 16000, 8000).astype("<f4")
     messages = asyncio.run(_stream(url, [json.dumps({"sample_rate": 8000, "format": "f32le"}), wave8k.tobytes()]))

@@ -5,6 +5,7 @@ take screenshots."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,8 @@ def browser(tmp_path_factory):
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1000,900",
+                 # a fake microphone (a beeping tone) that needs no permission prompt
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -96,3 +99,21 @@ def test_page_explains_a_rejected_file(browser, served, tmp_path):
     assert "Rejected (400)" in status.text and "unreadable or corrupt audio" in status.text
     assert not browser.find_element(By.ID, "result").is_displayed()
     browser.save_screenshot(str(tmp_path / "page_rejected.png"))
+
+
+def test_page_records_from_the_microphone(browser, served, tmp_path):
+    url, _ = served
+    browser.get(url + "/")
+    record = browser.find_element(By.ID, "record")
+    record.click()
+    WebDriverWait(browser, 10).until(lambda d: record.text == "Stop and score")
+    time.sleep(2.5)
+    record.click()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.ID, "result").is_displayed() or d.find_element(By.ID, "status").get_attribute("class") == "error")
+    assert browser.find_element(By.ID, "status").get_attribute("class") != "error", browser.find_element(By.ID, "status").text
+    assert browser.find_element(By.ID, "filename").text == "microphone.wav"
+    duration = float(browser.find_element(By.ID, "duration").text.removesuffix(" s"))
+    assert 1.5 < duration < 6  # the recording, encoded as WAV in the page and decoded by the server
+    assert browser.find_element(By.ID, "decision").get_attribute("data-decision") in ("bonafide", "spoof")
+    browser.save_screenshot(str(tmp_path / "page_microphone.png"))
