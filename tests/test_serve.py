@@ -171,12 +171,22 @@ def test_token_is_required_when_set(checkpoint, clips):
             assert response.headers["www-authenticate"] == "Bearer"
         assert httpx.get(f"{url}/healthz").json()["token_required"] is True
         assert score(url, good, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+        # Streams: the token as ?token= (browsers cannot set WebSocket headers); none: refused at the handshake.
+        pcm = sf.read(str(good), dtype="int16")[0].tobytes()
+        messages = asyncio.run(_stream(url, [pcm], query="?token=s3cret-token"))
+        assert messages[-1]["event"] == "end" and len(messages) > 1
+        import websockets
+
+        for query in ("", "?token=wrong"):
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                asyncio.run(_stream(url, [pcm], query=query))
+            assert refused.value.response.status_code == 403
 
 
-async def _stream(url: str, messages) -> list[dict]:
+async def _stream(url: str, messages, query: str = "") -> list[dict]:
     import websockets
 
-    async with websockets.connect(url.replace("http", "ws") + "/v1/stream") as ws:
+    async with websockets.connect(url.replace("http", "ws") + "/v1/stream" + query) as ws:
         for message in messages:
             await ws.send(message)
         await ws.send(json.dumps({"event": "end"}))
