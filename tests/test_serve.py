@@ -268,3 +268,19 @@ def test_cli_serve_with_workers_logs_each_request_and_refuses_a_bad_checkpoint(c
     bad.write_bytes(b"not a checkpoint")
     done = subprocess.run([sys.executable, "-m", "rawguard.cli", "serve", "--checkpoint", str(bad)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "rawguard serve: error:" in done.stderr and "bad.pt" in done.stderr
+
+
+def test_several_checkpoints_are_served_as_one_ensemble(checkpoint, tmp_path, clips):
+    from rawguard.ensemble import ensemble_detector
+
+    other = save_tiny_checkpoint(tmp_path / "other.pt", {**SELECTION, "calibration": {"scale": 0.5, "bias": 0.2}}, seed=3)
+    settings = ServeSettings(checkpoint=[str(checkpoint), str(other)], max_upload_mb=1.0, max_duration=20.0, threads=1)
+    with running_server(settings) as served:
+        health = httpx.get(f"{served.url}/healthz").json()
+        body = score(served.url, clips["spoof"][0]).json()
+    assert health["model"] == "ensemble[2]:rawnet-lite"
+    assert health["checkpoint_sha256"] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in (checkpoint, other)]
+    expected = ensemble_detector([checkpoint, other]).score_file(clips["spoof"][0]).to_dict()
+    assert body["score"] == pytest.approx(expected["score"], abs=1e-5)
+    assert body["threshold"] == pytest.approx(expected["threshold"])
+    assert [w["score"] for w in body["windows"]] == pytest.approx([w["score"] for w in expected["windows"]], abs=1e-5)

@@ -16,7 +16,8 @@ def register(subparsers, name: str, help: str) -> None:
         "body), WS /v1/stream for live PCM, GET /healthz. Binds to localhost unless --host says otherwise. Needs the "
         "'serve' extra: pip install 'rawguard[serve]'.",
     )
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="trained checkpoint (best.pt)")
+    parser.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
+                        help="trained checkpoint (best.pt); several are served as one ensemble of their calibrated log-odds")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1; 0.0.0.0 for all interfaces)")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080)")
     parser.add_argument("--max-upload-mb", type=float, default=100.0, help="largest request body in MB (default: 100)")
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = ServeSettings(
-            checkpoint=args.checkpoint, max_upload_mb=args.max_upload_mb, max_duration=args.max_duration, token=args.token,
+            checkpoint=args.checkpoint[0] if len(args.checkpoint) == 1 else args.checkpoint, max_upload_mb=args.max_upload_mb, max_duration=args.max_duration, token=args.token,
             max_wait_ms=args.max_wait_ms, batched=not args.no_batching, read_timeout=args.read_timeout,
             device=args.device, threads=args.threads,
         )

@@ -50,12 +50,16 @@ log = logging.getLogger("rawguard.serve")
 
 
 def load_detector(settings: ServeSettings) -> Detector:
-    """The checkpoint's detector, with torch's threads set for serving."""
+    """The checkpoint's detector (an ensemble for several), with torch's threads set for serving."""
     import torch
 
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
-    return Detector.from_checkpoint(settings.checkpoint, device=settings.device)
+    return Detector.from_checkpoints(settings.checkpoints, device=settings.device)
+
+
+def _digests(digests: list[str]) -> str | list[str]:
+    return digests[0] if len(digests) == 1 else digests
 
 
 def _token_ok(settings: ServeSettings, given: str | None) -> bool:
@@ -106,7 +110,8 @@ def create_app(settings: ServeSettings, detector: Detector | None = None) -> Fas
     health = {
         "status": "ok",
         "model": detector.model_name,
-        "checkpoint_sha256": file_sha256(settings.checkpoint),
+        # one checkpoint: its digest; an ensemble: one digest per member, in order
+        "checkpoint_sha256": _digests([file_sha256(path) for path in settings.checkpoints]),
         "threshold": detector.threshold,
         "calibrated": detector.calibrated,
         "window_s": None if detector.window is None else detector.window / SAMPLE_RATE,

@@ -19,7 +19,8 @@ class ServeSettings:
     """Configuration of ``rawguard serve``.
 
     Attributes:
-        checkpoint: trained checkpoint (``best.pt``).
+        checkpoint: trained checkpoint (``best.pt``), or a list of several scored as one equal-weight
+            ensemble of their calibrated log-odds (:func:`rawguard.ensemble.ensemble_detector`).
         max_upload_mb: largest request body, in MB (10^6 bytes).
         max_duration: longest recording or stream, in seconds.
         token: if set, clients must send ``Authorization: Bearer TOKEN`` (streams: ``?token=``).
@@ -34,7 +35,7 @@ class ServeSettings:
         threads: torch intra-op threads (default: the CPUs divided among the worker processes).
     """
 
-    checkpoint: str
+    checkpoint: str | list[str]
     max_upload_mb: float = 100.0
     max_duration: float = 1800.0
     token: str | None = None
@@ -61,6 +62,11 @@ class ServeSettings:
             raise ValueError(f"threads: must be positive, got {self.threads}")
         if self.token is not None and not self.token.strip():
             raise ValueError("token: must not be empty")
+
+    @property
+    def checkpoints(self) -> list[str]:
+        """The checkpoint paths, one or several."""
+        return [self.checkpoint] if isinstance(self.checkpoint, (str, os.PathLike)) else list(self.checkpoint)
 
     @property
     def max_upload_bytes(self) -> int:
