@@ -22,9 +22,12 @@ The yardstick (5 groups x 3 seeds at the recipe's budget: hours on 2 CPU cores, 
 
     python benchmarks/leave_family_out.py --seeds 0 1 2 --train-extra RECIPE_OUT/synth/*/protocol.csv
 
-A cheap look (1 seed, short budget; not comparable with the full table)::
+The recipe's config draws half the spoofs from copy sets (``data.copy_share``); without
+``--train-extra`` add ``--set data.copy_share=null``. A cheap look (1 seed, short budget, no copies;
+not comparable with the full table)::
 
-    python benchmarks/leave_family_out.py --seeds 0 --max-steps 2000 --budget-minutes 4 --name lfo_cheap
+    python benchmarks/leave_family_out.py --seeds 0 --max-steps 800 --budget-minutes 4 --threads 1 \
+        --set data.copy_share=null --name leave_family_out_1seed_800steps
 """
 
 from __future__ import annotations
