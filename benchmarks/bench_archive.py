@@ -173,15 +173,20 @@ def end_to_end(checkpoint: Path, folder: Path, out_dir: Path, extra: list[str]) 
     shown = ["MODEL.onnx" if arg.endswith(".onnx") else arg for arg in extra]
     return {"command": " ".join(["rawguard", *command[3:5], "CKPT", "FOLDER", "--out", "results.jsonl", *shown]),
             "files": len(lines), "audio_s": audio, "wall_s": wall, "files_per_s": len(lines) / wall,
-            "audio_h_per_h": audio / wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": peak / 2**20, "summary": stderr.strip().splitlines()[-1:]}
+            "audio_h_per_h": audio / wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": peak / 2**20, "summary": [line.split("; results in")[0] for line in stderr.strip().splitlines()[-1:]]}
 
 
 def stage_profile(model: torch.nn.Module, batch: np.ndarray, repeats: int = 5) -> list[dict]:
-    """Inference time of each top-level stage of the network (forward hooks), on ``batch``."""
+    """Inference time of each stage of the network (forward hooks on its top-level modules, and on
+    each item of a ModuleList), on ``batch``; "other" is the rest of ``forward`` (e.g. the
+    front-end's log compression, written inline)."""
     times: dict[str, float] = {}
     marks: dict[str, float] = {}
     hooks = []
+    stages = []
     for name, module in model.named_children():
+        stages += [(f"{name}.{i}", item) for i, item in enumerate(module)] if isinstance(module, torch.nn.ModuleList) else [(name, module)]
+    for name, module in stages:
         hooks.append(module.register_forward_pre_hook(lambda m, a, n=name: marks.__setitem__(n, time.perf_counter())))
         hooks.append(module.register_forward_hook(lambda m, a, o, n=name: times.__setitem__(n, times.get(n, 0.0) + time.perf_counter() - marks[n])))
     x = torch.from_numpy(batch)
@@ -194,6 +199,7 @@ def stage_profile(model: torch.nn.Module, batch: np.ndarray, repeats: int = 5) -
         total = time.perf_counter() - started
     for hook in hooks:
         hook.remove()
+    times["other"] = total - sum(times.values())
     return [{"stage": n, "ms_per_batch": 1000 * t / repeats, "share": t / total} for n, t in times.items()]
 
 

@@ -42,6 +42,9 @@ class OnnxModel(nn.Module):
         if threads is not None:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1  # one graph at a time: the parallelism is inside each operator
+        # Idle threads sleep instead of spinning (ONNX Runtime's default is to spin): the decoder
+        # processes share the cores, as OMP_WAIT_POLICY=PASSIVE does for PyTorch's threads.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.path, self.min_samples = Path(path), min_samples
 
