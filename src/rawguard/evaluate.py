@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rawguard.atomic import write_text_atomic
 from rawguard.conventions import BONAFIDE, SPOOF
 from rawguard.scorefiles import read_asv_scores, write_cm_scores
 
@@ -86,7 +87,7 @@ def evaluate(
     )
     metrics["scoring"] = {"checkpoint": str(checkpoint), "data": str(data), "window": detector.window,
                           "hop": detector.hop, "policy": policy, "calibrated": detector.calibrated}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     notes = [
         f"checkpoint: `{checkpoint}`" + ("" if detector.calibrated else " (no dev selection: threshold 0, uncalibrated)"),
         f"data: `{data}` ({len(cache)} utterances)",

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rawguard.atomic import write_text_atomic
 from rawguard.calibration import fit_logistic_regression
 from rawguard.conventions import BONAFIDE
 from rawguard.metrics import MetricsError, compute_eer
@@ -184,8 +185,5 @@ def fuse_score_files(
         "fused": {"scores": str(out), "dev_eer_in_sample": _eer_percent(fusion.apply(dev_matrix), dev_trials.labels),
                   "eer": _eer_percent(fused, trials.labels), "trials": int(len(fused))},
     }
-    sidecar = out.with_name(out.name + ".fusion.json")
-    tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, sidecar)
+    write_text_atomic(out.with_name(out.name + ".fusion.json"), json.dumps(summary, indent=2) + "\n")
     return summary

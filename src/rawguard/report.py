@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 import numpy as np  # noqa: E402
 
+from rawguard.atomic import write_text_atomic  # noqa: E402
 from rawguard.conventions import BONAFIDE, SPOOF  # noqa: E402
 from rawguard.metrics import det_curve  # noqa: E402
 
@@ -302,5 +303,5 @@ def write_report(
     for caption, file_name in (plots or {}).items():
         parts += [f"## {caption}", "", f"![{caption}]({file_name})", ""]
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text("\n".join(parts), encoding="utf-8")
+    write_text_atomic(out_md, "\n".join(parts))
     return out_md

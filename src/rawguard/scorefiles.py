@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rawguard.atomic import atomic_open
 from rawguard.conventions import BONAFIDE, label_name, parse_label
 from rawguard.metrics import MetricsError
 
@@ -198,10 +199,8 @@ def write_cm_scores(path: str | os.PathLike, utt_ids: Sequence[str], attacks: Se
     path = Path(path)
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_open(path) as handle:
         for utt, attack, label, score in zip(utt_ids, attacks, labels, scores):
             attack = "-" if int(label) == BONAFIDE else (attack or "-")
             handle.write(f"{utt} {attack} {label_name(int(label))} {score:.6f}\n")
-    os.replace(tmp, path)
     return path

@@ -350,7 +350,7 @@ def synth_spoof(
             with one target, or ``out_dir`` holds copies made with another method, seed, vocoder or
             source list.
     """
-    from rawguard.checkpoint import fsync_directory  # here, not at the top: keeps workers free of torch
+    from rawguard.atomic import fsync_directory
 
     vocoder_hash = _check_method(method, vocoder)
     system = resolve_system(method, system)

@@ -32,8 +32,8 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
+from rawguard.atomic import fsync_directory, write_text_atomic
 from rawguard.audio import AudioError, load_audio
-from rawguard.checkpoint import fsync_directory
 from rawguard.conventions import INT16_SCALE, SAMPLE_RATE, label_name
 from rawguard.data.cache import (CACHE_FORMAT, CACHE_VERSION, COMPLETE_FILE, INDEX_COLUMNS, INDEX_FILE, META_FILE,
                                   REJECTED_FILE, SAMPLES_FILE, Cache, CacheError)
@@ -117,15 +117,6 @@ _TSV_UNSAFE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 def _clean(text: str) -> str:
     """One TSV cell: tabs and line breaks would break the row."""
     return str(text).translate(_TSV_UNSAFE)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _fingerprint(items: Sequence[Item], sample_rate: int, max_duration: float | None) -> str:
@@ -340,7 +331,7 @@ def _claim_folder(out_dir: Path, fingerprint: str, n_items: int, replace: bool) 
                              "use another --out folder, delete this one, or allow replacing it")
         _log.warning("%s: holds %s cache of a different protocol or options: replacing it", out_dir, what)
         _remove_cache(out_dir)
-    _write_atomic(out_dir / STATE_FILE, json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION,
+    write_text_atomic(out_dir / STATE_FILE, json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION,
                                                     "fingerprint": fingerprint, "items": n_items}) + "\n")
     fsync_directory(out_dir)
 
@@ -431,7 +422,7 @@ def _finish(out_dir: Path, items: Sequence[Item], entries: list[_Entry], fingerp
             kept.append(position)
         else:
             rejected_rows.append("\t".join([item.utt_id, path, entry.reason]))
-    _write_atomic(out_dir / REJECTED_FILE, "".join(row + "\n" for row in rejected_rows))
+    write_text_atomic(out_dir / REJECTED_FILE, "".join(row + "\n" for row in rejected_rows))
     if not kept:
         fsync_directory(out_dir)
         raise CacheError(f"{out_dir}: none of the {len(items)} files could be decoded; "
@@ -446,10 +437,10 @@ def _finish(out_dir: Path, items: Sequence[Item], entries: list[_Entry], fingerp
         "samples": int(lengths.sum()), "seconds": round(summary.seconds, 3), "max_duration": max_duration,
         "per_class": summary.per_class, "per_system": summary.per_system, "fingerprint": fingerprint,
     }
-    _write_atomic(out_dir / INDEX_FILE, "\n".join(index_rows) + "\n")
-    _write_atomic(out_dir / META_FILE, json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(out_dir / INDEX_FILE, "\n".join(index_rows) + "\n")
+    write_text_atomic(out_dir / META_FILE, json.dumps(meta, indent=1, sort_keys=True) + "\n")
     fsync_directory(out_dir)
-    _write_atomic(out_dir / COMPLETE_FILE, f"{CACHE_FORMAT} {CACHE_VERSION}\n")
+    write_text_atomic(out_dir / COMPLETE_FILE, f"{CACHE_FORMAT} {CACHE_VERSION}\n")
     fsync_directory(out_dir)
     for name in (JOURNAL_FILE, STATE_FILE):
         (out_dir / name).unlink(missing_ok=True)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rawguard.checkpoint import fsync_directory
+from rawguard.atomic import atomic_open
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -46,13 +46,8 @@ def truncate_metrics(path: str | os.PathLike, step: int) -> int:
             continue
         if isinstance(record, dict) and int(record.get("step", 0)) <= step:
             kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
+    with atomic_open(path) as handle:
         handle.write("".join(f"{line}\n" for line in kept))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_directory(path.parent)
     return len(lines) - len(kept)
 
 
