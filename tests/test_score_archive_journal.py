@@ -188,3 +188,36 @@ def test_decode_pool_windows_files_and_reports_bad_ones_and_a_dead_decoder(tmp_p
         os.kill(pool._processes[0].pid, signal.SIGKILL)
         with pytest.raises(DecoderCrashed, match="decoder process 0 died"):
             list(pool.messages(poll_s=0.1))
+
+
+def test_decoder_dying_on_a_file_reports_that_file_and_is_replaced(tmp_path):
+    # A native decoder can crash the process on a malformed file: SIGKILL the decoder while it is
+    # inside load_audio on a long file; that file becomes an error, the next file is still decoded.
+    import signal
+    import threading
+    import time
+
+    import soundfile as sf
+
+    from rawguard.archive.decode import DecodePool
+    from rawguard.audio import load_audio
+
+    from helpers.checkpoints import corpus_files
+
+    clips = corpus_files(2)
+    wave = np.concatenate([load_audio(clips[0])] * 200)  # ~10 min of FLAC: ~0.3 s or more to decode
+    long = tmp_path / "long.flac"
+    sf.write(long, wave, 16_000, subtype="PCM_16")
+    with DecodePool(1, 16_000, 16_000) as pool:
+        feeder = threading.Thread(target=lambda: (pool.submit(0, str(long)), pool.submit(1, str(clips[1])), pool.finish()))
+        feeder.start()
+        deadline = time.monotonic() + 60
+        while pool._current[0] != 0 and time.monotonic() < deadline:
+            pass
+        os.kill(pool._processes[0].pid, signal.SIGKILL)
+        messages = list(pool.messages(poll_s=0.1))
+        feeder.join()
+    assert pool.restarts == 1
+    errors = [m for m in messages if m[0] == "error"]
+    assert len(errors) == 1 and errors[0][1] == 0 and "decoder process crashed" in errors[0][2]
+    assert {m[1] for m in messages if m[0] == "windows"} == {1}

@@ -13,7 +13,8 @@ Messages on the result queue (tuples: cheap to pickle):
   ``first .. first + w - 1`` of a file of ``length`` samples; ``starts`` (int64 ``[W]``, every
   window start of the file) comes with the first chunk only, ``None`` after; with ``window=None``
   (whole recordings) one message per file with ``windows`` ``[1, length]``;
-- ``("error", task, reason)``: the file could not be decoded (the reason names what is wrong);
+- ``("error", task, reason)``: the file could not be decoded (the reason names what is wrong),
+  or its decoder process died decoding it (the pool starts another in its place);
 - ``("exit", worker)``: a decoder has seen the end of the task queue.
 
 The decoders import no torch: they start in a fresh interpreter (``spawn``) in well under a second.
@@ -32,6 +33,9 @@ import numpy as np
 __all__ = ["DecodePool", "DecoderCrashed", "default_decoders", "CHUNK_WINDOWS"]
 
 CHUNK_WINDOWS = 64
+MAX_RESTARTS = 100
+"""Decoders restarted after dying on a file, per pool, before the run gives up (a broken system
+library would otherwise crash on every file)."""
 """Windows per message: 64 windows of 4 s are 16 MB of float32, one model batch by default."""
 
 
@@ -84,7 +88,7 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _decoder_main(worker: int, parent: int, tasks, results, window, hop, chunk_windows: int) -> None:
+def _decoder_main(worker: int, parent: int, tasks, results, current, window, hop, chunk_windows: int) -> None:
     # One thread per decoder (OMP_NUM_THREADS=1 in the environment): the pool is the parallelism.
     _exit_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
@@ -94,7 +98,11 @@ def _decoder_main(worker: int, parent: int, tasks, results, window, hop, chunk_w
             results.put(("exit", worker))
             return
         index, path = task
+        # From here to the first message is the native decoding (libsndfile, soxr): if the process
+        # dies there, the pool knows which file killed it and nothing of the file was sent.
+        current[worker] = index
         for message in _decode_task(path, window, hop, chunk_windows):
+            current[worker] = -1
             results.put((message[0], index, *message[1:]))
 
 
@@ -115,21 +123,26 @@ class DecodePool:
                  chunk_windows: int = CHUNK_WINDOWS) -> None:
         if workers < 1:
             raise ValueError(f"workers: expected at least 1 decoder process, got {workers}")
-        context = mp.get_context("spawn")
+        self._context = mp.get_context("spawn")
         self.workers = workers
-        self._tasks = context.Queue(maxsize=2 * workers)
-        self._results = context.Queue(maxsize=queue_size or 4 * workers)
+        self.restarts = 0
+        self._tasks = self._context.Queue(maxsize=2 * workers)
+        self._results = self._context.Queue(maxsize=queue_size or 4 * workers)
+        self._current = self._context.Array("q", [-1] * workers, lock=False)  # task each decoder is decoding
+        self._args = (os.getpid(), self._tasks, self._results, self._current, window, hop, chunk_windows)
+        self._processes: list = [None] * workers
+        for worker in range(workers):
+            self._start(worker)
+
+    def _start(self, worker: int) -> None:
         env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # inherited by the spawned interpreters only
+        os.environ.update(env)  # inherited by the spawned interpreter only
         try:
-            self._processes = [
-                context.Process(target=_decoder_main, args=(i, os.getpid(), self._tasks, self._results, window, hop, chunk_windows),
-                                name=f"rawguard-decoder-{i}", daemon=True)
-                for i in range(workers)
-            ]
-            for process in self._processes:
-                process.start()
+            process = self._context.Process(target=_decoder_main, args=(worker, *self._args),
+                                            name=f"rawguard-decoder-{worker}", daemon=True)
+            process.start()
+            self._processes[worker] = process
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -157,22 +170,39 @@ class DecodePool:
             try:
                 message = self._results.get(timeout=poll_s)
             except queue.Empty:
-                for i in sorted(running):
-                    code = self._processes[i].exitcode
-                    if code is not None and code != 0:
-                        raise DecoderCrashed(f"decoder process {i} died with exit code {code}") from None
+                yield from self._replace_crashed(running)
                 continue
             if message[0] == "exit":
                 running.discard(message[1])
                 continue
             yield message
 
+    def _replace_crashed(self, running: set[int]) -> Iterator[tuple]:
+        """Restart each decoder that died while decoding a file, and report that file as failed.
+
+        A decoder that dies elsewhere (e.g. after sending part of a file's windows) cannot be
+        repaired here: :class:`DecoderCrashed`, and the rerun resumes after the last finished file.
+        """
+        for worker in sorted(running):
+            code = self._processes[worker].exitcode
+            if code is None or code == 0:
+                continue
+            task = self._current[worker]
+            if task < 0 or self.restarts >= MAX_RESTARTS:
+                raise DecoderCrashed(f"decoder process {worker} died with exit code {code}"
+                                     + (f" ({self.restarts} restarts already)" if task >= 0 else ""))
+            self._current[worker] = -1
+            self.restarts += 1
+            self._start(worker)
+            yield ("error", task, f"decoder process crashed while decoding this file (exit code {code})")
+
     def close(self) -> None:
         for process in self._processes:
-            if process.is_alive():
+            if process is not None and process.is_alive():
                 process.terminate()
         for process in self._processes:
-            process.join(timeout=5)
+            if process is not None:
+                process.join(timeout=5)
         for q in (self._tasks, self._results):
             q.cancel_join_thread()  # do not block exit on data no one will read
             q.close()
