@@ -172,7 +172,7 @@ def _run_archive(args: argparse.Namespace, detector) -> int:
             workers=args.workers or default_decoders(), ranks=ranks,
             dist_backend="nccl" if detector.device.startswith("cuda") else "gloo", on_file=progress.update,
         )
-    except (ValueError, JournalError, DecoderCrashed, ScoringError) as error:
+    except (OSError, ValueError, JournalError, DecoderCrashed, ScoringError) as error:
         progress.close()
         print(f"rawguard score: error: {error}", file=sys.stderr)
         return 2
