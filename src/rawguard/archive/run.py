@@ -126,8 +126,11 @@ def run_archive(
 def _join_group(ranks: RankInfo, backend: str):
     if ranks.world_size <= 1:
         return None
+    import torch
     import torch.distributed as dist
 
+    if backend == "nccl":  # NCCL's barrier runs on the current device: this rank's, not GPU 0
+        torch.cuda.set_device(ranks.local_rank % torch.cuda.device_count())
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=BARRIER_TIMEOUT)
     return dist
