@@ -3,7 +3,7 @@
 ::
 
     file list (streamed) ─feeder thread─▶ tasks ─N decoder processes─▶ windows (bounded queue)
-        ─BatchPacker─▶ model (full batches across files) ─▶ per-file result ─▶ Journal (JSON Lines)
+        ─pack_decoded─▶ WindowScorer (full batches across files) ─▶ per-file result ─▶ Journal
 
 The feeder skips files outside this rank's shard (:func:`rawguard.archive.files.shard_of`) and
 files whose ``(path, size, mtime)`` is already done; the model side writes each file's result as
@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rawguard.archive.decode import DecodePool
 from rawguard.archive.files import FileKey, file_key, iter_audio_files, shard_of
@@ -38,7 +38,6 @@ class ArchiveSummary:
     audio_seconds: float = 0.0
     batches: int = 0
     wall_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 class _Feeder(threading.Thread):
