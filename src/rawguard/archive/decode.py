@@ -3,9 +3,11 @@
 ``N`` processes (:func:`default_decoders`: cores - 1, at least 1) each take a file path from a task
 queue, decode it with :func:`rawguard.audio.load_audio` (libsndfile + soxr, 16 kHz mono float32),
 cut it into the scoring windows (:mod:`rawguard.windows`: the one windowing policy) and put them on
-a bounded result queue in chunks of at most ``chunk_windows`` windows, so a multi-hour recording
-never sits whole in a queue and memory stays flat: the queues hold at most
-``queue_size * chunk_windows`` windows of audio.
+a result queue in chunks of at most ``chunk_windows`` windows, so a multi-hour recording never
+sits whole in a queue. The queue is bounded in windows, not messages (:class:`_WindowBudget`): at
+most ``queue_windows`` windows of audio wait for the model, whether they come as one chunk of a
+long recording or as the single windows of many short clips (a bound of a few messages would let
+decoders of short clips work only while the model collects a batch, not while it runs one).
 
 Messages on the result queue (tuples: cheap to pickle):
 
@@ -29,6 +31,8 @@ import signal
 from collections.abc import Iterator
 
 import numpy as np
+
+from rawguard.conventions import DEFAULT_WINDOW
 
 __all__ = ["DecodePool", "DecoderCrashed", "default_decoders", "CHUNK_WINDOWS"]
 
@@ -88,7 +92,39 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _decoder_main(worker: int, parent: int, tasks, results, current, window, hop, chunk_windows: int) -> None:
+class _WindowBudget:
+    """A counting bound on the windows in the result queue, shared by the decoders and the reader.
+
+    A decoder takes ``n`` units before putting a message of ``n`` windows, the reader gives them
+    back when it takes the message. Decoders take their units one at a time under a lock, so two
+    decoders can never each hold part of what they need while the queue is empty (deadlock).
+    """
+
+    def __init__(self, context, capacity: int) -> None:
+        self.capacity = capacity
+        self._units = context.Semaphore(capacity)
+        self._lock = context.Lock()
+
+    def take(self, units: int) -> None:
+        with self._lock:
+            for _ in range(min(units, self.capacity)):
+                self._units.acquire()
+
+    def give(self, units: int) -> None:
+        for _ in range(min(units, self.capacity)):
+            self._units.release()
+
+
+def _units(message: tuple, window: int | None) -> int:
+    """Budget units of a result message: its windows (whole recordings: window-lengths of audio)."""
+    if message[0] != "windows":
+        return 0
+    samples = message[-1].size
+    return max(1, -(-samples // (window or DEFAULT_WINDOW)))
+
+
+def _decoder_main(worker: int, parent: int, tasks, results, budget: _WindowBudget, current, window, hop,
+                  chunk_windows: int) -> None:
     # One thread per decoder (OMP_NUM_THREADS=1 in the environment): the pool is the parallelism.
     _exit_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
@@ -103,6 +139,7 @@ def _decoder_main(worker: int, parent: int, tasks, results, current, window, hop
         current[worker] = index
         for message in _decode_task(path, window, hop, chunk_windows):
             current[worker] = -1
+            budget.take(_units(message, window))
             results.put((message[0], index, *message[1:]))
 
 
@@ -112,14 +149,15 @@ class DecodePool:
     Args:
         workers: decoder processes (``>= 1``).
         window, hop: scoring window and hop in samples (``window=None``: whole recordings).
-        queue_size: result messages that may wait for the model (each at most ``chunk_windows`` windows).
+        queue_windows: windows that may wait for the model (default: ``4 * chunk_windows``, at
+            least ``chunk_windows``).
         chunk_windows: windows per message.
 
     Use as a context manager; :meth:`submit` tasks (from a feeder thread: it blocks when the task
     queue is full), :meth:`finish` once, and read :meth:`messages` until it ends.
     """
 
-    def __init__(self, workers: int, window: int | None, hop: int | None, queue_size: int | None = None,
+    def __init__(self, workers: int, window: int | None, hop: int | None, queue_windows: int | None = None,
                  chunk_windows: int = CHUNK_WINDOWS) -> None:
         if workers < 1:
             raise ValueError(f"workers: expected at least 1 decoder process, got {workers}")
@@ -127,9 +165,11 @@ class DecodePool:
         self.workers = workers
         self.restarts = 0
         self._tasks = self._context.Queue(maxsize=2 * workers)
-        self._results = self._context.Queue(maxsize=queue_size or 4 * workers)
+        self._results = self._context.Queue()  # bounded by the window budget
+        self._window = window
+        self._budget = _WindowBudget(self._context, max(queue_windows or 4 * chunk_windows, chunk_windows))
         self._current = self._context.Array("q", [-1] * workers, lock=False)  # task each decoder is decoding
-        self._args = (os.getpid(), self._tasks, self._results, self._current, window, hop, chunk_windows)
+        self._args = (os.getpid(), self._tasks, self._results, self._budget, self._current, window, hop, chunk_windows)
         self._processes: list = [None] * workers
         for worker in range(workers):
             self._start(worker)
@@ -169,6 +209,7 @@ class DecodePool:
         while running:
             try:
                 message = self._results.get(timeout=poll_s)
+                self._budget.give(_units(message, self._window))
             except queue.Empty:
                 yield from self._replace_crashed(running)
                 continue
