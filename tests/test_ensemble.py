@@ -55,3 +55,25 @@ def test_detector_from_checkpoints_is_the_single_detector_for_one_path(members, 
     clip = corpus_files(1)[0]
     assert Detector.from_checkpoints(members[:1]).score_file(clip) == Detector.from_checkpoint(members[0]).score_file(clip)
     assert Detector.from_checkpoints(members).score_file(clip) == ensemble_detector(members).score_file(clip)
+
+
+def members_args(paths) -> list[str]:
+    return [arg for path in paths for arg in ("--checkpoint", str(path))]
+
+
+def test_rawguard_score_takes_several_checkpoints(members, tmp_path, capsys, one_thread):
+    import json
+
+    from rawguard.cli import main
+
+    clip = corpus_files(1)[0]
+    expected = ensemble_detector(members).score_file(clip).to_dict()
+    assert main(["score", *members_args(members), str(clip), "--json", "--threads", "1"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["score"] == pytest.approx(expected["score"], abs=1e-6) and printed["threshold"] == expected["threshold"]
+    out = tmp_path / "results.jsonl"
+    assert main(["score", *members_args(members), str(clip), "--out", str(out), "--threads", "1", "--workers", "1"]) == 0
+    (line,) = out.read_text().splitlines()
+    assert json.loads(line)["score"] == pytest.approx(expected["score"], abs=1e-6)
+    assert main(["score", *members_args(members), str(clip), "--backend", "onnx"]) == 2
+    assert "an ensemble runs on the torch backend" in capsys.readouterr().err

@@ -9,9 +9,18 @@ import sys
 from rawguard.conventions import SAMPLE_RATE
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``score`` and ``evaluate``: checkpoint, device, batch and scoring windows."""
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="trained checkpoint (best.pt)")
+def add_model_arguments(parser: argparse.ArgumentParser, ensembles: bool = False) -> None:
+    """Options shared by ``score``, ``stream`` and ``evaluate``: checkpoint(s), device, batch and scoring windows.
+
+    With ``ensembles``, ``--checkpoint`` may be repeated: several checkpoints are scored as one equal-weight ensemble of
+    their calibrated log-odds (:meth:`rawguard.detector.Detector.from_checkpoints`).
+    """
+    if ensembles:
+        parser.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
+                            help="trained checkpoint (best.pt); repeat it to score several as one ensemble of their "
+                            "calibrated log-odds")
+    else:
+        parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="trained checkpoint (best.pt)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=64, help="windows per forward pass (default: 64)")
     parser.add_argument("--window", type=float, metavar="S", help="scoring window in seconds (default: the checkpoint's)")
@@ -74,7 +83,7 @@ def register(subparsers, name: str, help: str) -> None:
                         "differ from fp32 by ~1e-2, so decisions near the threshold can flip)")
     parser.add_argument("--onnx", metavar="MODEL.onnx",
                         help="with --backend onnx: a graph from 'rawguard export' (default: export the checkpoint now)")
-    add_model_arguments(parser)
+    add_model_arguments(parser, ensembles=True)
     parser.set_defaults(func=run)
 
 
@@ -100,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         window, hop = apply_scoring_options(args)
         if args.workers is not None and args.workers < 1:
             raise ValueError(f"--workers: expected at least 1 decoder process, got {args.workers}")
-        detector = Detector.from_checkpoint(args.checkpoint, device=_rank_device(args.device), window=window, hop=hop,
-                                            batch_size=args.batch_size)
+        detector = Detector.from_checkpoints(args.checkpoint, device=_rank_device(args.device), window=window, hop=hop,
+                                             batch_size=args.batch_size)
         detector.precision = args.precision
         detector.scorer()  # checks the precision on this device now
         if args.backend == "onnx":
@@ -146,7 +155,9 @@ def _onnx_model(args: argparse.Namespace, detector):
 
     if not str(detector.device).startswith("cpu"):
         raise ValueError(f"--backend onnx runs on the CPU; got --device {args.device}")
-    return onnx_model(args.checkpoint, detector.model, args.onnx, args.threads)
+    if len(args.checkpoint) > 1:
+        raise ValueError("--backend onnx scores one checkpoint; an ensemble runs on the torch backend")
+    return onnx_model(args.checkpoint[0], detector.model, args.onnx, args.threads)
 
 
 def _rank_device(device: str) -> str:

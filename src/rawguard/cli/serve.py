@@ -16,8 +16,8 @@ def register(subparsers, name: str, help: str) -> None:
         "body), WS /v1/stream for live PCM, GET /healthz. Binds to localhost unless --host says otherwise. Needs the "
         "'serve' extra: pip install 'rawguard[serve]'.",
     )
-    parser.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
-                        help="trained checkpoint (best.pt); several are served as one ensemble of their calibrated log-odds")
+    parser.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
+                        help="trained checkpoint (best.pt); repeat it to serve several as one ensemble of their calibrated log-odds")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1; 0.0.0.0 for all interfaces)")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080)")
     parser.add_argument("--max-upload-mb", type=float, default=100.0, help="largest request body in MB (default: 100)")

@@ -25,7 +25,7 @@ def register(subparsers, name: str, help: str) -> None:
     parser.add_argument("--format", choices=("s16le", "f32le"), help="sample format of raw PCM (default: s16le)")
     parser.add_argument("--idle-timeout", type=float, default=2.0, metavar="S",
                         help="a file: stop once it has not grown for this long (default: 2)")
-    add_model_arguments(parser)
+    add_model_arguments(parser, ensembles=True)
     parser.set_defaults(func=run)
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         pcm = None
         if any(v is not None for v in (args.rate, args.channels, args.format)):
             pcm = PcmFormat(sample_rate=args.rate or 16000, channels=args.channels or 1, format=args.format or "s16le")
-        detector = Detector.from_checkpoint(args.checkpoint, device=args.device, window=window, hop=hop, batch_size=args.batch_size)
+        detector = Detector.from_checkpoints(args.checkpoint, device=args.device, window=window, hop=hop, batch_size=args.batch_size)
         fd = sys.stdin.fileno() if args.source == "-" else os.open(args.source, os.O_RDONLY)
     except (CheckpointError, DetectorError, StreamError, ValueError, OSError) as error:
         print(f"rawguard stream: error: {error}", file=sys.stderr)
