@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from rawguard.atomic import write_text_atomic
 from rawguard.config import RunConfig
 from rawguard.progress import progress_bar
 from rawguard.training.build import Parts, as_config, build_parts, configure_torch, open_cache, resolve_device
@@ -158,7 +159,7 @@ def _train(config: RunConfig, train_cache: Any, dev_cache: Any, out_dir: Path, r
                        file=sys.stderr)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / CONFIG_FILE).write_text(config.to_yaml())
+        write_text_atomic(out_dir / CONFIG_FILE, config.to_yaml())
         truncate_metrics(out_dir / METRICS, run.step)  # drop what the killed run wrote after its checkpoint
     log = MetricsLog(out_dir / METRICS, enabled=ctx.is_main)
     checkpoints = Checkpointer(parts, ctx, out_dir, fingerprint, LAST, BEST)
