@@ -33,13 +33,16 @@ def fsync_directory(directory: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", tmp_suffix: str = ".tmp") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "w", tmp_suffix: str = ".tmp",
+                sync_directory: bool = True) -> Iterator[IO]:
     """Open ``path`` for writing so that it appears only once the ``with`` block completes.
 
     Args:
         path: the target file; its directory must exist.
         mode: ``"w"`` (UTF-8 text, ``\\n`` line ends) or ``"wb"``.
         tmp_suffix: suffix of the temporary file ``.NAME<suffix>`` beside the target.
+        sync_directory: fsync the folder after the rename; a writer of many files in one folder
+            may pass False and call :func:`fsync_directory` once at the end.
 
     Yields:
         A file handle on the temporary file. If the block raises, the temporary file is removed
@@ -58,7 +61,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", tmp_suffix: str = ".tm
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_directory(path.parent)
+    if sync_directory:
+        fsync_directory(path.parent)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -35,15 +35,15 @@ import io
 import json
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 
+from rawguard.atomic import atomic_open, fsync_directory
 from rawguard.conventions import BONAFIDE, COPY_SYSTEM_PREFIX, SAMPLE_RATE
 from rawguard.copysynth.vocoders import METHODS, SynthError, resynthesize
 from rawguard.progress import progress_bar
@@ -201,25 +201,6 @@ def _file_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A binary handle on a temporary file beside ``path``; renamed to ``path`` only once complete.
-
-    A kill at any moment leaves either no ``path`` or a complete one (plus, maybe, a temporary file
-    that the next write of the same ``path`` replaces).
-    """
-    tmp = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
-    try:
-        with open(tmp, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())  # the data reaches the disk before the name does
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 @functools.lru_cache(maxsize=2)
 def _neural_vocoder(path: str):
     """The trained vocoder at ``path``, loaded once per worker process."""
@@ -241,7 +222,7 @@ def _spoof_one(task: tuple[str, str, str, int, str | None]) -> tuple[str, str | 
         engine = _neural_vocoder(vocoder) if method == NEURAL else method
         copy = resynthesize(wave, engine, np.random.default_rng(seed))
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        with _atomic_file(Path(target)) as handle:
+        with atomic_open(target, "wb", PARTIAL_SUFFIX, sync_directory=False) as handle:
             sf.write(handle, copy, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     except (AudioError, SynthError, OSError, sf.LibsndfileError) as error:
         return source, str(error) if isinstance(error, AudioError) else f"{source}: {error}"
@@ -306,7 +287,7 @@ def _claim(out_dir: Path, method: str, seed: int, sources: Sequence[SpoofSource]
                 what = f"copies of another list of sources ({held.get('sources')} files, now {len(sources)})"
             raise SynthFolderError(f"{out_dir}: holds {what}; use another OUT_DIR, or delete this one to start over")
         return
-    with _atomic_file(state_path) as handle:
+    with atomic_open(state_path, "wb", PARTIAL_SUFFIX, sync_directory=False) as handle:
         handle.write((json.dumps(state) + "\n").encode())
 
 
@@ -350,7 +331,6 @@ def synth_spoof(
             with one target, or ``out_dir`` holds copies made with another method, seed, vocoder or
             source list.
     """
-    from rawguard.atomic import fsync_directory
 
     vocoder_hash = _check_method(method, vocoder)
     system = resolve_system(method, system)
@@ -393,7 +373,7 @@ def synth_spoof(
     manifest = "".join(f"{tasks[i][0]}\t{tasks[i][1]}\t{method}\t{tasks[i][3]}\n" for i in completed)
     for name, text in ((MANIFEST, "source\toutput\tmethod\tseed\n" + manifest),
                        (PROTOCOL, _protocol_text(system, [sources[i] for i in completed]))):
-        with _atomic_file(out_dir / name) as handle:
+        with atomic_open(out_dir / name, "wb", PARTIAL_SUFFIX, sync_directory=False) as handle:
             handle.write(text.encode("utf-8"))
     fsync_directory(out_dir)
     return summary
