@@ -31,16 +31,16 @@ def test_onnx_matches_pytorch_on_real_audio(exported):
     checkpoint, result = exported
     assert result["dynamic_time"] and result["max_abs_diff"] < 1e-4
     detector = Detector.from_checkpoint(checkpoint)
-    session = ort.InferenceSession(result["path"], providers=["CPUExecutionProvider"])
+    ort_session = ort.InferenceSession(result["path"], providers=["CPUExecutionProvider"])
     waves = [load_audio(path) for path in corpus_files(3)]
     # A batch of windows, and whole clips of different lengths one at a time (dynamic time axis).
     batch = np.stack([crop_or_pad(w, WINDOW) for w in waves])
-    logits, scores = session.run(["logits", "score"], {"waveform": batch})
+    logits, scores = ort_session.run(["logits", "score"], {"waveform": batch})
     assert logits.shape == (3, 2) and scores.shape == (3,)
     expected = [detector.score_array(w[:WINDOW]).score for w in waves]
     np.testing.assert_allclose(scores, expected, atol=1e-4)
     for wave in waves:
-        (score,) = session.run(["score"], {"waveform": wave[None]})
+        (score,) = ort_session.run(["score"], {"waveform": wave[None]})
         with torch.no_grad():
             logits = detector.model(torch.from_numpy(wave)[None])
         assert abs(float(score[0]) - float(logits[0, 1] - logits[0, 0])) < 1e-4

@@ -314,12 +314,12 @@ def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(lite, tmp_pat
         lite, (torch.zeros(2, 16_000),), str(path), input_names=["waveform"], output_names=["logits"],
         dynamic_axes={"waveform": {0: "batch", 1: "samples"}}, dynamo=False,
     )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ort_session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for shape in ((1, 20_000), (3, DEFAULT_WINDOW)):
         x = 0.1 * torch.randn(*shape)
         with torch.inference_mode():
             expected = lite(x).numpy()
-        np.testing.assert_allclose(session.run(None, {"waveform": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ort_session.run(None, {"waveform": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_checkpoints_saved_before_a_config_field_existed_still_load():

@@ -155,12 +155,12 @@ def verify_onnx(head: nn.Module, onnx_path: str | os.PathLike, shapes: list[tupl
         import onnxruntime as ort
     except ImportError as error:
         raise ExportError("verifying the export needs onnxruntime: pip install 'rawguard[onnx]'") from error
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ort_session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     worst = 0.0
     for shape in shapes:
         x = (0.1 * rng.standard_normal(shape)).astype(np.float32)
-        onnx_score = session.run(["score"], {"waveform": x})[0]
+        onnx_score = ort_session.run(["score"], {"waveform": x})[0]
         with torch.inference_mode():
             torch_score = head(torch.from_numpy(x))[1].numpy()
         worst = max(worst, float(np.max(np.abs(onnx_score - torch_score))))

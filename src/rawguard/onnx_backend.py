@@ -22,7 +22,7 @@ __all__ = ["OnnxModel", "onnx_model"]
 
 
 class OnnxModel(nn.Module):
-    """``[B, T]`` float32 waveforms -> ``[B, 2]`` logits through an ONNX Runtime session (CPU).
+    """``[B, T]`` float32 waveforms -> ``[B, 2]`` logits through an ONNX Runtime ``InferenceSession`` (CPU).
 
     Args:
         path: a graph from :func:`rawguard.export.export_onnx` (input ``waveform``, output ``logits``).
@@ -45,12 +45,12 @@ class OnnxModel(nn.Module):
         # Idle threads sleep instead of spinning (ONNX Runtime's default is to spin): the decoder
         # processes share the cores, as OMP_WAIT_POLICY=PASSIVE does for PyTorch's threads.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.runtime = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.path, self.min_samples = Path(path), min_samples
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         x = waveform.detach().to("cpu", torch.float32).contiguous().numpy()
-        (logits,) = self.session.run(["logits"], {"waveform": x})
+        (logits,) = self.runtime.run(["logits"], {"waveform": x})
         return torch.from_numpy(np.asarray(logits))
 
 
@@ -73,4 +73,4 @@ def onnx_model(checkpoint: str | os.PathLike, model: nn.Module, onnx_path: str |
     with tempfile.TemporaryDirectory(prefix="rawguard-onnx-") as folder:
         path = Path(folder) / "model.onnx"
         export_onnx(checkpoint, path)
-        return OnnxModel(path, threads, min_samples)  # the session holds the graph: the file may go
+        return OnnxModel(path, threads, min_samples)  # the runtime holds the graph: the file may go

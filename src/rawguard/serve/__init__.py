@@ -4,7 +4,7 @@
 - :mod:`.batching`: one model, one worker thread, requests batched together;
 - :mod:`.streaming`: live windows, PCM decoding and the running decision (no web code: also used by
   ``rawguard stream``);
-- :mod:`.live`: the ``/v1/stream`` WebSocket session;
+- :mod:`.live`: the ``/v1/stream`` WebSocket connection;
 - :mod:`.uploads`: reading uploads within size and time limits;
 - :mod:`.server`: uvicorn setup; :mod:`.settings`: the configuration.
 """

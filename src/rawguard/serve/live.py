@@ -6,7 +6,7 @@ Protocol (client -> server):
   ``{"sample_rate": 8000, "channels": 1, "format": "s16le"}`` (default 16 kHz mono s16le);
 - binary messages: raw PCM in any chunking;
 - optionally a text message ``{"event": "end"}``: the server scores what is owed (the end-aligned
-  last window), sends a summary and closes. Closing the socket instead just ends the session.
+  last window), sends a summary and closes. Closing the socket instead just ends the stream.
 
 Server -> client: one JSON message per completed window, ``{"start", "end", "score",
 "running_score", "probability_bonafide", "decision", "threshold"}`` (running values are over the
@@ -106,21 +106,21 @@ async def _receive(websocket: WebSocket, timeout: float) -> dict:
 
 
 async def serve_stream(websocket: WebSocket, scorer: BatchingScorer, settings: ServeSettings) -> None:
-    """Run one live session until the client ends it, leaves, or is refused."""
+    """Run one live stream until the client ends it, leaves, or is refused."""
     client = websocket.client or ("-", 0)
     await websocket.accept()
     outcome = "client left"
-    session = None
+    live = None
     try:
-        session = _LiveSession(websocket, scorer, settings)
+        live = _LiveSession(websocket, scorer, settings)
         while True:
             message = await _receive(websocket, settings.read_timeout)
             if message["type"] == "websocket.disconnect":
                 break
             if message.get("bytes") is not None:
-                await session.audio(message["bytes"])
-            elif message.get("text") is not None and session.configure(message["text"]):
-                await websocket.send_json(await session.finish())
+                await live.audio(message["bytes"])
+            elif message.get("text") is not None and live.configure(message["text"]):
+                await websocket.send_json(await live.finish())
                 await websocket.close(code=1000)
                 outcome = "ended by the client"
                 break
@@ -134,15 +134,15 @@ async def serve_stream(websocket: WebSocket, scorer: BatchingScorer, settings: S
                 pass
     except WebSocketDisconnect:
         outcome = "client left"
-    except Exception as error:  # noqa: BLE001 - one broken session must not take the server down
+    except Exception as error:  # noqa: BLE001 - one broken stream must not take the server down
         outcome = f"internal error: {type(error).__name__}"
-        log.exception("stream session failed")
+        log.exception("live stream failed")
         if websocket.application_state == WebSocketState.CONNECTED:
             try:
                 await websocket.close(code=1011, reason="internal error")
             except (WebSocketDisconnect, RuntimeError):
                 pass
     finally:
-        seconds = session.windows.received / SAMPLE_RATE if session else 0.0
+        seconds = live.windows.received / SAMPLE_RATE if live else 0.0
         log.info("%s:%s WS /v1/stream %.1f s of audio, %d windows, %s", client[0], client[1], seconds,
-                 session.running.count if session else 0, outcome)
+                 live.running.count if live else 0, outcome)
