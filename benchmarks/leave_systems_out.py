@@ -308,9 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                              "both curves (<name>_curves.png); the reported numbers stay those of the last weights")
     parser.add_argument("--work", type=Path, default=ROOT / "caches" / "lso", help="cache folder (git-ignored)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "lso", help="run folders (git-ignored)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generalisation",
                         help="where the table (.md), records (.json) and plot (.png) go")
-    parser.add_argument("--name", default="augment_leave_systems_out", help="file stem of those outputs")
+    parser.add_argument("--name", default="leave_systems_out", help="file stem of those outputs")
     args = parser.parse_args(argv)
     if not (CORPUS / "protocols" / "train.txt").is_file():
         print(f"shared corpus not found at {CORPUS}", file=sys.stderr)
