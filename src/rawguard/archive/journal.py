@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from rawguard.archive.files import FileKey, file_key, path_hash
+from rawguard.atomic import atomic_open
 
 __all__ = ["JournalError", "JournalPaths", "Journal", "DoneSet", "repair_torn_tail", "read_done_keys", "last_occurrence"]
 
@@ -154,14 +155,10 @@ def last_occurrence(hashes: np.ndarray) -> np.ndarray:
 
 def _rewrite_keeping(path: Path, keep: np.ndarray) -> None:
     """Atomically replace ``path`` with only its lines where ``keep`` (one flag per line) is True."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(path, "rb") as source, open(tmp, "wb") as target:
+    with open(path, "rb") as source, atomic_open(path, "wb") as target:
         for line, kept in zip(source, keep.tolist()):
             if kept:
                 target.write(line)
-        target.flush()
-        os.fsync(target.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass

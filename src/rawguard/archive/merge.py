@@ -19,6 +19,7 @@ import numpy as np
 
 from rawguard.archive.files import path_hash
 from rawguard.archive.journal import JournalError, JournalPaths, last_occurrence
+from rawguard.atomic import atomic_open
 
 __all__ = ["part_path", "list_parts", "merge_parts", "MERGED_NAME"]
 
@@ -60,16 +61,12 @@ def _merge_files(sources: list[Path], target: Path) -> int:
                 raise JournalError(f"{source}:{number}: not a result line with a 'path' ({error!r})") from error
     all_hashes = np.frombuffer(hashes, dtype=np.uint64) if hashes else np.zeros(0, np.uint64)
     keep = last_occurrence(all_hashes)
-    tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "wb") as out:
+    with atomic_open(target, "wb") as out:
         flags = iter(keep.tolist())
         for source in sources:
             for line in _complete_lines(source):
                 if next(flags):
                     out.write(line)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, target)
     return int(keep.sum())
 
 
