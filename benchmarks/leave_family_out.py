@@ -15,19 +15,29 @@ Reported per group, mean +- sd over seeds:
   emotional, broadcast and non-English bona fide of dev_v3, and clean read speech for reference
   (:func:`bonafide_subsets`: speaker-id prefixes, corpus README).
 
-Writes ``<out>/<name>.md`` (table), ``.json`` (every run) and ``.png``. Resumable: caches are
-prepared once, and a group/seed whose ``lfo_result.json`` exists is not retrained.
+Each group's seeds are also fused (mean of their scores, :func:`seed_fusion`): the "several small
+models" lever read off the same runs.
 
-The yardstick (5 groups x 3 seeds at the recipe's budget: hours on 2 CPU cores, minutes on a GPU)::
+Two profiles (``--profile``):
 
-    python benchmarks/leave_family_out.py --seeds 0 1 2 --train-extra RECIPE_OUT/synth/*/protocol.csv
+- ``yardstick`` (default): rawnet-lite at its default size (one fifth of the recipe's cost per step)
+  on a 4,000-step cosine, monitored every 1,000 steps on the seen and the held-out dev spoofs so
+  that a curve still falling shows in ``<name>_curves.png``. 15 runs in about an hour on 2 CPU cores
+  (``--jobs 2``); levers are judged against its baseline with ``--set`` / ``--augment``.
+- ``recipe``: the recipe's config unchanged (18,000 steps of the wider model: hours per seed on 2
+  cores, minutes on a GPU).
 
-The recipe's config draws half the spoofs from copy sets (``data.copy_share``); without
-``--train-extra`` add ``--set data.copy_share=null``. A cheap look (1 seed, short budget, no copies;
-not comparable with the full table)::
+Writes ``<out>/<name>.md`` (table), ``.json`` (every run), ``.png`` and ``_curves.png``. Resumable:
+caches are prepared once, and a group/seed whose ``lfo_result.json`` exists is not retrained.
 
-    python benchmarks/leave_family_out.py --seeds 0 --max-steps 800 --budget-minutes 4 --threads 1 \
-        --set data.copy_share=null --name leave_family_out_1seed_800steps
+The yardstick's baseline and a lever (here the channel-robustness augmentation set)::
+
+    python benchmarks/leave_family_out.py --jobs 2
+    python benchmarks/leave_family_out.py --jobs 2 --augment robust --name leave_family_out_robust
+
+The recipe's config draws half the spoofs from copy sets (``data.copy_share``): with
+``--train-extra RECIPE_OUT/synth/*/protocol.csv`` it keeps that share, without it the runs draw
+from the corpus's spoofs only.
 """
 
 from __future__ import annotations
@@ -37,12 +47,15 @@ import csv
 import json
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from leave_systems_out import CORPUS, ROOT, eer_breakdown, held_out_sets, plot, read_split, score_dev  # noqa: E402
+from leave_systems_out import (  # noqa: E402
+    CORPUS, ROOT, condition_overrides, eer_breakdown, held_out_sets, plot, plot_curves, read_split, score_dev,
+)
 
 GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lm-tts": ("LM-based TTS", ("lm-tts",)),
@@ -56,6 +69,12 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
 """Group key -> (title, the ``systems.tsv`` family values it gathers)."""
 DEFAULT_GROUPS = ("lm-tts", "diffusion-flow-tts", "neural-vc", "neural-vocoder", "classical")
 PROTOCOLS = ("train_v3.txt", "dev_v3.txt")
+PROFILES: dict[str, list[str]] = {
+    "yardstick": ["model.frontend_channels=32", "model.block_channels=[32,64]", "model.gru_hidden=64",
+                  "train.max_steps=4000"],
+    "recipe": [],
+}
+"""Overrides of the recipe's config (``shared_corpus``) per ``--profile``."""
 SUBSETS = ("emotional", "broadcast", "non-English", "read (LibriSpeech)")
 
 # Speaker-id prefixes of dev_v3's bona fide (corpus README, "bona fide speakers" and "new bona fide material").
@@ -127,34 +146,49 @@ def bonafide_rejection(scores: np.ndarray, labels: np.ndarray, systems: np.ndarr
 
 def prepare_group(work: Path, group: str, held_out: list[str], train_extra: list[Path]) -> dict[str, Path]:
     """Caches of one group's experiment: ``train_seen`` (train_v3 + extra, without the group),
-    ``dev_seen`` and the whole ``dev`` (dev_v3, shared by every group)."""
+    ``dev_seen``, ``dev_unseen`` (dev bona fide and the group's spoofs: the monitored curve) and the
+    whole ``dev`` (dev_v3, shared by every group)."""
     from rawguard.data.prepare import prepare_cache
 
-    sets = held_out_sets(read_split(PROTOCOLS[0], train_extra), read_split(PROTOCOLS[1]), held_out)
+    sets = held_out_sets(read_split(PROTOCOLS[0], train_extra), read_split(PROTOCOLS[1]), held_out, unseen=True)
     extra_tag = "".join(f"+{p.parent.name}" for p in train_extra)
     folders = {"train_seen": work / f"train_without_{group}{extra_tag}", "dev_seen": work / f"dev_without_{group}",
-               "dev": work / "dev_v3"}
+               "dev": work / "dev_v3", "dev_unseen": work / f"dev_bonafide_and_{group}"}
     for name, folder in folders.items():
         prepare_cache(sets[name], folder, progress=False)
     return folders
 
 
+def fold_overrides(seed: int, args) -> list[str]:
+    """Config overrides of one run: the profile, the seed and machine, the monitor, the lever."""
+    return [*PROFILES[args.profile], f"train.seed={seed}", f"train.threads={args.threads}", f"train.device={args.device}",
+            # The dev evaluations only draw the curves: the last weights are scored, nothing is selected.
+            f"eval.every={args.monitor_every}", "eval.patience=0",
+            *([] if args.train_extra else ["data.sampling.copy_share=null"]),
+            *([f"train.max_steps={args.max_steps}"] if args.max_steps else []),
+            *([f"train.max_minutes={args.budget_minutes}"] if args.budget_minutes else []),
+            *(condition_overrides(args.augment) if args.augment else []), *args.set]
+
+
 def run_fold(group: str, held_out: list[str], seed: int, args, caches: dict[str, Path]) -> dict:
     """Train without ``held_out`` (resumable), score dev_v3 with the last weights, record the result."""
+    import torch
+
     from rawguard.config import load_config
     from rawguard.train import train
+    from rawguard.training.log import read_metrics
 
-    run_dir = args.runs / f"{group}_seed{seed}"
+    run_dir = args.runs / args.name / f"{group}_seed{seed}"
     done = run_dir / "lfo_result.json"
     if done.exists():
         return json.loads(done.read_text())
-    overrides = [f"train.seed={seed}", f"train.threads={args.threads}", f"train.device={args.device}",
-                 "eval.every=0",  # nothing is selected on dev: the last weights are scored
-                 *([f"train.max_steps={args.max_steps}"] if args.max_steps else []),
-                 *([f"train.max_minutes={args.budget_minutes}"] if args.budget_minutes else []), *args.set]
+    if args.threads:  # also for the scoring below, which runs outside train()
+        torch.set_num_threads(args.threads)
+    overrides = fold_overrides(seed, args)
     config = load_config(args.config, overrides)
     started = time.monotonic()
-    result = train(config, caches["train_seen"], caches["dev_seen"], run_dir, resume=True, progress=False)
+    result = train(config, caches["train_seen"], caches["dev_seen"], run_dir, resume=True, progress=False,
+                   monitor={"unseen": caches["dev_unseen"]} if args.monitor_every else None)
     if result.interrupted:  # leave it resumable and record nothing
         raise SystemExit(f"{run_dir}: stopped at step {result.step} ({result.stop_reason}); run again to resume")
     scores, dev = score_dev(run_dir, caches["dev"], config)
@@ -164,8 +198,48 @@ def run_fold(group: str, held_out: list[str], seed: int, args, caches: dict[str,
               "train_s": round(time.monotonic() - started, 1), "overrides": overrides,
               **eer_breakdown(scores, labels, systems, held_out),
               **bonafide_rejection(scores, labels, systems, list(dev.speakers), held_out)}
+    if args.monitor_every:
+        record["curve"] = [{"step": r["step"], "seen_eer": r["dev_eer"], "unseen_eer": r["unseen_eer"]}
+                           for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "dev"]
     done.write_text(json.dumps(record, indent=2))
     return record
+
+
+def run_folds(folds: list[tuple], jobs: int) -> list[dict]:
+    """:func:`run_fold` over ``folds`` (its argument tuples), ``jobs`` at a time; records in fold order."""
+    def report(record: dict) -> dict:
+        print(f"{record['group']} seed {record['seed']}: unseen EER {record['unseen_eer']:.2%}, seen EER "
+              f"{record['seen_eer']:.2%}, {record['steps']} steps ({record['stop_reason']}, {record['train_s']:.0f} s)",
+              flush=True)
+        return record
+
+    if jobs <= 1:
+        return [report(run_fold(*fold)) for fold in folds]
+    import multiprocessing
+
+    # spawn: each run starts torch afresh instead of inheriting the parent's thread pools.
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_fold, *fold) for fold in folds]
+        return [report(future.result()) for future in futures]
+
+
+def seed_fusion(records: list[dict], runs: Path) -> dict[str, dict]:
+    """Per group with several seeds: unseen and seen EER of the mean of the seeds' dev_v3 scores.
+
+    The scores are the models' bona fide-minus-spoof logits, on comparable scales after the same
+    recipe, so a plain mean stands in for the calibrated fusion ``rawguard fuse`` fits on dev.
+    """
+    fused = {}
+    for group in dict.fromkeys(r["group"] for r in records):
+        rows = [r for r in records if r["group"] == group]
+        if len(rows) < 2:
+            continue
+        loaded = [np.load(runs / f"{group}_seed{r['seed']}" / "lso_scores.npz") for r in rows]
+        scores = np.mean([z["scores"] for z in loaded], axis=0)
+        result = eer_breakdown(scores, loaded[0]["labels"], loaded[0]["systems"], rows[0]["held_out"])
+        fused[group] = {"seeds": [r["seed"] for r in rows], "unseen_eer": result["unseen_eer"],
+                        "seen_eer": result["seen_eer"]}
+    return fused
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -174,11 +248,12 @@ def _mean_sd(values: list[float]) -> str:
     return f"{a.mean():.1f} ± {a.std(ddof=1):.1f}" if len(a) > 1 else f"{a.mean():.1f} ± -"
 
 
-def summarise(records: list[dict]) -> str:
-    """Markdown table: one row per held-out group, EERs as mean ± sd over seeds, rejection means."""
+def summarise(records: list[dict], fused: dict[str, dict]) -> str:
+    """Markdown table: one row per held-out group, EERs as mean ± sd over seeds, the seeds fused,
+    rejection means; a last row with the means over groups."""
     lines = ["| held-out group | systems | unseen dev spoofs | seeds | unseen EER % | per-seed unseen EER % | "
-             "seen EER % | " + " | ".join(f"bona fide rejected %: {s}" for s in SUBSETS) + " |",
-             "|---|---|---:|---:|---:|---|---:|" + "---:|" * len(SUBSETS)]
+             "seeds fused: unseen EER % | seen EER % | " + " | ".join(f"bona fide rejected %: {s}" for s in SUBSETS)
+             + " |", "|---|---|---:|---:|---:|---|---:|---:|" + "---:|" * len(SUBSETS)]
     for group in dict.fromkeys(r["group"] for r in records):
         rows = [r for r in records if r["group"] == group]
         rejection = []
@@ -189,7 +264,18 @@ def summarise(records: list[dict]) -> str:
         lines.append(f"| {GROUPS[group][0]} | {', '.join(rows[0]['held_out'])} | {rows[0]['n_unseen']} | {len(rows)} | "
                      f"{_mean_sd([r['unseen_eer'] for r in rows])} | "
                      f"{', '.join(format(100 * r['unseen_eer'], '.1f') for r in rows)} | "
+                     f"{format(100 * fused[group]['unseen_eer'], '.1f') if group in fused else '-'} | "
                      f"{_mean_sd([r['seen_eer'] for r in rows])} | " + " | ".join(rejection) + " |")
+    groups = list(dict.fromkeys(r["group"] for r in records))
+    if len(groups) > 1:
+        def group_mean(key: str, of=records) -> float:
+            return 100 * np.mean([np.mean([r[key] for r in of if r["group"] == g]) for g in groups])
+        rejection = [100 * np.mean([r["bonafide_rejection"][s] for r in records
+                                    if r["bonafide_rejection"][s] is not None]) for s in SUBSETS]
+        fused_mean = (f"{100 * np.mean([fused[g]['unseen_eer'] for g in groups]):.1f}"
+                      if all(g in fused for g in groups) else "-")
+        lines.append(f"| **mean over groups** | | | | {group_mean('unseen_eer'):.1f} | | {fused_mean} | "
+                     f"{group_mean('seen_eer'):.1f} | " + " | ".join(f"{v:.1f}" for v in rejection) + " |")
     return "\n".join(lines)
 
 
@@ -205,10 +291,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"groups held out in turn (default: {' '.join(DEFAULT_GROUPS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--config", default="shared_corpus", help="training config (default: the recipe's)")
-    parser.add_argument("--max-steps", type=int, default=None, help="train.max_steps (default: the config's)")
+    parser.add_argument("--profile", choices=list(PROFILES), default="yardstick",
+                        help="yardstick: default-size rawnet-lite, 4,000 steps (default); recipe: the config as it is")
+    parser.add_argument("--max-steps", type=int, default=None, help="train.max_steps (default: the profile's)")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="train.max_minutes per run (default: the config's)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (0: torch's default)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes")
+    parser.add_argument("--monitor-every", type=int, default=1000, metavar="STEPS",
+                        help="score dev (seen) and the held-out group every STEPS for the curves (0: never)")
+    parser.add_argument("--augment", default=None, metavar="NAME",
+                        help="configs/augment/NAME.yaml applied to every run (an augmentation lever)")
     parser.add_argument("--device", default="cpu", help="train.device (cpu, cuda)")
     parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="extra config overrides for every run (the lever being judged)")
@@ -230,31 +323,33 @@ def main(argv: list[str] | None = None) -> int:
     families = read_families()
     groups = group_systems(families)
     print("Family groups (systems.tsv family column):\n" + describe_groups(groups), flush=True)
-    records = []
+    folds = []
     for group in args.groups:
         caches = prepare_group(args.work, group, groups[group], args.train_extra)
-        for seed in args.seeds:
-            record = run_fold(group, groups[group], seed, args, caches)
-            records.append(record)
-            print(f"{group} seed {seed}: unseen EER {record['unseen_eer']:.2%}, seen EER {record['seen_eer']:.2%}, "
-                  f"{record['steps']} steps ({record['stop_reason']}, {record['train_s']:.0f} s)", flush=True)
+        folds += [(group, groups[group], seed, args, caches) for seed in args.seeds]
+    records = run_folds(folds, args.jobs)
     steps = sorted({(r["steps"], r["max_steps"], r["stop_reason"]) for r in records})
     header = (f"Leave-family-out on corpus v3 (train on {PROTOCOLS[0]} without the group, score {PROTOCOLS[1]}): "
               f"config {args.config}, seeds {', '.join(map(str, args.seeds))}, steps run "
               f"{', '.join(f'{s} of {m} ({why})' for s, m, why in steps)}"
+              + f", profile {args.profile}" + (f", augmentation set {args.augment}" if args.augment else "")
               + (f", overrides {' '.join(args.set)}" if args.set else "")
               + (f", extra training data {', '.join(p.parent.name for p in args.train_extra)}" if args.train_extra
                  else ", no copy sets")
               + ". Rejection: share of a bona fide subset of dev_v3 scored at or below the run's dev threshold "
                 "(EER threshold of bona fide against the seen spoofs), mean over seeds.")
-    table = summarise(records)
+    fused = seed_fusion(records, args.runs / args.name)
+    table = summarise(records, fused)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text(header + "\n\nGroups:\n\n" + describe_groups(groups)
                                               + "\n\n" + table + "\n")
-    (args.out / f"{args.name}.json").write_text(json.dumps(records, indent=2))
+    (args.out / f"{args.name}.json").write_text(json.dumps({"records": records, "seeds_fused": fused}, indent=2))
     plot(records, args.out / f"{args.name}.png", f"leave-family-out, {len(args.seeds)} seed(s)", by="group",
          tick=lambda group: GROUPS[group][0].split(" (")[0].replace(" ", "\n", 1), unseen_label="held-out group",
          ylabel="dev_v3 EER (%)")
+    if args.monitor_every:
+        plot_curves(records, args.out / f"{args.name}_curves.png", "leave-family-out: dev_v3 EER while training "
+                    "(seen spoofs dashed, held-out group solid)", by="group", label=lambda g: GROUPS[g][0].split(" (")[0])
     print(header + "\n\n" + table)
     return 0
 

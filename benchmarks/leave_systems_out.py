@@ -261,22 +261,23 @@ def plot(records: list[dict], path: Path, title: str, by: str = "condition", tic
     plt.close(fig)
 
 
-def plot_curves(records: list[dict], path: Path, title: str) -> None:
-    """Seen and unseen dev EER against training step, mean over seeds, one colour per condition."""
+def plot_curves(records: list[dict], path: Path, title: str, by: str = "condition", label=str) -> None:
+    """Seen and unseen dev EER against training step, mean over seeds, one colour per value of
+    ``record[by]`` (``label(value)`` in the legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    conditions = list(dict.fromkeys(r["condition"] for r in records if r.get("curve")))
+    conditions = list(dict.fromkeys(r[by] for r in records if r.get("curve")))
     for i, condition in enumerate(conditions):
-        curves = [r["curve"] for r in records if r["condition"] == condition and r.get("curve")]
+        curves = [r["curve"] for r in records if r[by] == condition and r.get("curve")]
         steps = sorted(set.intersection(*[{p["step"] for p in c} for c in curves]))
         for key, style in (("unseen_eer", "-"), ("seen_eer", "--")):
             mean = [100 * np.mean([next(p[key] for p in c if p["step"] == s) for c in curves]) for s in steps]
             ax.plot(steps, mean, style, color=f"C{i}", marker="o", ms=3,
-                    label=f"{condition}, {key.split('_')[0]} (mean of {len(curves)} run{'s' * (len(curves) > 1)})")
+                    label=f"{label(condition)}, {key.split('_')[0]} (mean of {len(curves)} run{'s' * (len(curves) > 1)})")
     ax.set_xlabel("step")
     ax.set_ylabel("dev EER (%)")
     ax.set_title(title, fontsize=9)
