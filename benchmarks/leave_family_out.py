@@ -270,12 +270,13 @@ def summarise(records: list[dict], fused: dict[str, dict]) -> str:
     if len(groups) > 1:
         def group_mean(key: str, of=records) -> float:
             return 100 * np.mean([np.mean([r[key] for r in of if r["group"] == g]) for g in groups])
-        rejection = [100 * np.mean([r["bonafide_rejection"][s] for r in records
-                                    if r["bonafide_rejection"][s] is not None]) for s in SUBSETS]
+        rejection = [[r["bonafide_rejection"][s] for r in records if r["bonafide_rejection"][s] is not None]
+                     for s in SUBSETS]
         fused_mean = (f"{100 * np.mean([fused[g]['unseen_eer'] for g in groups]):.1f}"
                       if all(g in fused for g in groups) else "-")
         lines.append(f"| **mean over groups** | | | | {group_mean('unseen_eer'):.1f} | | {fused_mean} | "
-                     f"{group_mean('seen_eer'):.1f} | " + " | ".join(f"{v:.1f}" for v in rejection) + " |")
+                     f"{group_mean('seen_eer'):.1f} | "
+                     + " | ".join(f"{100 * np.mean(v):.1f}" if v else "-" for v in rejection) + " |")
     return "\n".join(lines)
 
 

@@ -97,14 +97,51 @@ def test_bona_fide_rejection_is_counted_at_the_seen_spoofs_eer_threshold():
     assert result["bonafide_rejection"]["broadcast"] is None and result["n_bonafide_subset"]["emotional"] == 2
 
 
-def test_table_gives_mean_and_sample_sd_over_seeds_per_group():
-    def record(group, seed, unseen, seen, emotional):
-        return {"group": group, "seed": seed, "held_out": ["S29", "S31"], "n_unseen": 20, "unseen_eer": unseen,
-                "seen_eer": seen, "bonafide_rejection": {**dict.fromkeys(lfo.SUBSETS, None), "emotional": emotional},
-                "n_bonafide_subset": dict.fromkeys(lfo.SUBSETS, 53)}
+def _record(group, seed, unseen, seen, emotional):
+    return {"group": group, "seed": seed, "held_out": ["S29", "S31"], "n_unseen": 20, "unseen_eer": unseen,
+            "seen_eer": seen, "bonafide_rejection": {**dict.fromkeys(lfo.SUBSETS, None), "emotional": emotional},
+            "n_bonafide_subset": dict.fromkeys(lfo.SUBSETS, 53)}
 
-    table = lfo.summarise([record("lm-tts", 0, 0.30, 0.10, 0.40), record("lm-tts", 1, 0.40, 0.12, 0.20),
-                           record("classical", 0, 0.05, 0.08, 0.10)])
-    rows = table.splitlines()
-    assert rows[2].startswith("| LM-based TTS | S29, S31 | 20 | 2 | 35.0 ± 7.1 | 30.0, 40.0 | 11.0 ± 1.4 | 30.0 (n=53) | - |")
-    assert rows[3].startswith("| classical | S29, S31 | 20 | 1 | 5.0 ± - | 5.0 | 8.0 ± - | 10.0 (n=53) |")
+
+def test_table_gives_mean_and_sample_sd_over_seeds_per_group_and_the_mean_over_groups():
+    records = [_record("lm-tts", 0, 0.30, 0.10, 0.40), _record("lm-tts", 1, 0.40, 0.12, 0.20),
+               _record("classical", 0, 0.05, 0.08, 0.10)]
+    rows = lfo.summarise(records, {"lm-tts": {"unseen_eer": 0.25, "seen_eer": 0.09}}).splitlines()
+    assert rows[2].startswith("| LM-based TTS | S29, S31 | 20 | 2 | 35.0 ± 7.1 | 30.0, 40.0 | 25.0 | 11.0 ± 1.4 | "
+                              "30.0 (n=53) | - |")
+    assert rows[3].startswith("| classical | S29, S31 | 20 | 1 | 5.0 ± - | 5.0 | - | 8.0 ± - | 10.0 (n=53) |")
+    # Groups weigh equally whatever their number of seeds: (35 + 5) / 2; no fused mean unless every group has one.
+    assert rows[4] == "| **mean over groups** | | | | 20.0 | | - | 9.5 | 23.3 | - | - | - |"
+
+
+def test_seed_fusion_averages_the_seeds_scores_before_the_eer(tmp_path):
+    labels = np.array([BONAFIDE] * 4 + [SPOOF] * 4)
+    systems = np.array(["-"] * 4 + ["S29", "S29", "S01", "S01"])
+    # Each seed alone misorders one held-out spoof above one bona fide; their mean orders every trial.
+    seed_scores = [np.array([1.0, 2.0, 3.0, 4.0, 2.5, -1.0, -2.0, -3.0]),
+                   np.array([4.0, 3.0, 2.0, 1.0, -1.0, 2.5, -2.0, -3.0])]
+    records = []
+    for seed, scores in enumerate(seed_scores):
+        (tmp_path / f"lm-tts_seed{seed}").mkdir()
+        np.savez(tmp_path / f"lm-tts_seed{seed}" / "lso_scores.npz", scores=scores, labels=labels, systems=systems)
+        records.append({"group": "lm-tts", "seed": seed, "held_out": ["S29"]})
+    records.append({"group": "classical", "seed": 0, "held_out": ["S01"]})  # one seed: nothing to fuse
+    fused = lfo.seed_fusion(records, tmp_path)
+    assert list(fused) == ["lm-tts"] and fused["lm-tts"]["seeds"] == [0, 1]
+    assert fused["lm-tts"]["unseen_eer"] == 0.0 and fused["lm-tts"]["seen_eer"] == 0.0
+
+
+def test_fold_overrides_apply_the_profile_the_lever_and_no_copy_share_without_copies(tmp_path):
+    from rawguard.config import load_config
+
+    args = lfo.parse_args(["--augment", "robust", "--set", "data.window=32000"])
+    overrides = lfo.fold_overrides(2, args)
+    config = load_config(args.config, overrides)
+    assert config.model.overrides["block_channels"] == [32, 64] and config.train.max_steps == 4000
+    assert config.train.seed == 2 and config.train.threads == 1 and config.eval.every == 1000
+    assert config.data.sampling.copy_share is None and config.data.window == 32000
+    assert config.augment.reverb.p == 0.25 and config.augment.noise.p == 0.25 and config.augment.enabled
+    extra = tmp_path / "lpc" / "protocol.csv"
+    with_copies = load_config(args.config, lfo.fold_overrides(0, lfo.parse_args(["--profile", "recipe",
+                                                                                 "--train-extra", str(extra)])))
+    assert with_copies.data.sampling.copy_share == 0.5 and with_copies.train.max_steps == 18000
