@@ -160,6 +160,13 @@ def test_bad_options_and_model_output(model):
         WindowScorer(model, WINDOW, 0)
     with pytest.raises(ScoringError, match="batch_size: must be positive"):
         WindowScorer(model, WINDOW, batch_size=0)
+    from rawguard.config import ConfigError
+
+    # The scorer's own option is named, not the training config's train.precision.
+    with pytest.raises(ConfigError, match=r"^precision: fp16 needs a CUDA device"):
+        WindowScorer(model, WINDOW, precision="fp16")
+    with pytest.raises(ConfigError, match=r"^precision: unknown precision 'fp8'"):
+        WindowScorer(model, WINDOW, precision="fp8")
     wave = np.zeros(WINDOW, np.float32)
     three_logits = torch.nn.Sequential(torch.nn.Linear(WINDOW, 3))
     with pytest.raises(ScoringError, match=r"expected \[B, 2\] logits with B=1, got \(1, 3\)"):

@@ -202,7 +202,7 @@ class WindowScorer:
             raise ScoringError(f"batch_size: must be positive, got {batch_size}")
         self.window, self.hop, self.batch_size = window, hop, batch_size
         self.device = torch.device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device, "precision")
 
     @contextlib.contextmanager
     def _eval_mode(self) -> Iterator[None]:

@@ -83,7 +83,7 @@ def configure_torch(config: RunConfig, device: torch.device, world_size: int) ->
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every training batch has one shape: time cuDNN's algorithms once
     precision = resolve_precision(cfg_t.precision, device)
-    resolve_precision(config.eval.precision, device)  # fp16 dev scoring on CPU: fail before training
+    resolve_precision(config.eval.precision, device, "eval.precision")  # fp16 dev scoring on CPU: fail before training
     if config.data.batch_size % (world_size * cfg_t.grad_accum):
         raise ConfigError(
             f"data.batch_size: {config.data.batch_size} must be divisible by world size x train.grad_accum "

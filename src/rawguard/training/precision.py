@@ -10,7 +10,7 @@ import torch
 from rawguard.config import ConfigError
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device, field: str = "train.precision") -> str:
     """Turn ``auto`` into a concrete choice and reject combinations that cannot work.
 
     ``auto``: on CUDA, fp32: measured on an H200 (BENCHMARKS.md, "GPU"), bf16 and fp16 autocast made
@@ -22,17 +22,18 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     and is safe to train with; fp16 (CUDA only) trains with a gradient scaler.
 
     Raises:
-        ConfigError: naming ``train.precision``, for fp16 on CPU (no scaler support there) or an
-            unknown value.
+        ConfigError: naming ``field`` (the setting the value came from: ``train.precision``,
+            ``eval.precision``, a scorer's ``precision``), for fp16 on CPU (no scaler support there)
+            or an unknown value.
     """
     if precision == "auto":
         if device.type == "cuda":
             return "fp32"
         return "bf16" if cpu_has_amx() else "fp32"
     if precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"train.precision: unknown precision {precision!r} (expected auto, fp32, bf16 or fp16)")
+        raise ConfigError(f"{field}: unknown precision {precision!r} (expected auto, fp32, bf16 or fp16)")
     if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision: fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+        raise ConfigError(f"{field}: fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
     return precision
 
 
