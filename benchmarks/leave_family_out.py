@@ -205,8 +205,30 @@ def run_fold(group: str, held_out: list[str], seed: int, args, caches: dict[str,
     return record
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Pool-worker initializer: end this worker when the sweep's process is gone.
+
+    Without it a worker orphaned by ``kill <sweep>`` trains on, and a rerun of the sweep would
+    train the same run folder twice at once. Checkpoints are written atomically, so ending
+    mid-run loses at most the steps since the last one.
+    """
+    import os
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def run_folds(folds: list[tuple], jobs: int) -> list[dict]:
-    """:func:`run_fold` over ``folds`` (its argument tuples), ``jobs`` at a time; records in fold order."""
+    """:func:`run_fold` over ``folds`` (its argument tuples), ``jobs`` at a time; records in fold order.
+
+    A fold that fails is reported (with its traceback) as soon as it does, the others go on, and
+    the sweep then stops naming every failed fold: rerunning it resumes the rest.
+    """
     def report(record: dict) -> dict:
         print(f"{record['group']} seed {record['seed']}: unseen EER {record['unseen_eer']:.2%}, seen EER "
               f"{record['seen_eer']:.2%}, {record['steps']} steps ({record['stop_reason']}, {record['train_s']:.0f} s)",
@@ -216,11 +238,26 @@ def run_folds(folds: list[tuple], jobs: int) -> list[dict]:
     if jobs <= 1:
         return [report(run_fold(*fold)) for fold in folds]
     import multiprocessing
+    import os
+    import traceback
+    from concurrent.futures import as_completed
 
+    records, failed = {}, []
     # spawn: each run starts torch afresh instead of inheriting the parent's thread pools.
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_fold, *fold) for fold in folds]
-        return [report(future.result()) for future in futures]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        futures = {pool.submit(run_fold, *fold): index for index, fold in enumerate(folds)}
+        for future in as_completed(futures):
+            group, _, seed = folds[futures[future]][:3]
+            try:
+                records[futures[future]] = report(future.result())
+            except Exception as error:  # noqa: BLE001 -- reported now, raised once the others finish
+                failed.append(f"{group} seed {seed}")
+                print(f"{group} seed {seed}: FAILED\n"
+                      + "".join(traceback.format_exception(error)), file=sys.stderr, flush=True)
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)} (tracebacks above); run again to resume")
+    return [records[index] for index in range(len(folds))]
 
 
 def seed_fusion(records: list[dict], runs: Path) -> dict[str, dict]:
