@@ -30,10 +30,11 @@ Two profiles (``--profile``):
 Writes ``<out>/<name>.md`` (table), ``.json`` (every run), ``.png`` and ``_curves.png``. Resumable:
 caches are prepared once, and a group/seed whose ``lfo_result.json`` exists is not retrained.
 
-The yardstick's baseline and a lever (here the channel-robustness augmentation set)::
+The yardstick's baseline and two levers (an augmentation set, a model option)::
 
     python benchmarks/leave_family_out.py --jobs 2
-    python benchmarks/leave_family_out.py --jobs 2 --augment robust --name leave_family_out_robust
+    python benchmarks/leave_family_out.py --jobs 2 --augment channel --name leave_family_out_channel
+    python benchmarks/leave_family_out.py --jobs 2 --set model.backend=graph --name leave_family_out_graph
 
 The recipe's config draws half the spoofs from copy sets (``data.copy_share``): with
 ``--train-extra RECIPE_OUT/synth/*/protocol.csv`` it keeps that share, without it the runs draw

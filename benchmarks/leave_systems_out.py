@@ -269,8 +269,10 @@ def plot_curves(records: list[dict], path: Path, title: str, by: str = "conditio
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
     conditions = list(dict.fromkeys(r[by] for r in records if r.get("curve")))
+    # Beyond a few lines the legend would hide the curves: put it beside the axes.
+    outside = len(conditions) > 3
+    fig, ax = plt.subplots(figsize=(9.6 if outside else 6.4, 3.8))
     for i, condition in enumerate(conditions):
         curves = [r["curve"] for r in records if r[by] == condition and r.get("curve")]
         steps = sorted(set.intersection(*[{p["step"] for p in c} for c in curves]))
@@ -281,7 +283,10 @@ def plot_curves(records: list[dict], path: Path, title: str, by: str = "conditio
     ax.set_xlabel("step")
     ax.set_ylabel("dev EER (%)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    if outside:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -319,8 +319,8 @@ def test_from_dict_round_trips_and_rejects_unknown_keys():
     assert AugmentConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(AugmentConfigError, match=r"augment\.rawboost_lnl\.q: unknown parameter"):
         AugmentConfig.from_dict({"rawboost_lnl": {"q": 0.5}})
-    with pytest.raises(AugmentConfigError, match=r"augment\.flanger: unknown augmentation"):
-        AugmentConfig.from_dict({"flanger": {"p": 0.5}})
+    with pytest.raises(AugmentConfigError, match=r"augment\.reverb: unknown augmentation"):
+        AugmentConfig.from_dict({"reverb": {"p": 0.5}})
     with pytest.raises(AugmentConfigError, match=r"augment\.gain\.p: must be in \[0, 1\]"):
         AugmentConfig.from_dict({"gain": {"p": 2}})
 
@@ -362,74 +362,3 @@ def test_augmentation_is_off_by_default_and_enabled_switches_on_the_light_set():
     # The packaged light-set file and the recipes measured with it switch on exactly that set.
     for recipe in ("augment/default", "shared_corpus", "shared_corpus_rawnet2", "asvspoof2019_la"):
         assert load_config(recipe).augment == light, recipe
-
-
-def schroeder_decay_db(y: torch.Tensor) -> torch.Tensor:
-    """Backward-integrated energy in dB (Schroeder's method) of each row of ``y`` ``[B, T]``."""
-    energy = y.flip(-1).square().cumsum(-1).flip(-1)
-    return 10 * torch.log10(energy / energy[:, :1])
-
-
-def test_reverberation_of_a_click_is_causal_and_decays_60_db_in_the_drawn_rt60():
-    cfg = AugmentConfig().reverb
-    cfg.min_rt60_s = cfg.max_rt60_s = 0.4
-    cfg.min_drr_db = cfg.max_drr_db = -5.0  # mostly tail, so the decay is easy to read
-    click = torch.zeros(3, 2 * SAMPLE_RATE)
-    click[:, 1000] = 0.5
-    y = FUNCTIONS["reverb"](click, cfg, gen())
-    assert y[:, :1000].abs().max() < 1e-6  # nothing before the sound (FFT round-off only)
-    assert torch.allclose(y.abs().amax(-1), torch.full((3,), 0.5))  # the input's peak level
-    decay = schroeder_decay_db(y[:, 1000:])
-    # Time from -5 to -25 dB, times 3, is the RT60 (the T20 estimate of ISO 3382).
-    t5 = (decay > -5).sum(-1).float() / SAMPLE_RATE
-    t25 = (decay > -25).sum(-1).float() / SAMPLE_RATE
-    assert torch.allclose(3 * (t25 - t5), torch.full((3,), 0.4), atol=0.05), 3 * (t25 - t5)
-
-
-def test_reverberation_smears_speech_and_a_high_drr_keeps_it_close(speech):
-    cfg = AugmentConfig().reverb
-    cfg.min_drr_db = cfg.max_drr_db = 30.0  # a close microphone
-    close = FUNCTIONS["reverb"](speech, cfg, gen())
-    cfg.min_drr_db = cfg.max_drr_db = -5.0  # across a room
-    far = FUNCTIONS["reverb"](speech, cfg, gen())
-
-    def error_db(y):
-        return 10 * torch.log10((y - speech).square().sum(-1) / speech.square().sum(-1))
-
-    assert (error_db(close) < -20).all() and (error_db(far) > -3).all(), (error_db(close), error_db(far))
-
-
-def test_background_noise_is_added_at_about_the_drawn_snr_of_the_speech(speech):
-    cfg = AugmentConfig().noise
-    cfg.min_snr_db = cfg.max_snr_db = 10.0
-    y = FUNCTIONS["noise"](speech, cfg, gen())
-    noise = y - speech
-    # Against the louder half of 20 ms frames: within a dB or two of 10 dB for real speech with pauses.
-    frames = speech[:, : 16000].reshape(4, 50, 320).square().mean(-1).sort(-1, descending=True).values[:, :25]
-    snr = 10 * torch.log10(frames.mean(-1) / noise.square().mean(-1))
-    assert ((snr > 8.5) & (snr < 11.5)).all(), snr
-
-
-def test_background_noise_colour_follows_the_exponent():
-    silence = torch.zeros(2, SAMPLE_RATE)
-    silence[:, ::400] = 0.1  # a faint pulse train sets the level; the noise dominates the spectrum
-    cfg = AugmentConfig().noise
-    cfg.min_snr_db = cfg.max_snr_db = -20.0
-    shares = []
-    for exponent in (0.0, 2.0):
-        cfg.min_exponent = cfg.max_exponent = exponent
-        y = FUNCTIONS["noise"](silence, cfg, gen())
-        shares.append(band_energy(y, 0, 500) / band_energy(y, 0, 8000))
-    white, brown = shares
-    assert (white < 0.15).all() and (brown > 0.8).all(), (white, brown)
-
-
-@pytest.mark.parametrize("name, field, value, message", [
-    ("reverb", "min_rt60_s", 1.0, "augment.reverb.min_rt60_s: must be <= augment.reverb.max_rt60_s"),
-    ("noise", "max_exponent", 4.0, "augment.noise.max_exponent: must be in [0, 3]"),
-])
-def test_room_parameters_are_validated_naming_the_field(name, field, value, message):
-    cfg = AugmentConfig(enabled=True)
-    setattr(getattr(cfg, name), field, value)
-    with pytest.raises(AugmentConfigError, match=message.replace(".", r"\.").replace("[", r"\[")):
-        cfg.validate()

@@ -134,13 +134,13 @@ def test_seed_fusion_averages_the_seeds_scores_before_the_eer(tmp_path):
 def test_fold_overrides_apply_the_profile_the_lever_and_no_copy_share_without_copies(tmp_path):
     from rawguard.config import load_config
 
-    args = lfo.parse_args(["--augment", "robust", "--set", "data.window=32000"])
+    args = lfo.parse_args(["--augment", "channel", "--set", "data.window=32000"])
     overrides = lfo.fold_overrides(2, args)
     config = load_config(args.config, overrides)
     assert config.model.overrides["block_channels"] == [32, 64] and config.train.max_steps == 4000
     assert config.train.seed == 2 and config.train.threads == 1 and config.eval.every == 1000
     assert config.data.sampling.copy_share is None and config.data.window == 32000
-    assert config.augment.reverb.p == 0.25 and config.augment.noise.p == 0.25 and config.augment.enabled
+    assert config.augment.codec.p == 0.3 and config.augment.telephone.p == 0.3 and config.augment.enabled
     extra = tmp_path / "lpc" / "protocol.csv"
     with_copies = load_config(args.config, lfo.fold_overrides(0, lfo.parse_args(["--profile", "recipe",
                                                                                  "--train-extra", str(extra)])))

@@ -1,7 +1,7 @@
 """Data augmentation for generalisation to unseen attacks and channels, batched in torch.
 
-Speed perturbation, RawBoost's three noise families (Tak et al., ICASSP 2022), room reverberation,
-coloured background noise, a lossy-codec simulation, telephone band-limiting, G.711 mu-law / A-law companding and random gain. Each is a pure, seeded function
+Speed perturbation, RawBoost's three noise families (Tak et al., ICASSP 2022), a lossy-codec
+simulation, telephone band-limiting, G.711 mu-law / A-law companding and random gain. Each is a pure, seeded function
 ``f(x [B, T] float32, cfg, generator) -> [B, T] float32``; :class:`Augmenter` chains them with a
 per-example probability ``p`` each. See ``docs/augmentation.md``.
 
@@ -14,18 +14,16 @@ Typical use inside a training step (after the int16 -> float conversion, on the 
 from rawguard.augment.channel import codec_simulation, companding, random_gain, telephone_band
 from rawguard.augment.config import (
     AugmentConfig, AugmentConfigError, AugmentError, CodecConfig, CompandingConfig, GainConfig,
-    NoiseConfig, NotchFilterConfig, RawBoostISDConfig, RawBoostLnLConfig, RawBoostSSIConfig, ReverbConfig, SpeedConfig,
-    TelephoneConfig,
+    NotchFilterConfig, RawBoostISDConfig, RawBoostLnLConfig, RawBoostSSIConfig, SpeedConfig, TelephoneConfig,
 )
 from rawguard.augment.pipeline import ORDER, Augmenter, batch_generator, build_augmenter
 from rawguard.augment.rawboost import isd_additive_noise, lnl_convolutive_noise, ssi_additive_noise
-from rawguard.augment.room import background_noise, reverberation
 from rawguard.augment.speed import speed_perturbation
 
 __all__ = [
     "ORDER", "AugmentConfig", "AugmentConfigError", "AugmentError", "Augmenter", "CodecConfig",
-    "CompandingConfig", "GainConfig", "NoiseConfig", "NotchFilterConfig", "RawBoostISDConfig", "RawBoostLnLConfig",
-    "RawBoostSSIConfig", "ReverbConfig", "SpeedConfig", "TelephoneConfig", "background_noise", "batch_generator",
-    "build_augmenter", "codec_simulation", "companding", "isd_additive_noise", "lnl_convolutive_noise", "random_gain",
-    "reverberation", "speed_perturbation", "ssi_additive_noise", "telephone_band",
+    "CompandingConfig", "GainConfig", "NotchFilterConfig", "RawBoostISDConfig", "RawBoostLnLConfig",
+    "RawBoostSSIConfig", "SpeedConfig", "TelephoneConfig", "batch_generator", "build_augmenter", "codec_simulation", "companding",
+    "isd_additive_noise", "lnl_convolutive_noise", "random_gain", "speed_perturbation", "ssi_additive_noise",
+    "telephone_band",
 ]

@@ -146,33 +146,6 @@ class RawBoostSSIConfig(NotchFilterConfig):
 
 
 @dataclass
-class ReverbConfig(_Section):
-    """Room reverberation: convolution with a synthetic impulse response, a direct path and an
-    exponentially decaying Gaussian tail with ``RT60 ~ U(min_rt60_s, max_rt60_s)`` seconds and a
-    direct-to-reverberant ratio ``U(min_drr_db, max_drr_db)`` dB (small rooms and studios 0.2-0.5 s,
-    halls above 1 s; a close microphone has a high DRR, a distant one a low or negative DRR)."""
-
-    p: float = _probability(0.0)
-    min_rt60_s: float = _bounded(0.2, 0.05, 3.0)
-    max_rt60_s: float = _bounded(0.8, 0.05, 3.0)
-    min_drr_db: float = _bounded(0.0, -20.0, 40.0)
-    max_drr_db: float = _bounded(15.0, -20.0, 40.0)
-
-
-@dataclass
-class NoiseConfig(_Section):
-    """Background noise: stationary Gaussian noise with a ``1 / f ** e`` power spectrum,
-    ``e ~ U(min_exponent, max_exponent)`` (0 white hiss, 1 pink, 2 brown rumble), added at
-    ``U(min_snr_db, max_snr_db)`` dB below the speech's power."""
-
-    p: float = _probability(0.0)
-    min_snr_db: float = _bounded(5.0, -10.0, 80.0)
-    max_snr_db: float = _bounded(30.0, -10.0, 80.0)
-    min_exponent: float = _bounded(0.0, 0.0, 3.0)
-    max_exponent: float = _bounded(2.0, 0.0, 3.0)
-
-
-@dataclass
 class CodecConfig(_Section):
     """Lossy-codec simulation: STFT-domain band-limiting and coarse, spectrally shaped quantisation.
 
@@ -261,8 +234,8 @@ class AugmentConfig:
     """The ``augment`` section of the run configuration.
 
     Augmentations are applied in the order of the fields below (the order of
-    :data:`rawguard.augment.pipeline.ORDER`): the speaker (speed), the RawBoost noises at the "source", the room
-    (reverberation, background noise), then the channel (codec, telephone band, companding), then the gain. Each is drawn independently per example with
+    :data:`rawguard.augment.pipeline.ORDER`): the speaker (speed), the RawBoost noises at the "source", then the channel
+    (codec, telephone band, companding), then the gain. Each is drawn independently per example with
     its own ``p``, so series combinations (RawBoost's algorithms 4-7) arise naturally.
     ``enabled`` switches the whole section on or off without touching the probabilities. It is off
     by default: on the shared corpus no augmentation setting was shown to help (the light set below
@@ -276,8 +249,6 @@ class AugmentConfig:
     rawboost_lnl: RawBoostLnLConfig = field(default_factory=RawBoostLnLConfig)
     rawboost_isd: RawBoostISDConfig = field(default_factory=RawBoostISDConfig)
     rawboost_ssi: RawBoostSSIConfig = field(default_factory=RawBoostSSIConfig)
-    reverb: ReverbConfig = field(default_factory=ReverbConfig)
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
     telephone: TelephoneConfig = field(default_factory=TelephoneConfig)
     companding: CompandingConfig = field(default_factory=CompandingConfig)

@@ -10,7 +10,6 @@ from rawguard.augment.channel import codec_simulation, companding, random_gain, 
 from rawguard.augment.config import AugmentConfig, AugmentConfigError
 from rawguard.augment.filters import check_batch, uniform
 from rawguard.augment.rawboost import isd_additive_noise, lnl_convolutive_noise, ssi_additive_noise
-from rawguard.augment.room import background_noise, reverberation
 from rawguard.augment.speed import speed_perturbation
 
 AugmentFn = Callable[[torch.Tensor, object, torch.Generator], torch.Tensor]
@@ -20,16 +19,13 @@ ORDER: tuple[tuple[str, AugmentFn], ...] = (
     ("rawboost_lnl", lnl_convolutive_noise),
     ("rawboost_isd", isd_additive_noise),
     ("rawboost_ssi", ssi_additive_noise),
-    ("reverb", reverberation),
-    ("noise", background_noise),
     ("codec", codec_simulation),
     ("telephone", telephone_band),
     ("companding", companding),
     ("gain", random_gain),
 )
-"""Application order: the talker (speed), source-side noises (as RawBoost's series algorithms), the room
-(reverberation, then the background noise in it), then the channel (a codec or a phone line), then the
-playback / recording level."""
+"""Application order: the talker (speed), source-side noises (as RawBoost's series algorithms), then the channel
+(a codec or a phone line), then the playback / recording level."""
 
 
 class Augmenter:
