@@ -34,7 +34,7 @@ The yardstick's baseline and two levers (an augmentation set, a model option)::
 
     python benchmarks/leave_family_out.py --jobs 2
     python benchmarks/leave_family_out.py --jobs 2 --augment channel --name leave_family_out_channel
-    python benchmarks/leave_family_out.py --jobs 2 --set model.backend=graph --name leave_family_out_graph
+    python benchmarks/leave_family_out.py --jobs 2 --set data.window=32000 data.batch_size=16 --name leave_family_out_2s_crops
 
 The recipe's config draws half the spoofs from copy sets (``data.copy_share``): with
 ``--train-extra RECIPE_OUT/synth/*/protocol.csv`` it keeps that share, without it the runs draw

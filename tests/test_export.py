@@ -46,21 +46,6 @@ def test_onnx_matches_pytorch_on_real_audio(exported):
         assert abs(float(score[0]) - float(logits[0, 1] - logits[0, 0])) < 1e-4
 
 
-def test_the_graph_backend_exports_with_a_dynamic_time_axis(tmp_path):
-    torch.set_num_threads(1)
-    checkpoint = save_tiny_checkpoint(tmp_path / "graph.pt", SELECTION, seed=4, backend="graph", graph_dim=16)
-    result = export_onnx(checkpoint, tmp_path / "graph.onnx")  # verified on several batch sizes and lengths
-    assert result["dynamic_time"] and result["max_abs_diff"] < 1e-4
-    detector = Detector.from_checkpoint(checkpoint)
-    session = ort.InferenceSession(result["path"], providers=["CPUExecutionProvider"])
-    for length in (WINDOW, 3 * WINDOW + 1):  # the graph has as many nodes as the clip has frames
-        wave = np.random.default_rng(length).uniform(-0.3, 0.3, length).astype(np.float32)
-        (score,) = session.run(["score"], {"waveform": wave[None]})
-        with torch.no_grad():
-            logits = detector.model(torch.from_numpy(wave)[None])
-        assert abs(float(score[0]) - float(logits[0, 1] - logits[0, 0])) < 1e-4
-
-
 def test_metadata_carries_the_decision_rule(exported):
     _, result = exported
     meta = {p.key: p.value for p in onnx.load(result["path"]).metadata_props}

@@ -284,56 +284,6 @@ def test_a_saved_config_with_the_removed_frontend_mean_norm_loads_only_when_it_w
         create_model("rawnet-lite", frontend_mean_norm=False)
 
 
-def test_rawnet_lite_graph_backend_trains_on_real_clips_of_any_length(real_clips):
-    torch.manual_seed(0)
-    model = create_model("rawnet-lite", backend="graph").train()
-    assert not hasattr(model, "gru") and model.fc.in_features == 2 * model.config.graph_dim
-    batch = torch.stack([torch.from_numpy(np.resize(w, 16_000)) for w in real_clips])
-    torch.nn.functional.cross_entropy(model(batch), torch.tensor([1, 1, 0, 0])).backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None and torch.isfinite(param.grad).all(), name
-    model.eval()
-    with torch.inference_mode():  # whole utterances: the graph grows with the clip
-        for length in (model.min_samples, 16_000, 96_000):
-            assert model(torch.from_numpy(np.resize(real_clips[0], length))[None]).shape == (1, 2)
-
-
-def test_graph_backend_is_invariant_to_the_order_of_the_frames():
-    from rawguard.models.graph import GraphBackend
-
-    torch.manual_seed(0)
-    backend = GraphBackend(16, 24).eval()
-    frames = torch.randn(3, 20, 16)
-    shuffled = frames[:, torch.randperm(20)]
-    with torch.inference_mode():
-        out = backend(frames)
-        torch.testing.assert_close(backend(shuffled), out, rtol=1e-5, atol=1e-5)
-    # ... but not to what the frames hold: one frame changed changes the clip vector.
-    changed = frames.clone()
-    changed[:, 7] += 1.0
-    with torch.inference_mode():
-        assert (backend(changed) - out).abs().amax() > 1e-3
-
-
-def test_graph_pool_keeps_the_highest_scored_half_of_the_nodes():
-    from rawguard.models.graph import GraphPool
-
-    pool = GraphPool(1)
-    with torch.no_grad():
-        pool.score.weight.fill_(1.0)
-        pool.score.bias.zero_()
-    nodes = torch.tensor([[[0.5], [3.0], [-2.0], [1.0], [2.0], [-1.0]]])  # [1, 6, 1]
-    kept = pool(nodes)
-    assert kept.shape == (1, 3, 1)
-    torch.testing.assert_close(sorted(kept.flatten().tolist()),
-                               sorted((v * torch.sigmoid(torch.tensor(v))).item() for v in (3.0, 2.0, 1.0)))
-
-
-def test_rawnet_lite_rejects_an_unknown_backend():
-    with pytest.raises((ModelConfigError, ValueError), match="backend"):
-        create_model("rawnet-lite", backend="transformer")
-
-
 def test_rawnet_lite_rejects_an_unknown_summary():
     with pytest.raises((ModelConfigError, ValueError), match="summary"):
         create_model("rawnet-lite", summary="attention")

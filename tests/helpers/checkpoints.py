@@ -19,11 +19,11 @@ WINDOW = 16_000  # 1 s windows keep the tests fast and make corpus clips (1-6 s)
 SELECTION = {"dev_eer": 0.2, "threshold": 0.05, "calibration": {"scale": 1.7, "bias": -0.3}, "window": WINDOW, "hop": WINDOW // 2}
 
 
-def tiny_model(seed: int = 0, **overrides) -> torch.nn.Module:
-    """A randomly initialised tiny rawnet-lite (``overrides`` of its config on top of
-    :data:`TINY_MODEL`) with non-trivial BatchNorm statistics (so eval mode differs from train mode)."""
+def tiny_model(seed: int = 0) -> torch.nn.Module:
+    """A randomly initialised tiny rawnet-lite with non-trivial BatchNorm statistics (so eval mode
+    differs from train mode)."""
     torch.manual_seed(seed)
-    model = create_model("rawnet-lite", **{**TINY_MODEL, **overrides})
+    model = create_model("rawnet-lite", **TINY_MODEL)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm1d):
@@ -32,9 +32,9 @@ def tiny_model(seed: int = 0, **overrides) -> torch.nn.Module:
     return model
 
 
-def save_tiny_checkpoint(path: Path, selection: dict | None, seed: int = 0, **overrides) -> Path:
+def save_tiny_checkpoint(path: Path, selection: dict | None, seed: int = 0) -> Path:
     """:func:`tiny_model` saved with the documented checkpoint keys (and ``selection`` unless None)."""
-    model = tiny_model(seed, **overrides)
+    model = tiny_model(seed)
     state = {
         "model_name": "rawnet-lite",
         "model_config": dataclasses.asdict(model.config),

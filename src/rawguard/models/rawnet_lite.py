@@ -35,7 +35,6 @@ from torch import nn
 
 from rawguard.conventions import SAMPLE_RATE
 from rawguard.models import register_model
-from rawguard.models.graph import GraphBackend
 from rawguard.models.layers import CosineHead, FeatureMapScaling, check_waveform, gru_fp32, min_input_length, output_length
 from rawguard.models.sinc import LearnableSincConv, odd_kernel_size
 
@@ -60,10 +59,6 @@ class RawNetLiteConfig:
     negative_slope: float = 0.3
     feature_scaling: bool = True  # RawNet2's filter-wise feature-map scaling after each block
     gru_hidden: int = 64  # per direction
-    # Back-end over the frames: "gru" (the seed's BiGRU) or "graph" (graph attention over the frames,
-    # rawguard.models.graph; its clip vector is 2 * graph_dim wide, and `summary` does not apply).
-    backend: Literal["gru", "graph"] = "gru"
-    graph_dim: int = 64
     # How the BiGRU's outputs become one clip vector: "last" = the final forward + backward states
     # (the seed, RawNet2); "mean" / "meanmax" = the average (and maximum) of the outputs over all
     # time steps, so every frame gets a direct gradient instead of one through the whole
@@ -77,8 +72,7 @@ class RawNetLiteConfig:
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
-        for key in ("frontend_channels", "frontend_kernel", "frontend_stride", "frontend_pool", "gru_hidden",
-                    "graph_dim"):
+        for key in ("frontend_channels", "frontend_kernel", "frontend_stride", "frontend_pool", "gru_hidden"):
             if getattr(self, key) < 1:
                 raise ValueError(f"rawnet-lite config: {key} must be >= 1, got {getattr(self, key)}")
         if len(self.block_channels) != len(self.block_pools):
@@ -88,8 +82,6 @@ class RawNetLiteConfig:
             )
         if not self.block_channels or min(self.block_channels) < 1 or min(self.block_pools) < 1:
             raise ValueError("rawnet-lite config: block_channels / block_pools must be non-empty and positive")
-        if self.backend not in ("gru", "graph"):
-            raise ValueError(f"rawnet-lite config: backend must be 'gru' or 'graph', got {self.backend!r}")
         if self.summary not in ("last", "mean", "meanmax"):
             raise ValueError(f"rawnet-lite config: summary must be 'last', 'mean' or 'meanmax', got {self.summary!r}")
         if self.head not in ("linear", "cosine"):
@@ -148,13 +140,9 @@ class RawNetLite(nn.Module):
         self.fms = nn.ModuleList(scalings)
         self.gru_bn = nn.BatchNorm1d(c_in)
         self.gru_act = nn.LeakyReLU(config.negative_slope)
-        if config.backend == "graph":
-            self.graph = GraphBackend(c_in, config.graph_dim)
-            summary_size = 2 * config.graph_dim
-        else:
-            self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
-            summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
+        self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(config.dropout)
+        summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
         self.fc = (CosineHead(summary_size, config.cosine_scale) if config.head == "cosine"
                    else nn.Linear(summary_size, 2))
         self._kernel = kernel
@@ -178,8 +166,6 @@ class RawNetLite(nn.Module):
         for block, fms in zip(self.blocks, self.fms):
             x = fms(block(x))  # [B, C, N / pool]
         x = self.gru_act(self.gru_bn(x)).transpose(1, 2)  # [B, N, C]
-        if self.config.backend == "graph":
-            return self.fc(self.dropout(self.graph(x)))  # [B, 2]
         outputs, hidden = gru_fp32(self.gru, x)  # [B, N, 2H], [2, B, H]
         if self.config.summary == "last":
             summary = torch.cat([hidden[0], hidden[1]], dim=-1)  # [B, 2H]: final fwd + bwd states
