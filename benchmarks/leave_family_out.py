@@ -22,8 +22,8 @@ Two profiles (``--profile``):
 
 - ``yardstick`` (default): rawnet-lite at its default size (one fifth of the recipe's cost per step)
   on a 4,000-step cosine, monitored every 1,000 steps on the seen and the held-out dev spoofs so
-  that a curve still falling shows in ``<name>_curves.png``. 15 runs in about an hour on 2 CPU cores
-  (``--jobs 2``); levers are judged against its baseline with ``--set`` / ``--augment``.
+  that a curve still falling shows in ``<name>_curves.png``. 15 runs in about half an hour on 2 CPU
+  cores (``--jobs 2``); levers are judged against its baseline with ``--set`` / ``--augment``.
 - ``recipe``: the recipe's config unchanged (18,000 steps of the wider model: hours per seed on 2
   cores, minutes on a GPU).
 
@@ -306,8 +306,8 @@ def summarise(records: list[dict], fused: dict[str, dict]) -> str:
                      f"{_mean_sd([r['seen_eer'] for r in rows])} | " + " | ".join(rejection) + " |")
     groups = list(dict.fromkeys(r["group"] for r in records))
     if len(groups) > 1:
-        def group_mean(key: str, of=records) -> float:
-            return 100 * np.mean([np.mean([r[key] for r in of if r["group"] == g]) for g in groups])
+        def group_mean(key: str) -> float:  # groups weigh equally, whatever their number of seeds
+            return 100 * np.mean([np.mean([r[key] for r in records if r["group"] == g]) for g in groups])
         rejection = [[r["bonafide_rejection"][s] for r in records if r["bonafide_rejection"][s] is not None]
                      for s in SUBSETS]
         fused_mean = (f"{100 * np.mean([fused[g]['unseen_eer'] for g in groups]):.1f}"
