@@ -145,3 +145,46 @@ def test_fold_overrides_apply_the_profile_the_lever_and_no_copy_share_without_co
     with_copies = load_config(args.config, lfo.fold_overrides(0, lfo.parse_args(["--profile", "recipe",
                                                                                  "--train-extra", str(extra)])))
     assert with_copies.data.sampling.copy_share == 0.5 and with_copies.train.max_steps == 18000
+
+
+def _fold_scores(rng: np.random.Generator, separation: float) -> dict:
+    """Dev-like trials: 40 bona fide ('-'), 40 seen spoofs (S01), 40 held-out spoofs (S29)."""
+    labels = np.array([BONAFIDE] * 40 + [SPOOF] * 80)
+    systems = np.array(["-"] * 40 + ["S01"] * 40 + ["S29"] * 40)
+    scores = np.concatenate([rng.normal(separation, 1, 40), rng.normal(0, 1, 80)])
+    return {"scores": scores.astype(np.float32), "labels": labels, "systems": systems}
+
+
+def test_model_fusion_weights_never_see_the_held_out_family():
+    import lfo_fuse_models as fuse
+
+    rng = np.random.default_rng(0)
+    member = _fold_scores(rng, 3.0)
+    # A second member that is useless on seen spoofs but would separate the held-out ones perfectly:
+    # weights fitted on the seen trials alone must not exploit it.
+    cheat = dict(member, scores=np.where(member["systems"] == "S29", -50.0, rng.normal(0, 1, 120)))
+    stacked = np.stack([member["scores"], cheat["scores"]], axis=1).astype(np.float64)
+    fused = fuse.logistic_fusion(stacked, member["labels"], member["systems"], ["S29"])
+    from rawguard.fusion import fit_fusion
+    known = member["systems"] != "S29"
+    expected = fit_fusion(stacked[known], member["labels"][known]).apply(stacked)
+    np.testing.assert_allclose(fused, expected)
+    leaky = fit_fusion(stacked, member["labels"]).apply(stacked)
+    assert not np.allclose(fused, leaky)
+
+
+def test_model_fusion_refuses_members_scored_on_different_trials():
+    import lfo_fuse_models as fuse
+
+    rng = np.random.default_rng(1)
+    record = {"group": "lm-tts", "seed": 0, "held_out": ["S29"]}
+    a, b = _fold_scores(rng, 2.0), _fold_scores(rng, 2.0)
+    b["systems"] = b["systems"].copy()
+    b["systems"][50] = "S02"
+    speakers = ["LS_1"] * 120
+    with pytest.raises(SystemExit, match="lm-tts seed 0: members scored different dev trials"):
+        fuse.fuse_fold([(record, a), (record, b)], speakers)
+    fused = fuse.fuse_fold([(record, a), (record, dict(a, scores=a["scores"] + 1))], speakers)
+    # Two members differing by a constant: the plain mean ranks trials as either member does.
+    alone = fuse.score_run(a["scores"], a["labels"], a["systems"], speakers, ["S29"])
+    assert fused["mean"]["unseen_eer"] == pytest.approx(alone["unseen_eer"])

@@ -1,0 +1,185 @@
+"""Several different small models fused, against one model given their total compute.
+
+Takes finished ``leave_family_out.py`` sweeps (``--members``: each a different model or recipe,
+trained on the same folds) and, per held-out group and seed, fuses the members' dev_v3 scores in
+two ways:
+
+- **mean**: the plain mean of their logits (bona fide minus spoof);
+- **logistic**: ``rawguard fuse``'s logistic fusion, fitted on the trials the fold's training
+  could know of, the bona fide and the *seen* spoofs of dev_v3; the held-out family's spoofs
+  never inform the weights.
+
+Each fused model is scored like a sweep's run: unseen-group EER, seen EER, bona fide rejection at
+the dev threshold. ``--reference`` names the sweep of one model trained as long as the members
+together (e.g. ``leave_family_out_12k_steps`` against three 4,000-step members), whose matching
+runs are listed beside. Nothing is retrained.
+
+    python benchmarks/lfo_fuse_models.py --members leave_family_out leave_family_out_2s_crops \\
+        leave_family_out_recipe_width --reference leave_family_out_12k_steps --name lfo_fused_three_models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from leave_family_out import GROUPS, SUBSETS, bonafide_rejection  # noqa: E402
+from leave_systems_out import ROOT, eer_breakdown  # noqa: E402
+
+
+def load_runs(runs: Path, sweep: str) -> dict[tuple[str, int], tuple[dict, dict]]:
+    """``{(group, seed): (lfo_result record, scores npz as a dict)}`` of a sweep's finished runs."""
+    found = {}
+    for path in sorted((runs / sweep).glob("*/lfo_result.json")):
+        record = json.loads(path.read_text())
+        with np.load(path.parent / "lso_scores.npz") as z:
+            found[(record["group"], record["seed"])] = (record, {k: z[k] for k in z.files})
+    if not found:
+        raise SystemExit(f"no finished runs under {runs / sweep}")
+    return found
+
+
+def score_run(scores: np.ndarray, labels: np.ndarray, systems: np.ndarray, speakers: list[str],
+              held_out: list[str]) -> dict:
+    """Unseen / seen EER and bona fide rejection of one set of ``[N]`` dev_v3 scores."""
+    return {**eer_breakdown(scores, labels, systems, held_out),
+            **bonafide_rejection(scores, labels, systems, speakers, held_out)}
+
+
+def logistic_fusion(stacked: np.ndarray, labels: np.ndarray, systems: np.ndarray, held_out: list[str]) -> np.ndarray:
+    """``[N, M]`` member scores -> ``[N]`` fused LLRs, weights fitted on bona fide + seen spoofs only."""
+    from rawguard.fusion import fit_fusion
+
+    known = ~np.isin(systems, held_out)  # bona fide ("-") and the families the fold trained on
+    return fit_fusion(stacked[known], labels[known]).apply(stacked)
+
+
+def fuse_fold(members: list[tuple[dict, dict]], speakers: list[str]) -> dict[str, dict]:
+    """``{"mean": ..., "logistic": ...}`` results of one fold's members fused."""
+    record, first = members[0]
+    labels, systems = first["labels"], first["systems"]
+    for other_record, other in members[1:]:
+        if not (np.array_equal(other["labels"], labels) and np.array_equal(other["systems"], systems)):
+            raise SystemExit(f"{record['group']} seed {record['seed']}: members scored different dev trials")
+        if other_record["held_out"] != record["held_out"]:
+            raise SystemExit(f"{record['group']} seed {record['seed']}: members held out different systems")
+    stacked = np.stack([scores["scores"].astype(np.float64) for _, scores in members], axis=1)  # [N, M]
+    held_out = record["held_out"]
+    return {"mean": score_run(stacked.mean(axis=1), labels, systems, speakers, held_out),
+            "logistic": score_run(logistic_fusion(stacked, labels, systems, held_out), labels, systems,
+                                  speakers, held_out)}
+
+
+def summarise(rows: list[dict], member_names: list[str], reference: str | None) -> str:
+    """Markdown table: per group, means over its seeds of each member alone, the two fusions and the
+    reference; a last row of means over groups (groups weigh equally)."""
+    columns = [*member_names, "fused: mean", "fused: logistic"] + ([f"reference: {reference}"] if reference else [])
+    lines = ["| held-out group | seeds | " + " | ".join(f"{c}: unseen / seen EER %" for c in columns)
+             + " | fused (logistic): " + " | ".join(f"bona fide rejected %: {s}" for s in SUBSETS) + " |",
+             "|---|---:|" + "---:|" * (len(columns) + len(SUBSETS))]
+
+    def cell(values: list[dict | None]) -> tuple[float, float] | None:
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
+        return 100 * np.mean([v["unseen_eer"] for v in values]), 100 * np.mean([v["seen_eer"] for v in values])
+
+    per_group, reference_folds = {}, {}
+    for group in dict.fromkeys(r["group"] for r in rows):
+        if reference:  # the same cells on the folds the reference has, for a like-for-like row
+            known = [r for r in rows if r["group"] == group and r["reference"] is not None]
+            reference_folds[group] = [cell([r["members"][name] for r in known]) for name in member_names] + [
+                cell([r["fused"]["mean"] for r in known]), cell([r["fused"]["logistic"] for r in known]),
+                cell([r["reference"] for r in known])]
+        mine = [r for r in rows if r["group"] == group]
+        cells = [cell([r["members"][name] for r in mine]) for name in member_names]
+        cells += [cell([r["fused"]["mean"] for r in mine]), cell([r["fused"]["logistic"] for r in mine])]
+        if reference:
+            cells.append(cell([r["reference"] for r in mine]))
+        per_group[group] = cells
+        rejection = []
+        for subset in SUBSETS:
+            values = [r["fused"]["logistic"]["bonafide_rejection"][subset] for r in mine]
+            values = [v for v in values if v is not None]
+            rejection.append(f"{100 * np.mean(values):.1f}" if values else "-")
+        lines.append(f"| {group} | {len(mine)} | " + " | ".join(
+            f"{c[0]:.1f} / {c[1]:.1f}" if c else "-" for c in cells) + " | " + " | ".join(rejection) + " |")
+    if len(per_group) > 1:
+        lines.append(_mean_row("**mean over groups**", per_group, len(columns)))
+        if reference and any(c[-1] is not None for c in reference_folds.values()):
+            lines.append(_mean_row("mean over groups, on the reference's folds only", reference_folds, len(columns)))
+    return "\n".join(lines)
+
+
+def _mean_row(label: str, per_group: dict[str, list], n_columns: int) -> str:
+    """A table row of each column's mean over groups (``-`` where a group lacks the column)."""
+    means = []
+    for index in range(n_columns):
+        values = [cells[index] for cells in per_group.values()]
+        means.append(None if any(v is None for v in values)
+                     else (np.mean([v[0] for v in values]), np.mean([v[1] for v in values])))
+    return (f"| {label} | | " + " | ".join(f"**{m[0]:.1f}** / {m[1]:.1f}" if m else "-" for m in means)
+            + " |" + " |" * len(SUBSETS))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", nargs="+", required=True, help="sweep names (their --name), 2 or more")
+    parser.add_argument("--reference", help="sweep of one model with the members' total compute")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "lfo", help="the sweeps' --runs")
+    parser.add_argument("--work", type=Path, default=ROOT / "caches" / "lfo", help="the sweeps' --work")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generalisation")
+    parser.add_argument("--name", default="lfo_fused_models", help="file stem of the outputs")
+    args = parser.parse_args(argv)
+    if len(args.members) < 2:
+        parser.error("--members needs at least two sweeps")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from rawguard.data.cache import Cache
+
+    sweeps = {name: load_runs(args.runs, name) for name in args.members}
+    reference = load_runs(args.runs, args.reference) if args.reference else {}
+    folds = sorted(set.intersection(*(set(runs) for runs in sweeps.values())),
+                   key=lambda fold: (list(GROUPS).index(fold[0]), fold[1]))
+    if not folds:
+        raise SystemExit(f"the sweeps {', '.join(args.members)} share no (group, seed) run")
+    speakers = list(Cache.open(args.work / "dev_v3").speakers)
+    rows = []
+    for fold in folds:
+        members = [sweeps[name][fold] for name in args.members]
+        record = members[0][0]
+        labels, systems = members[0][1]["labels"], members[0][1]["systems"]
+        row = {"group": fold[0], "seed": fold[1], "held_out": record["held_out"],
+               "members": {name: score_run(sweeps[name][fold][1]["scores"], labels, systems, speakers,
+                                           record["held_out"]) for name in args.members},
+               "fused": fuse_fold(members, speakers),
+               "reference": (score_run(reference[fold][1]["scores"], labels, systems, speakers, record["held_out"])
+                             if fold in reference else None)}
+        rows.append(row)
+        print(f"{fold[0]} seed {fold[1]}: members " + ", ".join(
+            f"{100 * m['unseen_eer']:.1f}" for m in row["members"].values())
+            + f"; fused mean {100 * row['fused']['mean']['unseen_eer']:.1f}, logistic "
+            f"{100 * row['fused']['logistic']['unseen_eer']:.1f} % unseen EER", flush=True)
+    header = (f"Fusion of {len(args.members)} different models ({', '.join(f'`{m}`' for m in args.members)}) on the "
+              f"leave-family-out folds they share ({len(folds)}), dev_v3; each cell the mean over the group's "
+              "seeds, unseen / seen EER %." + (f" Reference: `{args.reference}`, on the folds it has." if args.reference
+                                               else ""))
+    table = summarise(rows, args.members, args.reference)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.md").write_text(header + "\n\n" + table + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps({"members": args.members, "reference": args.reference,
+                                                            "folds": rows}, indent=2))
+    print(header + "\n\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
