@@ -241,6 +241,23 @@ def test_copy_synthesis_none_and_other_recipes_prepare_only_the_corpus(tmp_path,
                                                        stages=("train", "evaluate")))
 
 
+def test_without_copies_the_recipe_trains_without_a_copy_share(tmp_path):
+    from rawguard.config import load_config
+
+    def train_config(**kwargs):
+        step = next(s for s in plan(get_recipe("shared-corpus"), tmp_path, tmp_path / "o", **kwargs)
+                    if s.argv[0] == "train")
+        overrides = step.argv[step.argv.index("--set") + 1:] if "--set" in step.argv else []
+        return load_config(step.argv[step.argv.index("--config") + 1], overrides)
+
+    # shared_corpus.yaml draws half the spoofs from copies; with none made that would fail at the
+    # first batch ("copy_share 0.5 asks for copy-synthesis spoofs, but the cache has none").
+    assert train_config().data.sampling.copy_share == 0.5
+    assert train_config(copy_synthesis=()).data.sampling.copy_share is None
+    # a user's own --set still wins
+    assert train_config(copy_synthesis=(), overrides=("data.sampling.copy_share=0.3",)).data.sampling.copy_share == 0.3
+
+
 def test_unknown_copy_synthesis_method_names_it_and_the_valid_ones(tmp_path, capsys):
     with pytest.raises(RecipeError, match=r"'vits'.*griffin_lim, lpc, sinusoidal, world, world_vc, neural"):
         plan(get_recipe("asvspoof5"), tmp_path, tmp_path, copy_synthesis=("lpc", "vits"))
