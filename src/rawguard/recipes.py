@@ -326,8 +326,9 @@ def plan(
             extra = synth_dirs if data_set is recipe.train else []  # never resynthesise dev / eval data
             steps.append(_prepare_step(data_set, root, caches[data_set.name], extra, workers))
     if "train" in stages:
-        # Without copies, a config's data.sampling.copy_share would ask for spoofs the cache lacks.
-        no_copies = () if methods else ("data.sampling.copy_share=null",)
+        # A recipe made for copies, run without them: its config's data.sampling.copy_share would
+        # ask for spoofs the cache lacks.
+        no_copies = ("data.sampling.copy_share=null",) if recipe.copy_synthesis and not methods else ()
         overrides = (*recipe.overrides, *no_copies, *overrides, *([f"train.device={device}"] if device else []))
         steps.append(_train_step(caches[recipe.train.name], caches[recipe.dev.name], run_dir,
                                  config or recipe.config, overrides))
