@@ -39,49 +39,6 @@ def test_generator_turns_frames_into_hop_samples_each():
         assert Generator(resize)(torch.zeros(1, 80, 7)).shape == (1, 7 * 240)
 
 
-def test_snake_generator_keeps_the_shapes_and_learns_one_frequency_per_channel_and_place():
-    config = VocoderConfig(**TINY, activation="snake")
-    generator = Generator(config)
-    assert Generator(config)(torch.zeros(1, 80, 7)).shape == (1, 7 * 256)
-    alphas = [name for name, _ in generator.named_parameters() if name.endswith("log_alpha")]
-    assert len(alphas) == 3 * 2 + 1  # before each upsampling, inside each MRF stack, before the last conv
-    # A leaky-ReLU generator has no activation parameters: checkpoints from before the option load as they were.
-    assert not any("log_alpha" in name for name in Generator(VocoderConfig(**TINY)).state_dict())
-    with pytest.raises(VocoderError, match="activation must be one of leaky_relu, snake, got 'relu'"):
-        VocoderConfig(activation="relu")
-
-
-def test_anti_aliased_snake_is_snake_on_slow_signals_and_does_not_fold_harmonics_back():
-    from rawguard.copysynth.snake import AntiAliasedSnake, lowpass_kernel
-
-    snake = AntiAliasedSnake(1)
-    with torch.no_grad():
-        snake.log_alpha.fill_(np.log(2.0))
-    n = torch.arange(4096, dtype=torch.float32)
-    slow = 0.8 * torch.sin(2 * np.pi * 0.01 * n).view(1, 1, -1)  # far below Nyquist: the filters pass it
-    inner = slice(100, -100)
-    with torch.no_grad():
-        np.testing.assert_allclose(snake(slow)[..., inner], snake.snake(slow)[..., inner], atol=0.02)
-    # A tone at f0 = 0.13 cycles/sample: snake adds even harmonics, 0.26 in band, 0.78 above Nyquist.
-    # Computed at this rate 0.78 folds back to 0.22, where nothing belongs; at twice the rate the
-    # low-pass removes it before it can fold.
-    f0 = 400 / 3072  # on an FFT bin of the 3,072-sample analysis below
-    tone = 0.8 * torch.sin(2 * np.pi * f0 * n).view(1, 1, -1)
-
-    def level_at(x: torch.Tensor, frequency: float) -> float:
-        spectrum = np.abs(np.fft.rfft(x[0, 0, 512:-512].numpy() * np.hanning(3072)))
-        centre = round(frequency * 3072)
-        return float(spectrum[centre - 2:centre + 3].max())
-
-    with torch.no_grad():
-        snake.log_alpha.fill_(np.log(5.0))  # a strong snake: its harmonics are large
-        naive, anti_aliased = snake.snake(tone), snake(tone)
-    assert level_at(naive, 1 - 6 * f0) > 0.05 * level_at(naive, f0)  # the fold is really there without filters
-    assert level_at(anti_aliased, 1 - 6 * f0) < 0.05 * level_at(naive, 1 - 6 * f0)
-    assert level_at(anti_aliased, 2 * f0) > 0.5 * level_at(naive, 2 * f0)  # the in-band harmonic stays
-    assert lowpass_kernel(0.25).sum().item() == pytest.approx(1.0)
-
-
 def test_config_rejects_rates_that_do_not_make_the_hop():
     with pytest.raises(VocoderError, match="multiply to hop 256"):
         VocoderConfig(upsample_rates=(8, 8, 2))
@@ -138,22 +95,6 @@ def test_training_writes_a_loadable_vocoder_and_resumes(bonafide_cache, tmp_path
     wave = sf.read(FLAC / "RG_D_000004.flac")[0]
     copy = vocoder(wave)
     assert copy.shape == wave.shape and np.all(np.isfinite(copy)) and not np.allclose(copy, wave, atol=1e-3)
-
-
-@needs_corpus
-def test_a_snake_vocoder_trains_loads_and_copies_and_a_leaky_one_does_not_resume_it(bonafide_cache, tmp_path, capsys):
-    cache, _ = bonafide_cache
-    out = tmp_path / "snake"
-    assert cli_main(["train-vocoder", str(cache), "--out", str(out), "--activation", "snake", "--max-steps", "2",
-                     "--batch-size", "2", "--quiet"]) == 0
-    state = torch.load(out / "vocoder.pt", weights_only=True)
-    assert json.loads(state["config"])["activation"] == "snake" and any("log_alpha" in k for k in state["model"])
-    vocoder = NeuralVocoder.load(out / "vocoder.pt")
-    wave = sf.read(FLAC / "RG_D_000004.flac")[0]
-    copy = vocoder(wave)
-    assert copy.shape == wave.shape and np.all(np.isfinite(copy))
-    with pytest.raises(VocoderError, match="another architecture"):
-        _train(cache, out, steps=3, **TINY)
 
 
 @needs_corpus

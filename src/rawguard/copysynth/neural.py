@@ -12,21 +12,20 @@ Generator (HiFi-GAN-style, Kong et al. 2020), for a log-mel ``[B, n_mels, F]`` (
 
 =================================================  ======================
 conv k7, n_mels -> C                               ``[B, C, F]``
-3 x (activation, upsample x r, MRF block)          ``[B, C / 8, F * 256]``
-activation, conv k7 -> 1, tanh                     ``[B, F * 256]``
+3 x (LeakyReLU, upsample x r, MRF block)          ``[B, C / 8, F * 256]``
+LeakyReLU, conv k7 -> 1, tanh                      ``[B, F * 256]``
 =================================================  ======================
 
-The activation is a leaky ReLU (HiFi-GAN, default) or BigVGAN's anti-aliased snake
-(``activation="snake"``, :mod:`rawguard.copysynth.snake`): two vocoder families whose copies carry
-different traces. Upsampling is a ``ConvTranspose1d`` (default, as in HiFi-GAN) or sample
-repetition + conv (``upsample="nearest"``). The MRF block averages residual stacks of dilated convolutions with
+Upsampling is a ``ConvTranspose1d`` (default, as in HiFi-GAN) or sample repetition + conv
+(``upsample="nearest"``). The MRF block averages residual stacks of dilated convolutions with
 kernels 3 and 7. Training uses the multi-resolution STFT loss of Parallel WaveGAN (spectral
 convergence + log-magnitude L1 at three resolutions) and no discriminator: the copies only have to
 carry the traces neural vocoders share (learned upsampling by transposed convolutions, phase
 predicted from magnitudes), not fool a listener. See docs/recipes.md for what the copies do to
 unseen systems. An iSTFT last stage (iSTFTNet) and adversarial fine-tuning with a multi-period
 discriminator were tried and removed: neither moved unseen systems (BENCHMARKS.md, what did not
-help); checkpoints that use them are refused with an error naming the field.
+help); checkpoints that use them are refused with an error naming the field. A BigVGAN-style
+snake activation was tried and removed too: its copies did not help either.
 """
 
 from __future__ import annotations
@@ -44,13 +43,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from rawguard.conventions import BONAFIDE, INT16_SCALE, SAMPLE_RATE
-from rawguard.copysynth.snake import AntiAliasedSnake
 from rawguard.dsp import mel_filterbank
 from rawguard.progress import progress_bar
 
 CHECKPOINT_KIND = "rawguard-vocoder"
 UPSAMPLERS = ("transposed", "nearest")
-ACTIVATIONS = ("leaky_relu", "snake")
 REMOVED_UPSAMPLERS = ("istft",)  # removed variants; their checkpoints are refused by name
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (n_fft, hop, window): Parallel WaveGAN's
 
@@ -75,9 +72,6 @@ class VocoderConfig:
     # "nearest": sample repetition + conv ("resize-convolution"), which leaves other traces
     # (no checkerboard pattern, images of the frame rate instead).
     upsample: str = "transposed"
-    # "leaky_relu": HiFi-GAN's; "snake": BigVGAN's anti-aliased periodic activation
-    # (rawguard.copysynth.snake), the last stage of many modern TTS systems.
-    activation: str = "leaky_relu"
 
     def __post_init__(self) -> None:
         self.upsample_rates = tuple(int(r) for r in self.upsample_rates)
@@ -92,15 +86,6 @@ class VocoderConfig:
                                f"from rawguard; upsample is one of {', '.join(UPSAMPLERS)}")
         if self.upsample not in UPSAMPLERS:
             raise VocoderError(f"vocoder config: upsample must be one of {', '.join(UPSAMPLERS)}, got {self.upsample!r}")
-        if self.activation not in ACTIVATIONS:
-            raise VocoderError(f"vocoder config: activation must be one of {', '.join(ACTIVATIONS)}, "
-                               f"got {self.activation!r}")
-
-    def make_activation(self, channels: int) -> nn.Module:
-        """The generator's nonlinearity for a ``[B, channels, N]`` input."""
-        if self.activation == "snake":
-            return AntiAliasedSnake(channels)
-        return nn.LeakyReLU(self.negative_slope)
 
 
 class LogMel(nn.Module):
@@ -121,24 +106,20 @@ class LogMel(nn.Module):
 class MultiReceptiveField(nn.Module):
     """Sum over kernels of residual stacks of dilated convs. ``[B, C, N]`` -> ``[B, C, N]``."""
 
-    def __init__(self, channels: int, config: VocoderConfig) -> None:
+    def __init__(self, channels: int, kernels: tuple[int, ...], dilations: tuple[int, ...], slope: float) -> None:
         super().__init__()
-        kernels, dilations = config.resblock_kernels, config.resblock_dilations
+        self.slope = slope
         self.stacks = nn.ModuleList(
             nn.ModuleList(nn.Conv1d(channels, channels, k, dilation=d, padding=d * (k - 1) // 2) for d in dilations)
             for k in kernels
         )
-        # One activation per conv: a snake's frequencies are learnt per place, as in BigVGAN.
-        self.activations = nn.ModuleList(
-            nn.ModuleList(config.make_activation(channels) for _ in dilations) for _ in kernels
-        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = 0
-        for stack, activations in zip(self.stacks, self.activations):
+        for stack in self.stacks:
             y = x
-            for conv, activation in zip(stack, activations):
-                y = y + conv(activation(y))
+            for conv in stack:
+                y = y + conv(F.leaky_relu(y, self.slope))
             total = total + y
         return total / len(self.stacks)
 
@@ -151,9 +132,8 @@ class Generator(nn.Module):
         self.config = config
         c = config.channels
         self.pre = nn.Conv1d(config.n_mels, c, 7, padding=3)
-        ups, mrfs, activations = [], [], []
+        ups, mrfs = [], []
         for rate in config.upsample_rates:
-            activations.append(config.make_activation(c))
             if config.upsample == "nearest":  # repeat each sample r times, then a conv spanning 2 input steps
                 ups.append(nn.Sequential(nn.Upsample(scale_factor=rate, mode="nearest"),
                                          nn.Conv1d(c, c // 2, 2 * rate + 1, padding=rate)))
@@ -161,17 +141,16 @@ class Generator(nn.Module):
                 ups.append(nn.ConvTranspose1d(c, c // 2, 2 * rate, stride=rate, padding=rate // 2 + rate % 2,
                                               output_padding=rate % 2))
             c //= 2
-            mrfs.append(MultiReceptiveField(c, config))
+            mrfs.append(MultiReceptiveField(c, config.resblock_kernels, config.resblock_dilations,
+                                            config.negative_slope))
         self.ups, self.mrfs = nn.ModuleList(ups), nn.ModuleList(mrfs)
-        self.activations = nn.ModuleList(activations)
-        self.post_activation = config.make_activation(c)
         self.post = nn.Conv1d(c, 1, 7, padding=3)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.pre(mel)  # [B, C, F]
-        for activation, up, mrf in zip(self.activations, self.ups, self.mrfs):
-            x = mrf(up(activation(x)))  # [B, C / 2, N * r]
-        return torch.tanh(self.post(self.post_activation(x))).squeeze(1)  # [B, F * hop]
+        for up, mrf in zip(self.ups, self.mrfs):
+            x = mrf(up(F.leaky_relu(x, self.config.negative_slope)))  # [B, C / 2, N * r]
+        return torch.tanh(self.post(F.leaky_relu(x, self.config.negative_slope))).squeeze(1)  # [B, F * hop]
 
 
 def stft_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
