@@ -83,25 +83,24 @@ def summarise(rows: list[dict], member_names: list[str], reference: str | None) 
              + " | fused (logistic): " + " | ".join(f"bona fide rejected %: {s}" for s in SUBSETS) + " |",
              "|---|---:|" + "---:|" * (len(columns) + len(SUBSETS))]
 
-    def cell(values: list[dict | None]) -> tuple[float, float] | None:
-        values = [v for v in values if v is not None]
-        if not values:
-            return None
-        return 100 * np.mean([v["unseen_eer"] for v in values]), 100 * np.mean([v["seen_eer"] for v in values])
+    def cells_of(folds: list[dict]) -> list[tuple[float, float] | None]:
+        """Each column's (unseen, seen) EER %, means over ``folds``; ``None`` where none has it."""
+        picks = [lambda r, n=name: r["members"][n] for name in member_names]
+        picks += [lambda r: r["fused"]["mean"], lambda r: r["fused"]["logistic"]]
+        picks += [lambda r: r["reference"]] if reference else []
+        out = []
+        for pick in picks:
+            values = [pick(r) for r in folds if pick(r) is not None]
+            out.append((100 * np.mean([v["unseen_eer"] for v in values]), 100 * np.mean([v["seen_eer"] for v in values]))
+                       if values else None)
+        return out
 
     per_group, reference_folds = {}, {}
     for group in dict.fromkeys(r["group"] for r in rows):
-        if reference:  # the same cells on the folds the reference has, for a like-for-like row
-            known = [r for r in rows if r["group"] == group and r["reference"] is not None]
-            reference_folds[group] = [cell([r["members"][name] for r in known]) for name in member_names] + [
-                cell([r["fused"]["mean"] for r in known]), cell([r["fused"]["logistic"] for r in known]),
-                cell([r["reference"] for r in known])]
         mine = [r for r in rows if r["group"] == group]
-        cells = [cell([r["members"][name] for r in mine]) for name in member_names]
-        cells += [cell([r["fused"]["mean"] for r in mine]), cell([r["fused"]["logistic"] for r in mine])]
-        if reference:
-            cells.append(cell([r["reference"] for r in mine]))
-        per_group[group] = cells
+        per_group[group] = cells = cells_of(mine)
+        if reference:  # the same cells on the folds the reference has, for a like-for-like row
+            reference_folds[group] = cells_of([r for r in mine if r["reference"] is not None])
         rejection = []
         for subset in SUBSETS:
             values = [r["fused"]["logistic"]["bonafide_rejection"][subset] for r in mine]
