@@ -23,17 +23,11 @@ from leave_family_out import CORPUS, SUBSETS, bonafide_rejection
 DEV_SCORES = Path("eval") / "dev_v3" / "scores.txt"
 
 
-def speakers_of(protocol: Path) -> dict[str, str]:
-    """``{utterance id: speaker id}`` of an ASVspoof 2019-format protocol (speaker first, id second)."""
-    speakers = {}
-    for number, line in enumerate(protocol.read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < 2:
-            raise SystemExit(f"{protocol}:{number}: expected 'SPEAKER UTT ...', got {line!r}")
-        speakers[fields[1]] = fields[0]
-    return speakers
+def speakers_of(protocol: Path, audio_dir: Path) -> dict[str, str]:
+    """``{utterance id: speaker id}`` of a protocol, read by rawguard's protocol reader."""
+    from rawguard.data.protocols import read_protocol
+
+    return {item.utt_id: item.speaker for item in read_protocol(protocol, audio_dir=audio_dir)}
 
 
 def run_rejection(run: Path, speakers: dict[str, str]) -> dict:
@@ -67,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="recipe output folders (OUT of rawguard recipe)")
     parser.add_argument("--protocol", type=Path, default=CORPUS / "protocols" / "dev_v3.txt")
+    parser.add_argument("--audio-dir", type=Path, default=CORPUS / "flac", help="the protocol's audio folder")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    speakers = speakers_of(args.protocol)
+    speakers = speakers_of(args.protocol, args.audio_dir)
     results = [run_rejection(run, speakers) for run in args.runs]
     print(summarise(results))
     if args.out:

@@ -29,6 +29,9 @@ TRIALS = [
 def write_run(tmp_path: Path, name: str, trials=TRIALS) -> tuple[Path, Path]:
     protocol = tmp_path / "dev_v3.txt"
     protocol.write_text("".join(f"{spk} {utt} - {system} {key}\n" for spk, utt, system, key, _ in TRIALS))
+    (tmp_path / "flac").mkdir(exist_ok=True)
+    for _, utt, *_ in TRIALS:  # the protocol reader looks every id up among the audio files
+        (tmp_path / "flac" / f"{utt}.flac").touch()
     scores = tmp_path / name / recipe_rejection.DEV_SCORES
     scores.parent.mkdir(parents=True)
     scores.write_text("".join(f"{utt} {system} {key} {score}\n" for _, utt, system, key, score in trials))
@@ -38,7 +41,8 @@ def write_run(tmp_path: Path, name: str, trials=TRIALS) -> tuple[Path, Path]:
 def test_rejection_by_subset_at_the_eer_threshold_of_all_spoofs(tmp_path, capsys):
     run, protocol = write_run(tmp_path, "recipe")
     out = tmp_path / "rejection.json"
-    assert recipe_rejection.main([str(run), "--protocol", str(protocol), "--out", str(out)]) == 0
+    assert recipe_rejection.main([str(run), "--protocol", str(protocol), "--audio-dir", str(tmp_path / "flac"),
+                                  "--out", str(out)]) == 0
     (result,) = json.loads(out.read_text())
     # Sorted: spoofs -4, -3, -1, 1; bona fide -2, 0.5, 2.5, 3, 4. One bona fide (-2) sits below the
     # spoof at 1, and one spoof (1) above the bona fide at 0.5: the EER crossing rejects -2 only.
@@ -53,9 +57,7 @@ def test_rejection_by_subset_at_the_eer_threshold_of_all_spoofs(tmp_path, capsys
 def test_a_run_without_scores_or_with_foreign_utterances_is_named(tmp_path):
     run, protocol = write_run(tmp_path, "recipe", TRIALS + [("X", "ZZ9", "S01", "spoof", 0.0)])
     with pytest.raises(SystemExit, match=r"1 utterance\(s\) not in the dev_v3 protocol, e.g. 'ZZ9'"):
-        recipe_rejection.main([str(run), "--protocol", str(protocol)])
+        recipe_rejection.main([str(run), "--protocol", str(protocol), "--audio-dir", str(tmp_path / "flac")])
     with pytest.raises(SystemExit, match=r"missing_run: no eval/dev_v3/scores.txt"):
-        recipe_rejection.main([str(tmp_path / "missing_run"), "--protocol", str(protocol)])
-    (tmp_path / "short.txt").write_text("ONLY_ONE_FIELD\n")
-    with pytest.raises(SystemExit, match=r"short.txt:1: expected 'SPEAKER UTT"):
-        recipe_rejection.speakers_of(tmp_path / "short.txt")
+        recipe_rejection.main([str(tmp_path / "missing_run"), "--protocol", str(protocol),
+                               "--audio-dir", str(tmp_path / "flac")])
