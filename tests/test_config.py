@@ -66,6 +66,8 @@ def test_yaml_file_then_overrides(tmp_path):
     ("train.mixup=0.5", r"train.mixup: this option was removed .*only 0.0 \(off\) is accepted"),
     ("train.speaker_adversarial=0.1", r"train.speaker_adversarial: this option was removed"),
     ("train.system_auxiliary=0.3", r"train.system_auxiliary: this option was removed"),
+    ("optim.sam_rho=0.05", r"optim.sam_rho: this option was removed"),
+    ("optim.sam_adaptive=true", r"optim.sam_adaptive: this option was removed"),
     ("model.frontend_mean_norm=true", r"model: .*'frontend_mean_norm' was removed .*What did not help"),
     ("train.compile=sometimes", r"train.compile: expected true or false"),
     ("train.precision=fp8", r"train.precision: must be one of auto, fp32, bf16, fp16"),
@@ -142,13 +144,14 @@ def test_old_flat_sampling_keys_and_removed_options_at_off_load_from_an_old_conf
     old["data"] = {"window": 16000, "batch_size": 32, "balanced": True, "copy_share": 0.5, "speaker_matched": False,
                    "system_balance": 0.5, "speaker_balance": 0.0, "spoof_speaker_balance": 0.0, "prefetch": 2}
     old["train"].update(mixup=0.0, speaker_adversarial=0.0, system_auxiliary=0.0)
+    old["optim"].update(sam_rho=0.0, sam_adaptive=False, sam_from=0.0)
     old["model"]["frontend_mean_norm"] = False
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(old))
     config = load_config(path)
     assert (config.data.sampling.balanced, config.data.sampling.copy_share, config.data.sampling.system_balance) \
         == (True, 0.5, 0.5)
-    assert config.model.overrides == {} and not hasattr(config.train, "mixup")
+    assert config.model.overrides == {} and not hasattr(config.train, "mixup") and not hasattr(config.optim, "sam_rho")
     assert "sampling" in config.to_dict()["data"] and "balanced" not in config.to_dict()["data"]
     old["train"]["mixup"] = 0.5  # the run used it: it cannot be reproduced today
     path.write_text(yaml.safe_dump(old))

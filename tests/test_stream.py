@@ -3,10 +3,8 @@ boundaries, WAV headers, `rawguard stream` on a pipe and a growing file, and WS 
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import os
 import subprocess
 import sys
 import time

@@ -82,14 +82,6 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables clipping."""
-    sam_rho: float = 0.0
-    """Sharpness-aware minimisation: radius of the weight perturbation (0 = off; SAM ~0.05, ASAM
-    ~0.5-2). Each step then costs two forward/backward passes (``training/sam.py``)."""
-    sam_adaptive: bool = False
-    """ASAM: the perturbation's radius is relative to each weight's magnitude."""
-    sam_from: float = 0.0
-    """Switch SAM on once this fraction of the schedule's steps has passed (0 = from the first
-    step; 0.5 = the second half only, at 1.4x rather than 1.75x the time of plain steps)."""
 
 
 @dataclass
@@ -295,6 +287,9 @@ REMOVED_KEYS: dict[str, Any] = {
     "data.speaker_matched": False,
     "data.speaker_balance": 0.0,
     "data.spoof_speaker_balance": 0.0,
+    "optim.sam_rho": 0.0,
+    "optim.sam_adaptive": False,
+    "optim.sam_from": 0.0,
     "train.mixup": 0.0,
     "train.speaker_adversarial": 0.0,
     "train.system_auxiliary": 0.0,
@@ -520,8 +515,6 @@ def validate(config: RunConfig) -> RunConfig:
         ("optim.decay_steps", config.optim.decay_steps >= 0, "must be >= 0"),
         ("optim.min_lr_ratio", 0 <= config.optim.min_lr_ratio <= 1, "must be in [0, 1]"),
         ("optim.grad_clip", config.optim.grad_clip >= 0, "must be >= 0 (0 disables clipping)"),
-        ("optim.sam_rho", config.optim.sam_rho >= 0, "must be >= 0 (0 disables sharpness-aware minimisation)"),
-        ("optim.sam_from", 0 <= config.optim.sam_from < 1, "must be in [0, 1) (a fraction of the schedule's steps)"),
         ("train.max_steps", config.train.max_steps >= 0, "must be >= 0"),
         ("train.max_epochs", config.train.max_epochs >= 0, "must be >= 0"),
         ("train.max_minutes", config.train.max_minutes >= 0, "must be >= 0"),

@@ -48,7 +48,6 @@ from rawguard.training.distributed import DistContext, any_rank, init_distribute
 from rawguard.training.errors import RunExistsError, TrainingError
 from rawguard.training.log import MetricsLog, truncate_metrics
 from rawguard.training.precision import autocast
-from rawguard.training.sam import frozen_batchnorm_statistics
 from rawguard.training.selection import DevSelection, check_dev_cache, evaluate_dev, open_monitor_sets
 from rawguard.training.signals import StopSignals
 from rawguard.training.state import Checkpointer, RunState, Throughput, data_fingerprint, restore_run
@@ -253,12 +252,6 @@ def _optimizer_step(parts: Parts, x: torch.Tensor, y: torch.Tensor, run: RunStat
     parts.optimizer.zero_grad(set_to_none=True)
     chunks = list(zip(x.split(parts.micro_batch), y.split(parts.micro_batch)))
     loss = _accumulate_gradients(parts, chunks, ctx)
-    if parts.sam is not None and run.step >= parts.sam_first_step and parts.sam.ascend():
-        # The update uses the gradient at the worst nearby weights (training/sam.py).
-        parts.optimizer.zero_grad(set_to_none=True)
-        with frozen_batchnorm_statistics(parts.model):
-            _accumulate_gradients(parts, chunks, ctx)
-        parts.sam.descend()
     if not math.isfinite(loss) and parts.precision != "fp16":
         raise TrainingError(
             f"non-finite training loss ({loss}) at step {run.step + 1} (epoch {run.epoch}); "

@@ -10,7 +10,6 @@ come from the global torch generator right after :func:`seed_everything`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ from rawguard.training.ema import ModelEMA
 from rawguard.training.errors import TrainingError
 from rawguard.training.precision import make_scaler, resolve_precision
 from rawguard.training.rng import seed_everything
-from rawguard.training.sam import SharpnessAwareStep
 from rawguard.training.schedule import lr_at
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -157,8 +155,6 @@ class Parts:
     """The loop's own random stream (augmentation), seeded per rank."""
     loss_fn: LossFn
     forward: CompiledForward
-    sam: SharpnessAwareStep | None
-    sam_first_step: int
     decay_steps: int
     device: torch.device
     precision: str
@@ -222,17 +218,13 @@ def build_parts(config: RunConfig, train_set: Any, device: torch.device, ctx: Di
         torch.tensor(cfg_t.class_weights, dtype=torch.float32, device=device) if cfg_t.class_weights else None
     )
     decay_steps = schedule_length(config, batches.batches_per_epoch)
-    sam = None
-    if config.optim.sam_rho > 0:
-        trained = [p for group in optimizer.param_groups for p in group["params"]]
-        sam = SharpnessAwareStep(trained, config.optim.sam_rho, config.optim.sam_adaptive)
     parts = Parts(
         config=config, model=model, module=module, model_config=dataclasses.asdict(module.config), ema=ema,
         optimizer=optimizer, scaler=scaler, batches=batches, augmenter=augmenter, generator=generator,
         loss_fn=build_loss(config, module, class_weights),
         # After the DDP wrapper (its gradient hooks stay outside the graph), before the first step.
         forward=CompiledForward(model, cfg_t.compile, warn=lambda message: tqdm.write(message, file=sys.stderr)),
-        sam=sam, sam_first_step=math.ceil(config.optim.sam_from * decay_steps), decay_steps=decay_steps,
+        decay_steps=decay_steps,
         device=device, precision=precision, micro_batch=config.data.batch_size // (ctx.world_size * cfg_t.grad_accum),
     )
     parts.lr_at(0)  # fail now, not after the first checkpoint, if the schedule has no length
