@@ -91,28 +91,3 @@ __all__ = [
     "min_input_length",
     "output_length",
 ]
-
-
-class CosineHead(nn.Module):
-    """Cosine-similarity output layer for one-class training (OC-softmax, Zhang et al., IEEE SPL 2021).
-
-    The clip embedding ``[B, D]`` and one learnable direction ``w`` ``[D]`` are L2-normalised;
-    their cosine ``c`` ``[B]`` in [-1, 1] is the bona fide score. The layer returns the two logits
-    ``scale / 2 * [-c, c]`` (spoof, bona fide), so that every consumer of ``[B, 2]`` logits works
-    unchanged and the detection score ``logit_bonafide - logit_spoof`` is ``scale * c``.
-    :func:`rawguard.training.losses.oc_softmax_loss` recovers ``c`` from the logits.
-    """
-
-    def __init__(self, in_features: int, scale: float) -> None:
-        super().__init__()
-        if scale <= 0:
-            raise ValueError(f"cosine head: scale must be > 0, got {scale}")
-        self.scale = scale
-        self.in_features = in_features
-        self.direction = nn.Parameter(torch.randn(in_features) / in_features ** 0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, D]`` embeddings -> ``[B, 2]`` logits ``scale / 2 * [-cos, cos]``."""
-        cosine = nn.functional.normalize(x.float(), dim=-1) @ nn.functional.normalize(self.direction.float(), dim=0)
-        half = 0.5 * self.scale * cosine  # [B]
-        return torch.stack([-half, half], dim=-1)

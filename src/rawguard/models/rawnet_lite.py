@@ -35,7 +35,7 @@ from torch import nn
 
 from rawguard.conventions import SAMPLE_RATE
 from rawguard.models import register_model
-from rawguard.models.layers import CosineHead, FeatureMapScaling, check_waveform, gru_fp32, min_input_length, output_length
+from rawguard.models.layers import FeatureMapScaling, check_waveform, gru_fp32, min_input_length, output_length
 from rawguard.models.sinc import LearnableSincConv, odd_kernel_size
 
 
@@ -46,7 +46,9 @@ class RawNetLiteConfig:
     # Values for fields that checkpoints written before the field existed do not store.
     LEGACY_DEFAULTS: ClassVar[dict[str, object]] = {"log_compression": False, "summary": "last"}
     # Fields removed since (value that meant "off"): older checkpoints that name them at it still load.
-    REMOVED_FIELDS: ClassVar[dict[str, object]] = {"frontend_mean_norm": False}
+    REMOVED_FIELDS: ClassVar[dict[str, object]] = {
+        "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0,
+    }
 
     frontend: Literal["conv", "sinc"] = "conv"
     frontend_channels: int = 32
@@ -65,10 +67,6 @@ class RawNetLiteConfig:
     # recurrence, and a local artefact anywhere in the clip reaches the classifier.
     summary: Literal["last", "mean", "meanmax"] = "meanmax"  # see BENCHMARKS.md, shared corpus
     dropout: float = 0.0  # before the classifier
-    # Output layer: "linear" (two logits) or "cosine" (cosine to one learnt direction, for
-    # train.loss=oc_softmax; see rawguard.models.layers.CosineHead); cosine_scale is its alpha.
-    head: Literal["linear", "cosine"] = "linear"
-    cosine_scale: float = 20.0
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -84,10 +82,6 @@ class RawNetLiteConfig:
             raise ValueError("rawnet-lite config: block_channels / block_pools must be non-empty and positive")
         if self.summary not in ("last", "mean", "meanmax"):
             raise ValueError(f"rawnet-lite config: summary must be 'last', 'mean' or 'meanmax', got {self.summary!r}")
-        if self.head not in ("linear", "cosine"):
-            raise ValueError(f"rawnet-lite config: head must be 'linear' or 'cosine', got {self.head!r}")
-        if self.cosine_scale <= 0:
-            raise ValueError(f"rawnet-lite config: cosine_scale must be > 0, got {self.cosine_scale}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -143,8 +137,7 @@ class RawNetLite(nn.Module):
         self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(config.dropout)
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
-        self.fc = (CosineHead(summary_size, config.cosine_scale) if config.head == "cosine"
-                   else nn.Linear(summary_size, 2))
+        self.fc = nn.Linear(summary_size, 2)
         self._kernel = kernel
         self._pools = [config.frontend_pool, *config.block_pools]
         self.min_samples = min_input_length(kernel, config.frontend_stride, self._pools)

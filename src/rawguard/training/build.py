@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from rawguard.config import ConfigError, RunConfig, load_config
 from rawguard.data.sampling import SamplingError
-from rawguard.models.layers import CosineHead
 from rawguard.training import losses
 from rawguard.training.compile import CompiledForward
 from rawguard.training.distributed import DistContext
@@ -108,22 +107,11 @@ def build_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimize
     return cls(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
 
 
-def build_loss(config: RunConfig, model: nn.Module, class_weights: torch.Tensor | None) -> LossFn:
-    """``(logits [B, 2], labels [B]) -> scalar loss`` for ``train.loss``.
-
-    Raises:
-        ConfigError: ``oc_softmax`` for a model without a cosine output layer.
-    """
-    if config.train.loss == "cross_entropy":
-        smoothing = config.train.label_smoothing
-        return lambda logits, labels: losses.cross_entropy(logits, labels, class_weights, smoothing)
-    head = getattr(model, "fc", None)
-    if not isinstance(head, CosineHead):
-        raise ConfigError(f"train.loss: oc_softmax needs a cosine output layer; {config.model.name} has none "
-                          "(rawnet-lite: model.head=cosine)")
-    margin_bonafide, margin_spoof = config.train.oc_margins
-    return lambda logits, labels: losses.oc_softmax_loss(logits, labels, head.scale, margin_bonafide, margin_spoof,
-                                                         class_weights)
+def build_loss(config: RunConfig, class_weights: torch.Tensor | None) -> LossFn:
+    """``(logits [B, 2], labels [B]) -> scalar loss``: cross-entropy, class-weighted and label-smoothed
+    as the ``train`` section says."""
+    smoothing = config.train.label_smoothing
+    return lambda logits, labels: losses.cross_entropy(logits, labels, class_weights, smoothing)
 
 
 def build_augmenter(config: RunConfig):
@@ -221,7 +209,7 @@ def build_parts(config: RunConfig, train_set: Any, device: torch.device, ctx: Di
     parts = Parts(
         config=config, model=model, module=module, model_config=dataclasses.asdict(module.config), ema=ema,
         optimizer=optimizer, scaler=scaler, batches=batches, augmenter=augmenter, generator=generator,
-        loss_fn=build_loss(config, module, class_weights),
+        loss_fn=build_loss(config, class_weights),
         # After the DDP wrapper (its gradient hooks stay outside the graph), before the first step.
         forward=CompiledForward(model, cfg_t.compile, warn=lambda message: tqdm.write(message, file=sys.stderr)),
         decay_steps=decay_steps,
