@@ -270,9 +270,10 @@ def test_rawnet_lite_mean_summary_is_the_average_of_the_gru_outputs(real_clips):
     torch.testing.assert_close(seen["fc"], seen["gru"].mean(dim=1))
 
 
-def test_a_saved_config_with_the_removed_frontend_mean_norm_loads_only_when_it_was_off():
+def test_a_saved_config_with_removed_fields_loads_only_when_they_were_off():
     model = create_model("rawnet-lite", frontend_channels=8, block_channels=[8, 16], gru_hidden=16)
-    saved = {**dataclasses.asdict(model.config), "frontend_mean_norm": False}  # as checkpoints stored it
+    saved = {**dataclasses.asdict(model.config), "frontend_mean_norm": False, "mixstyle": 0.0,
+             "mixstyle_alpha": 0.1}  # as checkpoints stored them
     rebuilt = create_model_from_saved("rawnet-lite", saved)
     rebuilt.load_state_dict(model.state_dict())  # the field had no weights: the same model
     x = 0.1 * torch.randn(2, 8000)
@@ -280,6 +281,8 @@ def test_a_saved_config_with_the_removed_frontend_mean_norm_loads_only_when_it_w
         torch.testing.assert_close(rebuilt.eval()(x), model.eval()(x), rtol=0, atol=0)
     with pytest.raises(ModelConfigError, match=r"'frontend_mean_norm' was removed .*only False is accepted"):
         create_model_from_saved("rawnet-lite", {**saved, "frontend_mean_norm": True})
+    with pytest.raises(ModelConfigError, match=r"'mixstyle' was removed"):  # it changed how the model trained
+        create_model_from_saved("rawnet-lite", {**saved, "mixstyle": 0.5})
     with pytest.raises(ModelConfigError, match="frontend_mean_norm"):  # a new model cannot ask for it either
         create_model("rawnet-lite", frontend_mean_norm=False)
 

@@ -18,9 +18,7 @@ linear 256 -> 2                            ``[B, 2]`` logits
 =========================================  ==================  ===========
 
 The front-end is a plain learnable ``Conv1d`` (``frontend="conv"``) or SincNet-style band-pass
-filters with learnable edges (``frontend="sinc"``). With ``mixstyle > 0`` the log filter-bank frames
-of a training batch swap part of their per-filter time statistics (:mod:`rawguard.models.mixstyle`).
-Residual block: [BN -> LeakyReLU, skipped in
+filters with learnable edges (``frontend="sinc"``). Residual block: [BN -> LeakyReLU, skipped in
 the first block because the front-end just applied them] -> conv k3 -> BN -> LeakyReLU -> conv k3,
 plus identity or 1x1-conv skip, then max-pool and filter-wise feature-map scaling (FMS, as in
 RawNet2). The GRU's final hidden states summarise the whole clip, so the output shape does not
@@ -38,7 +36,6 @@ from torch import nn
 from rawguard.conventions import SAMPLE_RATE
 from rawguard.models import register_model
 from rawguard.models.layers import FeatureMapScaling, check_waveform, gru_fp32, min_input_length, output_length
-from rawguard.models.mixstyle import MixStyle
 from rawguard.models.sinc import LearnableSincConv, odd_kernel_size
 
 
@@ -50,7 +47,7 @@ class RawNetLiteConfig:
     LEGACY_DEFAULTS: ClassVar[dict[str, object]] = {"log_compression": False, "summary": "last"}
     # Fields removed since (value that meant "off"): older checkpoints that name them at it still load.
     REMOVED_FIELDS: ClassVar[dict[str, object]] = {
-        "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0,
+        "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
     }
 
     frontend: Literal["conv", "sinc"] = "conv"
@@ -70,10 +67,6 @@ class RawNetLiteConfig:
     # recurrence, and a local artefact anywhere in the clip reaches the classifier.
     summary: Literal["last", "mean", "meanmax"] = "meanmax"  # see BENCHMARKS.md, shared corpus
     dropout: float = 0.0  # before the classifier
-    # MixStyle on the log filter-bank frames while training (rawguard.models.mixstyle): the
-    # probability that a clip's per-filter time statistics are mixed with another clip's (0 = off).
-    mixstyle: float = 0.0
-    mixstyle_alpha: float = 0.1
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -89,10 +82,6 @@ class RawNetLiteConfig:
             raise ValueError("rawnet-lite config: block_channels / block_pools must be non-empty and positive")
         if self.summary not in ("last", "mean", "meanmax"):
             raise ValueError(f"rawnet-lite config: summary must be 'last', 'mean' or 'meanmax', got {self.summary!r}")
-        if not 0.0 <= self.mixstyle <= 1.0:
-            raise ValueError(f"rawnet-lite config: mixstyle must be in [0, 1], got {self.mixstyle}")
-        if self.mixstyle_alpha <= 0:
-            raise ValueError(f"rawnet-lite config: mixstyle_alpha must be > 0, got {self.mixstyle_alpha}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -133,7 +122,6 @@ class RawNetLite(nn.Module):
             self.frontend = nn.Conv1d(1, c0, config.frontend_kernel, stride=config.frontend_stride, bias=False)
             kernel = config.frontend_kernel
         self.frontend_pool = nn.MaxPool1d(config.frontend_pool)
-        self.mixstyle = MixStyle(config.mixstyle, config.mixstyle_alpha)
         self.frontend_bn = nn.BatchNorm1d(c0)
         self.frontend_act = nn.LeakyReLU(config.negative_slope)
         blocks, scalings = [], []
@@ -167,7 +155,6 @@ class RawNetLite(nn.Module):
             # Artefacts of resynthesis live in low-energy regions (between harmonics, unvoiced
             # frames, the noise floor); without compression the loud voiced frames dominate.
             x = torch.log(x + 1e-6)
-        x = self.mixstyle(x)  # identity unless training with model.mixstyle > 0
         x = self.frontend_act(self.frontend_bn(x))  # [B, C0, F / pool]
         for block, fms in zip(self.blocks, self.fms):
             x = fms(block(x))  # [B, C, N / pool]
