@@ -39,6 +39,7 @@ YARDSTICK_SWEEPS: dict[str, str] = {
     "leave_family_out_sam005": "SAM rho 0.05",
     "leave_family_out_oc_softmax_seed0": "one-class softmax (seed 0)",
     "leave_family_out_mixstyle": "MixStyle",
+    "leave_family_out_system_balance1": "every system equally often",
     "leave_family_out_no_augmentation": "no augmentation",
     "leave_family_out_rawboost": "RawBoost",
     "leave_family_out_robust": "channel robustness, both classes",
