@@ -13,7 +13,7 @@ import torch
 from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, SAMPLE_RATE
 from rawguard.models import ModelConfigError, create_model, create_model_from_saved, get_config_class, list_models
 from rawguard.models.layers import WaveformShapeError
-from rawguard.models.sinc import FixedSincConv, mel_band_edges
+from rawguard.models.sinc import FixedSincConv, band_edges, mel_band_edges
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -88,7 +88,9 @@ def test_unknown_override_key_error_lists_valid_keys():
     [
         ({"gru_hidden": "big"}, "gru_hidden"),
         ({"gru_hidden": 1.5}, "gru_hidden"),
-        ({"frontend": "mel"}, r"frontend.*\['conv', 'sinc'\]"),
+        ({"frontend": "mel"}, r"frontend.*\['conv', 'sinc', 'fixed_sinc'\]"),
+        ({"frontend_scale": "bark"}, "frontend_scale"),
+        ({"frontend": "conv", "frontend_scale": "linear"}, "frontend_scale.*sinc"),
         ({"block_channels": (32, 64, 64)}, "block_pools"),
         ({"frontend_stride": 0}, "frontend_stride"),
         ({"dropout": 1.0}, "dropout"),
@@ -178,10 +180,37 @@ def test_fixed_sinc_filters_pass_their_own_mel_band():
         assert response[i][inside].mean() > 10 * response[i][far].mean(), f"filter {i} leaks"
 
 
+@pytest.mark.parametrize("scale", ["linear", "inverse_mel"])
+def test_fixed_sinc_filters_pass_their_own_band_on_every_scale(scale):
+    sinc = FixedSincConv(16, 256, scale=scale)
+    edges = band_edges(16, scale).numpy()
+    response = np.abs(np.fft.rfft(sinc.filters.squeeze(1).numpy(), n=8192, axis=-1))  # [16, 4097]
+    freqs = np.fft.rfftfreq(8192, 1 / SAMPLE_RATE)
+    for i in range(16):
+        low, high = edges[i], edges[i + 1]
+        inside = (freqs > low) & (freqs < high)
+        far = (freqs < low - (high - low)) | (freqs > high + (high - low))
+        assert response[i][inside].mean() > 10 * response[i][far].mean(), f"{scale} filter {i} leaks"
+
+
+def test_band_scales_tile_zero_to_nyquist_with_their_own_spacing():
+    nyquist = SAMPLE_RATE / 2
+    for scale in ("mel", "linear", "inverse_mel"):
+        edges = band_edges(8, scale).numpy()
+        assert edges[0] == pytest.approx(0.0, abs=1e-6) and edges[-1] == pytest.approx(nyquist), scale
+        assert np.all(np.diff(edges) > 0), scale
+    widths = {scale: np.diff(band_edges(8, scale).numpy()) for scale in ("mel", "linear", "inverse_mel")}
+    assert np.allclose(widths["linear"], nyquist / 8)
+    assert np.all(np.diff(widths["mel"]) > 0)  # narrow at the bottom
+    assert np.allclose(widths["inverse_mel"], widths["mel"][::-1])  # mirrored: narrow at the top
+    with pytest.raises(ValueError, match="bark"):
+        band_edges(8, "bark")
+
+
 # ---------------------------------------------------------------- rawnet-lite
 
 
-@pytest.mark.parametrize("frontend", ["conv", "sinc"])
+@pytest.mark.parametrize("frontend", ["conv", "sinc", "fixed_sinc"])
 def test_rawnet_lite_is_small_and_its_gru_sees_100_to_200_steps(frontend):
     model = create_model("rawnet-lite", frontend=frontend)
     assert trainable(model) <= 1_000_000
@@ -242,6 +271,24 @@ def test_rawnet_lite_gradients_reach_the_front_end(frontend, first_param, real_c
     for name, param in model.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
     assert dict(model.named_parameters())[first_param].grad.abs().sum() > 0
+
+
+def test_rawnet_lite_fixed_sinc_front_end_is_not_trained_and_rebuilds_from_its_config(real_clips):
+    torch.manual_seed(0)
+    model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear").train()
+    assert not any(name.startswith("frontend.") for name, _ in model.named_parameters())
+    assert "frontend.filters" not in model.state_dict()  # a function of the config, not stored
+    before = model.frontend.filters.clone()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    batch = torch.stack([torch.from_numpy(np.resize(w, 16_000)) for w in real_clips])
+    torch.nn.functional.cross_entropy(model(batch), torch.tensor([1, 1, 0, 0])).backward()
+    optimiser.step()
+    assert torch.equal(model.frontend.filters, before)
+    rebuilt = create_model("rawnet-lite", **dataclasses.asdict(model.config))
+    rebuilt.load_state_dict(model.state_dict())
+    model.eval(), rebuilt.eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(rebuilt(batch), model(batch))
 
 
 @pytest.mark.parametrize("summary", ["last", "mean", "meanmax"])

@@ -17,8 +17,9 @@ mean and max over time                     ``[B, 256]``
 linear 256 -> 2                            ``[B, 2]`` logits
 =========================================  ==================  ===========
 
-The front-end is a plain learnable ``Conv1d`` (``frontend="conv"``) or SincNet-style band-pass
-filters with learnable edges (``frontend="sinc"``). Residual block: [BN -> LeakyReLU, skipped in
+The front-end is a plain learnable ``Conv1d`` (``frontend="conv"``), SincNet-style band-pass
+filters with learnable edges (``frontend="sinc"``) or fixed band-pass filters (``"fixed_sinc"``),
+mel-, linear- or inverse-mel-spaced (``frontend_scale``). Residual block: [BN -> LeakyReLU, skipped in
 the first block because the front-end just applied them] -> conv k3 -> BN -> LeakyReLU -> conv k3,
 plus identity or 1x1-conv skip, then max-pool and filter-wise feature-map scaling (FMS, as in
 RawNet2). The GRU's final hidden states summarise the whole clip, so the output shape does not
@@ -36,7 +37,7 @@ from torch import nn
 from rawguard.conventions import SAMPLE_RATE
 from rawguard.models import register_model
 from rawguard.models.layers import FeatureMapScaling, check_waveform, gru_fp32, min_input_length, output_length
-from rawguard.models.sinc import LearnableSincConv, odd_kernel_size
+from rawguard.models.sinc import FixedSincConv, LearnableSincConv, odd_kernel_size
 
 
 @dataclass
@@ -50,7 +51,10 @@ class RawNetLiteConfig:
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
     }
 
-    frontend: Literal["conv", "sinc"] = "conv"
+    # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
+    # "fixed_sinc": band-pass filters that are not trained (RawNet2's front-end).
+    frontend: Literal["conv", "sinc", "fixed_sinc"] = "conv"
+    frontend_scale: Literal["mel", "linear", "inverse_mel"] = "mel"  # band spacing of a sinc front-end
     frontend_channels: int = 32
     frontend_kernel: int = 64  # taps (4 ms at 16 kHz); a sinc front-end makes it odd
     frontend_stride: int = 16
@@ -82,6 +86,11 @@ class RawNetLiteConfig:
             raise ValueError("rawnet-lite config: block_channels / block_pools must be non-empty and positive")
         if self.summary not in ("last", "mean", "meanmax"):
             raise ValueError(f"rawnet-lite config: summary must be 'last', 'mean' or 'meanmax', got {self.summary!r}")
+        if self.frontend == "conv" and self.frontend_scale != "mel":
+            raise ValueError(
+                f"rawnet-lite config: frontend_scale={self.frontend_scale!r} places sinc bands; the conv "
+                "front-end learns its own (use frontend='sinc' or 'fixed_sinc')"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -116,7 +125,14 @@ class RawNetLite(nn.Module):
         self.config = config = config or RawNetLiteConfig()
         c0 = config.frontend_channels
         if config.frontend == "sinc":
-            self.frontend = LearnableSincConv(c0, config.frontend_kernel, config.sample_rate, config.frontend_stride)
+            self.frontend = LearnableSincConv(
+                c0, config.frontend_kernel, config.sample_rate, config.frontend_stride, scale=config.frontend_scale
+            )
+            kernel = odd_kernel_size(config.frontend_kernel)
+        elif config.frontend == "fixed_sinc":
+            self.frontend = FixedSincConv(
+                c0, config.frontend_kernel, config.sample_rate, config.frontend_stride, scale=config.frontend_scale
+            )
             kernel = odd_kernel_size(config.frontend_kernel)
         else:
             self.frontend = nn.Conv1d(1, c0, config.frontend_kernel, stride=config.frontend_stride, bias=False)

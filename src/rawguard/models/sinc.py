@@ -2,7 +2,9 @@
 
 A sinc filter is the difference of two ideal low-pass filters, windowed to a finite kernel:
 ``h[n] = 2 f_hi/sr * sinc(2 f_hi n / sr) - 2 f_lo/sr * sinc(2 f_lo n / sr)``, times a Hamming window.
-Band edges start mel-spaced so that low frequencies get narrow bands, as in RawNet2.
+Band edges are mel-spaced (narrow bands at low frequencies, as in RawNet2), linear (equal widths)
+or inverse-mel (narrow bands at high frequencies, where many vocoders leave their artefacts; one of
+the fixed banks of Tak et al., ICASSP 2021).
 
 Everything here is plain torch ops, so it runs under autocast and exports to ONNX.
 """
@@ -36,6 +38,27 @@ def mel_band_edges(num_filters: int, sample_rate: int = SAMPLE_RATE, n_fft: int 
     grid_mel = hz_to_mel(grid_hz)
     edges_mel = torch.linspace(float(grid_mel.min()), float(grid_mel.max()), num_filters + 1, dtype=torch.float64)
     return mel_to_hz(edges_mel)
+
+
+BAND_SCALES = ("mel", "linear", "inverse_mel")
+
+
+def band_edges(num_filters: int, scale: str = "mel", sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``num_filters + 1`` band edges in Hz from 0 to Nyquist, float64 ``[F + 1]``, increasing.
+
+    Args:
+        num_filters: ``F``.
+        scale: ``"mel"`` (:func:`mel_band_edges`), ``"linear"`` (equal widths) or ``"inverse_mel"``
+            (the mel bands mirrored about Nyquist / 2: narrow at the top, wide at the bottom).
+        sample_rate: Hz.
+    """
+    if scale == "mel":
+        return mel_band_edges(num_filters, sample_rate)
+    if scale == "linear":
+        return torch.linspace(0.0, sample_rate / 2, num_filters + 1, dtype=torch.float64)
+    if scale == "inverse_mel":
+        return (sample_rate / 2 - mel_band_edges(num_filters, sample_rate)).flip(0).clamp(min=0.0)
+    raise ValueError(f"band scale must be one of {', '.join(BAND_SCALES)}, got {scale!r}")
 
 
 def odd_kernel_size(kernel_size: int) -> int:
@@ -85,7 +108,7 @@ class _SincConv(nn.Module):
 
 
 class FixedSincConv(_SincConv):
-    """RawNet2's sinc front-end: ``F`` fixed mel-spaced band-pass filters (no trainable parameters).
+    """RawNet2's sinc front-end: ``F`` fixed band-pass filters (no trainable parameters).
 
     Input ``[B, 1, T]``, output ``[B, F, T - K + 1]`` (no padding, stride 1 by default).
 
@@ -97,6 +120,7 @@ class FixedSincConv(_SincConv):
         drop_top_band: reproduce the official baseline code exactly, which builds ``F`` edges
             (not ``F + 1``) and fills only ``F - 1`` filters, leaving the last one all zeros and the
             top band unused. Off by default: then the ``F`` bands tile 0 Hz to Nyquist.
+        scale: how the bands are spaced (:func:`band_edges`); RawNet2's baseline is ``"mel"``.
     """
 
     def __init__(
@@ -106,9 +130,10 @@ class FixedSincConv(_SincConv):
         sample_rate: int = SAMPLE_RATE,
         stride: int = 1,
         drop_top_band: bool = False,
+        scale: str = "mel",
     ) -> None:
         super().__init__(kernel_size, stride)
-        edges = mel_band_edges(num_filters, sample_rate)
+        edges = band_edges(num_filters, scale, sample_rate)
         if drop_top_band:
             edges = edges[:num_filters]  # F edges -> F - 1 bands
         filters = sinc_bandpass(edges[:-1], edges[1:], self.kernel_size, sample_rate)
@@ -126,7 +151,7 @@ class FixedSincConv(_SincConv):
 class LearnableSincConv(_SincConv):
     """SincNet-style front-end: ``F`` band-pass filters whose two edges are learned (2 F parameters).
 
-    Edges start mel-spaced; during training they move, constrained to 0 <= low < high <= Nyquist with
+    Edges start spaced by ``scale`` (:func:`band_edges`, mel by default); during training they move, constrained to 0 <= low < high <= Nyquist with
     at least ``min_band_hz`` of bandwidth. Input ``[B, 1, T]``, output ``[B, F, (T - K) // stride + 1]``.
     """
 
@@ -138,12 +163,13 @@ class LearnableSincConv(_SincConv):
         stride: int = 1,
         min_low_hz: float = 0.0,
         min_band_hz: float = 50.0,
+        scale: str = "mel",
     ) -> None:
         super().__init__(kernel_size, stride)
         self.sample_rate = sample_rate
         self.min_low_hz = min_low_hz
         self.min_band_hz = min_band_hz
-        edges = mel_band_edges(num_filters, sample_rate)
+        edges = band_edges(num_filters, scale, sample_rate)
         self.low_hz = nn.Parameter(edges[:-1].float())  # [F]
         self.band_hz = nn.Parameter((edges[1:] - edges[:-1]).float())  # [F]
 
@@ -159,8 +185,10 @@ class LearnableSincConv(_SincConv):
 
 
 __all__ = [
+    "BAND_SCALES",
     "FixedSincConv",
     "LearnableSincConv",
+    "band_edges",
     "hz_to_mel",
     "mel_band_edges",
     "mel_to_hz",
