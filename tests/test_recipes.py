@@ -205,7 +205,8 @@ def test_shared_corpus_v2_protocols_keep_the_v2_recipe_and_its_budget(tmp_path, 
     assert "_v3" not in "\n".join(lines)
     assert lines[-2:] == [
         f"rawguard train --train {out}/caches/train --dev {out}/caches/dev --out {out}/run --config shared_corpus "
-        "--set train.max_steps=13000 train.max_minutes=15 train.seed=3",  # the user's --set comes last and wins
+        "--set train.max_steps=13000 train.max_minutes=15 model.frontend=conv model.frontend_scale=mel "
+        "train.seed=3",  # the user's --set comes last and wins
         f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev --out {out}/eval/dev",
     ]
     recipe = with_protocols(get_recipe("shared-corpus"), "v2")
