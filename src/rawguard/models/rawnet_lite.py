@@ -19,7 +19,7 @@ linear 256 -> 2                            ``[B, 2]`` logits
 
 The front-end is a plain learnable ``Conv1d`` (``frontend="conv"``), SincNet-style band-pass
 filters with learnable edges (``frontend="sinc"``) or fixed band-pass filters (``"fixed_sinc"``),
-mel-, linear- or inverse-mel-spaced (``frontend_scale``). Residual block: [BN -> LeakyReLU, skipped in
+mel- or linearly spaced (``frontend_scale``). Residual block: [BN -> LeakyReLU, skipped in
 the first block because the front-end just applied them] -> conv k3 -> BN -> LeakyReLU -> conv k3,
 plus identity or 1x1-conv skip, then max-pool and filter-wise feature-map scaling (FMS, as in
 RawNet2). The GRU's final hidden states summarise the whole clip, so the output shape does not
@@ -54,7 +54,7 @@ class RawNetLiteConfig:
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
     # "fixed_sinc": band-pass filters that are not trained (RawNet2's front-end).
     frontend: Literal["conv", "sinc", "fixed_sinc"] = "conv"
-    frontend_scale: Literal["mel", "linear", "inverse_mel"] = "mel"  # band spacing of a sinc front-end
+    frontend_scale: Literal["mel", "linear"] = "mel"  # band spacing of a sinc front-end
     frontend_channels: int = 32
     frontend_kernel: int = 64  # taps (4 ms at 16 kHz); a sinc front-end makes it odd
     frontend_stride: int = 16

@@ -2,9 +2,8 @@
 
 A sinc filter is the difference of two ideal low-pass filters, windowed to a finite kernel:
 ``h[n] = 2 f_hi/sr * sinc(2 f_hi n / sr) - 2 f_lo/sr * sinc(2 f_lo n / sr)``, times a Hamming window.
-Band edges are mel-spaced (narrow bands at low frequencies, as in RawNet2), linear (equal widths)
-or inverse-mel (narrow bands at high frequencies, where many vocoders leave their artefacts; one of
-the fixed banks of Tak et al., ICASSP 2021).
+Band edges are mel-spaced (narrow bands at low frequencies, as in RawNet2) or linear (equal widths,
+so the 4-8 kHz region gets as many bands as the rest).
 
 Everything here is plain torch ops, so it runs under autocast and exports to ONNX.
 """
@@ -40,7 +39,7 @@ def mel_band_edges(num_filters: int, sample_rate: int = SAMPLE_RATE, n_fft: int 
     return mel_to_hz(edges_mel)
 
 
-BAND_SCALES = ("mel", "linear", "inverse_mel")
+BAND_SCALES = ("mel", "linear")
 
 
 def band_edges(num_filters: int, scale: str = "mel", sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
@@ -48,16 +47,14 @@ def band_edges(num_filters: int, scale: str = "mel", sample_rate: int = SAMPLE_R
 
     Args:
         num_filters: ``F``.
-        scale: ``"mel"`` (:func:`mel_band_edges`), ``"linear"`` (equal widths) or ``"inverse_mel"``
-            (the mel bands mirrored about Nyquist / 2: narrow at the top, wide at the bottom).
+        scale: ``"mel"`` (:func:`mel_band_edges`) or ``"linear"`` (equal widths). Inverse-mel bands
+            (narrow at the top) were measured and removed: BENCHMARKS.md, "What did not help".
         sample_rate: Hz.
     """
     if scale == "mel":
         return mel_band_edges(num_filters, sample_rate)
     if scale == "linear":
         return torch.linspace(0.0, sample_rate / 2, num_filters + 1, dtype=torch.float64)
-    if scale == "inverse_mel":
-        return (sample_rate / 2 - mel_band_edges(num_filters, sample_rate)).flip(0).clamp(min=0.0)
     raise ValueError(f"band scale must be one of {', '.join(BAND_SCALES)}, got {scale!r}")
 
 
