@@ -28,13 +28,14 @@ BASELINE = "leave_family_out"
 # The yardstick's sweeps (4,000 steps, default size unless the lever is the size), in the order
 # they are listed in BENCHMARKS.md, with a short label each.
 YARDSTICK_SWEEPS: dict[str, str] = {
-    BASELINE: "the yardstick (baseline)",
+    BASELINE: "the yardstick: learned conv (baseline)",
     "leave_family_out_half_second_crops": "0.5 s crops",
     "leave_family_out_2s_crops": "2 s crops",
     "leave_family_out_recipe_width": "2x width",
     "leave_family_out_half_width": "half width",
     "leave_family_out_deeper": "4 residual blocks (seed 0)",
     "leave_family_out_sinc_frontend": "sinc front-end",
+    "leave_family_out_sinc_linear": "sinc front-end, linear start",
     "leave_family_out_fixed_sinc_linear": "fixed sinc, linear bands",
     "leave_family_out_fixed_sinc_mel": "fixed sinc, mel bands",
     "leave_family_out_fixed_sinc_inverse_mel": "fixed sinc, inverse-mel bands",
