@@ -45,7 +45,7 @@ def test_table_and_chart_place_each_lever_against_the_baseline(tmp_path, capsys)
                      "--name", "levers"])
     text = (tmp_path / "levers.md").read_text()
     assert "| a worse lever | 40.0 (1 seed) | 20.0 (1 seed) | 42.0 (1 seed) | 34.0 | +6.7 | 20.0 | `worse` |" in text
-    assert "| the yardstick (baseline) | 31.0 ± 1.4 |" in text and "whose baseline is 26.3 %" in text
+    assert "| the yardstick: learned conv (baseline) | 31.0 ± 1.4 |" in text and "whose baseline is 26.3 %" in text
     assert "partial" not in text.split("\n\n", 1)[1]
     assert (tmp_path / "levers.png").stat().st_size > 10_000
     err = capsys.readouterr().err
