@@ -149,7 +149,8 @@ class LearnableSincConv(_SincConv):
     """SincNet-style front-end: ``F`` band-pass filters whose two edges are learned (2 F parameters).
 
     Edges start spaced by ``scale`` (:func:`band_edges`, mel by default); during training they move,
-    constrained to 0 <= low < high <= Nyquist with at least ``min_band_hz`` of bandwidth. Input ``[B, 1, T]``, output ``[B, F, (T - K) // stride + 1]``.
+    constrained to 0 <= low < high <= Nyquist with at least ``min_band_hz`` of bandwidth.
+    Input ``[B, 1, T]``, output ``[B, F, (T - K) // stride + 1]``.
     """
 
     def __init__(
