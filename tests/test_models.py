@@ -13,7 +13,7 @@ import torch
 from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, SAMPLE_RATE
 from rawguard.models import ModelConfigError, create_model, create_model_from_saved, get_config_class, list_models
 from rawguard.models.layers import WaveformShapeError
-from rawguard.models.sinc import FixedSincConv, band_edges, mel_band_edges
+from rawguard.models.sinc import FixedSincConv, band_edges, mel_band_edges, sinc_bandpass, sinc_bandpass_quadrature
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -193,6 +193,47 @@ def test_fixed_sinc_filters_pass_their_own_band_on_every_scale(scale):
         assert response[i][inside].mean() > 10 * response[i][far].mean(), f"{scale} filter {i} leaks"
 
 
+def test_analytic_fixed_sinc_gives_a_tone_a_flat_envelope_in_its_own_band():
+    # A strided |in-phase| output samples the carrier and swings with its phase; the analytic
+    # magnitude is the band's envelope: flat for a steady tone, whatever its frequency.
+    tone_hz = 6_130.0
+    t = torch.arange(SAMPLE_RATE, dtype=torch.float64) / SAMPLE_RATE
+    tone = torch.sin(2 * np.pi * tone_hz * t).float()[None, None]  # [1, 1, T]
+    analytic = FixedSincConv(32, 65, stride=16, scale="linear", analytic=True)
+    rectified = FixedSincConv(32, 65, stride=16, scale="linear")
+    envelope = analytic(tone)[0]  # [32, T']
+    band = int(tone_hz // (SAMPLE_RATE / 2 / 32))
+    assert envelope.shape == rectified(tone)[0].shape
+    assert int(envelope[:, 8:-8].mean(dim=1).argmax()) == band
+    steady = envelope[band, 8:-8]
+    swinging = rectified(tone)[0, band, 8:-8].abs()
+    assert steady.std() / steady.mean() < 0.01
+    assert swinging.std() / swinging.mean() > 0.3
+    assert (envelope >= 0).all()
+
+
+def test_quadrature_kernels_are_the_hilbert_transforms_of_the_band_pass_kernels():
+    edges = band_edges(8, "linear")
+    in_phase = sinc_bandpass(edges[:-1], edges[1:], 129, SAMPLE_RATE).numpy()
+    quadrature = sinc_bandpass_quadrature(edges[:-1], edges[1:], 129, SAMPLE_RATE).numpy()
+    spectrum_i, spectrum_q = np.fft.rfft(in_phase, n=4096), np.fft.rfft(quadrature, n=4096)
+    freqs = np.fft.rfftfreq(4096, 1 / SAMPLE_RATE)
+    for i in range(1, 7):  # inner bands: the windowed kernels' passbands away from 0 Hz and Nyquist
+        centre = (edges[i] + edges[i + 1]).item() / 2
+        k = int(np.argmin(np.abs(freqs - centre)))
+        assert abs(spectrum_q[i, k]) == pytest.approx(abs(spectrum_i[i, k]), rel=0.05)
+        # Same magnitude, phases 90 degrees apart.
+        assert abs(np.angle(spectrum_q[i, k] / spectrum_i[i, k])) == pytest.approx(np.pi / 2, abs=0.05)
+
+
+def test_analytic_front_end_is_only_for_fixed_sinc_filters():
+    with pytest.raises(ModelConfigError, match="frontend_analytic.*fixed_sinc"):
+        create_model("rawnet-lite", frontend="sinc", frontend_analytic=True)
+    model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", frontend_analytic=True)
+    assert model.frontend.filters.shape == (64, 1, 65)  # 32 in-phase, 32 quadrature
+    assert trainable(model) == trainable(create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear"))
+
+
 def test_band_scales_tile_zero_to_nyquist_with_their_own_spacing():
     nyquist = SAMPLE_RATE / 2
     for scale in ("mel", "linear"):
@@ -289,6 +330,57 @@ def test_rawnet_lite_fixed_sinc_front_end_is_not_trained_and_rebuilds_from_its_c
     model.eval(), rebuilt.eval()
     with torch.inference_mode():
         torch.testing.assert_close(rebuilt(batch), model(batch))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"encoder": "2d", "block_channels": (8, 16), "block_pools": (1, 3), "frontend_pool": 12},
+        {"backend": "frames"},
+    ],
+)
+def test_rawnet_lite_encoder_and_backend_variants_train_and_rebuild(overrides, real_clips):
+    torch.manual_seed(0)
+    model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", **overrides).train()
+    batch = torch.stack([torch.from_numpy(np.resize(w, 16_000)) for w in real_clips])
+    torch.nn.functional.cross_entropy(model(batch), torch.tensor([1, 1, 0, 0])).backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    assert model.gru_steps(16_000) == 27  # the same frame rate as the default
+    model.eval()
+    with torch.inference_mode():
+        for length in (model.min_samples, 16_000, 40_001):
+            assert model(0.1 * torch.randn(2, length)).shape == (2, 2), length
+    rebuilt = create_model("rawnet-lite", **dataclasses.asdict(model.config))
+    rebuilt.load_state_dict(model.state_dict())
+
+
+def test_2d_encoder_shares_its_kernels_across_frequency():
+    # A pattern moved up by one pooled band moves the 2-D encoder's output by one band, the same values.
+    model = create_model("rawnet-lite", encoder="2d", block_channels=(4,), block_pools=(1,), freq_pool=1).eval()
+    block = model.blocks[0]
+    image = torch.zeros(1, 1, 16, 20)
+    image[0, 0, 4:6, 8:11] = 1.0
+    shifted = torch.roll(image, 3, dims=2)
+    with torch.inference_mode():
+        out, out_shifted = block(image), block(shifted)
+    torch.testing.assert_close(torch.roll(out, 3, dims=2)[:, :, 4:12], out_shifted[:, :, 4:12])
+
+
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        ({"encoder": "3d"}, "encoder"),
+        ({"encoder": "2d", "frontend_channels": 4, "block_channels": (8, 16, 16)}, "freq_pool"),
+        ({"backend": "lstm"}, "backend"),
+        ({"backend": "frames", "summary": "last"}, "summary='last'"),
+    ],
+)
+def test_rawnet_lite_rejects_encoder_and_backend_values_it_cannot_build(overrides, pattern):
+    if "block_channels" in overrides:
+        overrides["block_pools"] = (1,) * len(overrides["block_channels"])
+    with pytest.raises(ModelConfigError, match=pattern):
+        create_model("rawnet-lite", **overrides)
 
 
 @pytest.mark.parametrize("summary", ["last", "mean", "meanmax"])

@@ -55,16 +55,28 @@ class RawNetLiteConfig:
     # "fixed_sinc": band-pass filters that are not trained (RawNet2's front-end).
     frontend: Literal["conv", "sinc", "fixed_sinc"] = "conv"
     frontend_scale: Literal["mel", "linear"] = "mel"  # band spacing of a sinc front-end
+    # fixed_sinc only: magnitude of each band's analytic (in-phase + quadrature) output, so the strided
+    # front-end samples the band's envelope instead of |carrier| at 1 kHz, which aliases.
+    frontend_analytic: bool = False
     frontend_channels: int = 32
     frontend_kernel: int = 64  # taps (4 ms at 16 kHz); a sinc front-end makes it odd
     frontend_stride: int = 16
     frontend_pool: int = 4  # with stride 16: one frame per 4 ms
     log_compression: bool = True  # log of the pooled filter-bank magnitudes (see BENCHMARKS.md, shared corpus)
     block_channels: tuple[int, ...] = (32, 64)  # output channels of the residual blocks (the seed has 2)
-    block_pools: tuple[int, ...] = (3, 3)  # max-pool after each block
+    block_pools: tuple[int, ...] = (3, 3)  # max-pool after each block (over time)
+    # "1d": each front-end filter is a channel of 1-D convs over time (the seed). "2d": the
+    # [filters x frames] map is an image for 2-D convs shared across frequency (AASIST's encoder,
+    # LCNN): each block also max-pools frequency by `freq_pool`; the GRU reads channels x bands.
+    encoder: Literal["1d", "2d"] = "1d"
+    freq_pool: int = 2
     negative_slope: float = 0.3
     feature_scaling: bool = True  # RawNet2's filter-wise feature-map scaling after each block
     gru_hidden: int = 64  # per direction
+    # What reads the frames: "gru" (the seed's BiGRU over the whole crop) or "frames" (a pointwise
+    # layer of 2 * gru_hidden units per frame, so a frame's evidence stays local: its receptive
+    # field is the encoder's, ~0.1 s; `summary` then pools it over time).
+    backend: Literal["gru", "frames"] = "gru"
     # How the BiGRU's outputs become one clip vector: "last" = the final forward + backward states
     # (the seed, RawNet2); "mean" / "meanmax" = the average (and maximum) of the outputs over all
     # time steps, so every frame gets a direct gradient instead of one through the whole
@@ -84,30 +96,53 @@ class RawNetLiteConfig:
             )
         if not self.block_channels or min(self.block_channels) < 1 or min(self.block_pools) < 1:
             raise ValueError("rawnet-lite config: block_channels / block_pools must be non-empty and positive")
+        if self.encoder not in ("1d", "2d"):
+            raise ValueError(f"rawnet-lite config: encoder must be '1d' or '2d', got {self.encoder!r}")
+        if self.encoder == "2d" and self.frontend_channels // self.freq_pool ** len(self.block_channels) < 1:
+            raise ValueError(
+                f"rawnet-lite config: {self.frontend_channels} front-end filters cannot be pooled by freq_pool="
+                f"{self.freq_pool} in {len(self.block_channels)} blocks"
+            )
         if self.summary not in ("last", "mean", "meanmax"):
             raise ValueError(f"rawnet-lite config: summary must be 'last', 'mean' or 'meanmax', got {self.summary!r}")
+        if self.backend not in ("gru", "frames"):
+            raise ValueError(f"rawnet-lite config: backend must be 'gru' or 'frames', got {self.backend!r}")
+        if self.backend == "frames" and self.summary == "last":
+            raise ValueError("rawnet-lite config: summary='last' is the GRU's final state; backend='frames' has none")
         if self.frontend == "conv" and self.frontend_scale != "mel":
             raise ValueError(
                 f"rawnet-lite config: frontend_scale={self.frontend_scale!r} places sinc bands; the conv "
                 "front-end learns its own (use frontend='sinc' or 'fixed_sinc')"
+            )
+        if self.frontend_analytic and self.frontend != "fixed_sinc":
+            raise ValueError(
+                f"rawnet-lite config: frontend_analytic needs frontend='fixed_sinc', got {self.frontend!r}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
 
 class LiteBlock(nn.Module):
-    """Residual block with max-pool. ``[B, C_in, N]`` -> ``[B, C_out, N // pool]``."""
+    """Residual block with max-pool, over time (1-D) or over filters x time (2-D).
 
-    def __init__(self, c_in: int, c_out: int, first: bool, negative_slope: float, pool: int) -> None:
+    1-D: ``[B, C_in, N]`` -> ``[B, C_out, N // pool]``. 2-D (``freq_pool`` given): ``[B, C_in, Fq, N]``
+    -> ``[B, C_out, Fq // freq_pool, N // pool]`` with 3x3 kernels shared across frequency.
+    """
+
+    def __init__(
+        self, c_in: int, c_out: int, first: bool, negative_slope: float, pool: int, freq_pool: int | None = None
+    ) -> None:
         super().__init__()
-        self.pre = None if first else nn.Sequential(nn.BatchNorm1d(c_in), nn.LeakyReLU(negative_slope))
+        two_d = freq_pool is not None
+        conv, norm = (nn.Conv2d, nn.BatchNorm2d) if two_d else (nn.Conv1d, nn.BatchNorm1d)
+        self.pre = None if first else nn.Sequential(norm(c_in), nn.LeakyReLU(negative_slope))
         # Convs feed a BN, so their bias would be cancelled: leave it out.
-        self.conv1 = nn.Conv1d(c_in, c_out, kernel_size=3, padding=1, bias=False)
-        self.bn = nn.BatchNorm1d(c_out)
+        self.conv1 = conv(c_in, c_out, kernel_size=3, padding=1, bias=False)
+        self.bn = norm(c_out)
         self.act = nn.LeakyReLU(negative_slope)
-        self.conv2 = nn.Conv1d(c_out, c_out, kernel_size=3, padding=1)
-        self.skip = nn.Conv1d(c_in, c_out, kernel_size=1) if c_in != c_out else None
-        self.pool = nn.MaxPool1d(pool)
+        self.conv2 = conv(c_out, c_out, kernel_size=3, padding=1)
+        self.skip = conv(c_in, c_out, kernel_size=1) if c_in != c_out else None
+        self.pool = nn.MaxPool2d((freq_pool, pool)) if two_d else nn.MaxPool1d(pool)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x if self.pre is None else self.pre(x)
@@ -131,7 +166,8 @@ class RawNetLite(nn.Module):
             kernel = odd_kernel_size(config.frontend_kernel)
         elif config.frontend == "fixed_sinc":
             self.frontend = FixedSincConv(
-                c0, config.frontend_kernel, config.sample_rate, config.frontend_stride, scale=config.frontend_scale
+                c0, config.frontend_kernel, config.sample_rate, config.frontend_stride, scale=config.frontend_scale,
+                analytic=config.frontend_analytic,
             )
             kernel = odd_kernel_size(config.frontend_kernel)
         else:
@@ -141,16 +177,24 @@ class RawNetLite(nn.Module):
         self.frontend_bn = nn.BatchNorm1d(c0)
         self.frontend_act = nn.LeakyReLU(config.negative_slope)
         blocks, scalings = [], []
-        c_in = c0
+        c_in = 1 if config.encoder == "2d" else c0
         for index, (c_out, pool) in enumerate(zip(config.block_channels, config.block_pools)):
-            blocks.append(LiteBlock(c_in, c_out, index == 0, config.negative_slope, pool))
-            scalings.append(FeatureMapScaling(c_out) if config.feature_scaling else nn.Identity())
+            two_d = config.encoder == "2d"
+            freq_pool = config.freq_pool if two_d else None
+            blocks.append(LiteBlock(c_in, c_out, index == 0, config.negative_slope, pool, freq_pool))
+            # FMS gates 1-D filters; the 2-D encoder's channels are not filters.
+            scalings.append(FeatureMapScaling(c_out) if config.feature_scaling and not two_d else nn.Identity())
             c_in = c_out
+        if config.encoder == "2d":  # the GRU reads every channel of every pooled band
+            c_in *= c0 // config.freq_pool ** len(config.block_channels)
         self.blocks = nn.ModuleList(blocks)
         self.fms = nn.ModuleList(scalings)
         self.gru_bn = nn.BatchNorm1d(c_in)
         self.gru_act = nn.LeakyReLU(config.negative_slope)
-        self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
+        if config.backend == "frames":
+            self.frames = nn.Sequential(nn.Linear(c_in, 2 * config.gru_hidden), nn.LeakyReLU(config.negative_slope))
+        else:
+            self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(config.dropout)
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
         self.fc = nn.Linear(summary_size, 2)
@@ -172,10 +216,17 @@ class RawNetLite(nn.Module):
             # frames, the noise floor); without compression the loud voiced frames dominate.
             x = torch.log(x + 1e-6)
         x = self.frontend_act(self.frontend_bn(x))  # [B, C0, F / pool]
+        if self.config.encoder == "2d":
+            x = x.unsqueeze(1)  # [B, 1, C0, N]: filters x frames as an image
         for block, fms in zip(self.blocks, self.fms):
-            x = fms(block(x))  # [B, C, N / pool]
+            x = fms(block(x))  # [B, C, N / pool] (2d: [B, C, bands / freq_pool, N / pool])
+        if self.config.encoder == "2d":
+            x = x.flatten(1, 2)  # [B, C * bands, N]
         x = self.gru_act(self.gru_bn(x)).transpose(1, 2)  # [B, N, C]
-        outputs, hidden = gru_fp32(self.gru, x)  # [B, N, 2H], [2, B, H]
+        if self.config.backend == "frames":
+            outputs, hidden = self.frames(x), None  # [B, N, 2H]
+        else:
+            outputs, hidden = gru_fp32(self.gru, x)  # [B, N, 2H], [2, B, H]
         if self.config.summary == "last":
             summary = torch.cat([hidden[0], hidden[1]], dim=-1)  # [B, 2H]: final fwd + bwd states
         elif self.config.summary == "mean":
