@@ -40,6 +40,8 @@ YARDSTICK_SWEEPS: dict[str, str] = {
     "leave_family_out_fixed_sinc_mel": "fixed sinc, mel bands",
     "leave_family_out_fixed_sinc_inverse_mel": "fixed sinc, inverse-mel bands",
     "leave_family_out_fixed_sinc_linear_k256": "fixed sinc, linear, 16 ms filters",
+    "leave_family_out_fixed_sinc_linear_64bands": "fixed sinc, 64 linear bands",
+    "leave_family_out_fixed_sinc_analytic": "fixed sinc + analytic envelopes",
     "leave_family_out_graph": "graph-attention back-end",
     "leave_family_out_sam005": "SAM rho 0.05",
     "leave_family_out_oc_softmax_seed0": "one-class softmax (seed 0)",

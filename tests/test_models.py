@@ -13,7 +13,7 @@ import torch
 from rawguard.conventions import BONAFIDE, DEFAULT_WINDOW, SAMPLE_RATE
 from rawguard.models import ModelConfigError, create_model, create_model_from_saved, get_config_class, list_models
 from rawguard.models.layers import WaveformShapeError
-from rawguard.models.sinc import FixedSincConv, band_edges, mel_band_edges, sinc_bandpass, sinc_bandpass_quadrature
+from rawguard.models.sinc import FixedSincConv, band_edges, mel_band_edges
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -191,47 +191,6 @@ def test_fixed_sinc_filters_pass_their_own_band_on_every_scale(scale):
         inside = (freqs > low) & (freqs < high)
         far = (freqs < low - (high - low)) | (freqs > high + (high - low))
         assert response[i][inside].mean() > 10 * response[i][far].mean(), f"{scale} filter {i} leaks"
-
-
-def test_analytic_fixed_sinc_gives_a_tone_a_flat_envelope_in_its_own_band():
-    # A strided |in-phase| output samples the carrier and swings with its phase; the analytic
-    # magnitude is the band's envelope: flat for a steady tone, whatever its frequency.
-    tone_hz = 6_130.0
-    t = torch.arange(SAMPLE_RATE, dtype=torch.float64) / SAMPLE_RATE
-    tone = torch.sin(2 * np.pi * tone_hz * t).float()[None, None]  # [1, 1, T]
-    analytic = FixedSincConv(32, 65, stride=16, scale="linear", analytic=True)
-    rectified = FixedSincConv(32, 65, stride=16, scale="linear")
-    envelope = analytic(tone)[0]  # [32, T']
-    band = int(tone_hz // (SAMPLE_RATE / 2 / 32))
-    assert envelope.shape == rectified(tone)[0].shape
-    assert int(envelope[:, 8:-8].mean(dim=1).argmax()) == band
-    steady = envelope[band, 8:-8]
-    swinging = rectified(tone)[0, band, 8:-8].abs()
-    assert steady.std() / steady.mean() < 0.01
-    assert swinging.std() / swinging.mean() > 0.3
-    assert (envelope >= 0).all()
-
-
-def test_quadrature_kernels_are_the_hilbert_transforms_of_the_band_pass_kernels():
-    edges = band_edges(8, "linear")
-    in_phase = sinc_bandpass(edges[:-1], edges[1:], 129, SAMPLE_RATE).numpy()
-    quadrature = sinc_bandpass_quadrature(edges[:-1], edges[1:], 129, SAMPLE_RATE).numpy()
-    spectrum_i, spectrum_q = np.fft.rfft(in_phase, n=4096), np.fft.rfft(quadrature, n=4096)
-    freqs = np.fft.rfftfreq(4096, 1 / SAMPLE_RATE)
-    for i in range(1, 7):  # inner bands: the windowed kernels' passbands away from 0 Hz and Nyquist
-        centre = (edges[i] + edges[i + 1]).item() / 2
-        k = int(np.argmin(np.abs(freqs - centre)))
-        assert abs(spectrum_q[i, k]) == pytest.approx(abs(spectrum_i[i, k]), rel=0.05)
-        # Same magnitude, phases 90 degrees apart.
-        assert abs(np.angle(spectrum_q[i, k] / spectrum_i[i, k])) == pytest.approx(np.pi / 2, abs=0.05)
-
-
-def test_analytic_front_end_is_only_for_fixed_sinc_filters():
-    with pytest.raises(ModelConfigError, match="frontend_analytic.*fixed_sinc"):
-        create_model("rawnet-lite", frontend="sinc", frontend_analytic=True)
-    model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", frontend_analytic=True)
-    assert model.frontend.filters.shape == (64, 1, 65)  # 32 in-phase, 32 quadrature
-    assert trainable(model) == trainable(create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear"))
 
 
 def test_band_scales_tile_zero_to_nyquist_with_their_own_spacing():

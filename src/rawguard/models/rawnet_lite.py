@@ -49,15 +49,13 @@ class RawNetLiteConfig:
     # Fields removed since (value that meant "off"): older checkpoints that name them at it still load.
     REMOVED_FIELDS: ClassVar[dict[str, object]] = {
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
+        "frontend_analytic": False,
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
     # "fixed_sinc": band-pass filters that are not trained (RawNet2's front-end).
     frontend: Literal["conv", "sinc", "fixed_sinc"] = "conv"
     frontend_scale: Literal["mel", "linear"] = "mel"  # band spacing of a sinc front-end
-    # fixed_sinc only: magnitude of each band's analytic (in-phase + quadrature) output, so the strided
-    # front-end samples the band's envelope instead of |carrier| at 1 kHz, which aliases.
-    frontend_analytic: bool = False
     frontend_channels: int = 32
     frontend_kernel: int = 64  # taps (4 ms at 16 kHz); a sinc front-end makes it odd
     frontend_stride: int = 16
@@ -114,10 +112,6 @@ class RawNetLiteConfig:
                 f"rawnet-lite config: frontend_scale={self.frontend_scale!r} places sinc bands; the conv "
                 "front-end learns its own (use frontend='sinc' or 'fixed_sinc')"
             )
-        if self.frontend_analytic and self.frontend != "fixed_sinc":
-            raise ValueError(
-                f"rawnet-lite config: frontend_analytic needs frontend='fixed_sinc', got {self.frontend!r}"
-            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -167,7 +161,6 @@ class RawNetLite(nn.Module):
         elif config.frontend == "fixed_sinc":
             self.frontend = FixedSincConv(
                 c0, config.frontend_kernel, config.sample_rate, config.frontend_stride, scale=config.frontend_scale,
-                analytic=config.frontend_analytic,
             )
             kernel = odd_kernel_size(config.frontend_kernel)
         else:

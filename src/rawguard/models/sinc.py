@@ -88,28 +88,6 @@ def sinc_bandpass(low_hz: torch.Tensor, high_hz: torch.Tensor, kernel_size: int,
     return (lowpass(high_hz) - lowpass(low_hz)) * window[None, :]
 
 
-def sinc_bandpass_quadrature(
-    low_hz: torch.Tensor, high_hz: torch.Tensor, kernel_size: int, sample_rate: int
-) -> torch.Tensor:
-    """Hilbert transforms of :func:`sinc_bandpass`'s kernels (the same window), ``[F, K]``.
-
-    The ideal band-pass ``(sin(w_hi n) - sin(w_lo n)) / (pi n)`` has the Hilbert transform
-    ``(cos(w_lo n) - cos(w_hi n)) / (pi n)`` (0 at ``n = 0``): with the in-phase kernel it forms an
-    analytic filter whose output magnitude is the band's envelope, independent of the carrier's phase.
-    """
-    if kernel_size % 2 == 0:
-        raise ValueError(f"sinc kernel_size must be odd, got {kernel_size}")
-    half = (kernel_size - 1) // 2
-    n = torch.arange(-half, half + 1, dtype=low_hz.dtype, device=low_hz.device)  # [K]
-    window = torch.hamming_window(kernel_size, periodic=False, dtype=low_hz.dtype, device=low_hz.device)
-    w_lo = 2.0 * torch.pi * low_hz[:, None] / sample_rate  # [F, 1]
-    w_hi = 2.0 * torch.pi * high_hz[:, None] / sample_rate
-    safe_n = torch.where(n == 0, torch.ones_like(n), n)[None, :]  # [1, K]
-    kernels = (torch.cos(w_lo * safe_n) - torch.cos(w_hi * safe_n)) / (torch.pi * safe_n)
-    kernels = torch.where(n[None, :] == 0, torch.zeros_like(kernels), kernels)
-    return kernels * window[None, :]
-
-
 class _SincConv(nn.Module):
     """Conv1d with one input channel whose ``[F, 1, K]`` kernels come from :meth:`kernels`."""
 
@@ -140,9 +118,6 @@ class FixedSincConv(_SincConv):
             (not ``F + 1``) and fills only ``F - 1`` filters, leaving the last one all zeros and the
             top band unused. Off by default: then the ``F`` bands tile 0 Hz to Nyquist.
         scale: how the bands are spaced (:func:`band_edges`); RawNet2's baseline is ``"mel"``.
-        analytic: also filter with each band's quadrature kernel (:func:`sinc_bandpass_quadrature`)
-            and return the magnitude of the analytic output, ``[B, F, T']`` >= 0: the band's
-            envelope, which a strided output samples without aliasing the carrier.
     """
 
     def __init__(
@@ -153,35 +128,21 @@ class FixedSincConv(_SincConv):
         stride: int = 1,
         drop_top_band: bool = False,
         scale: str = "mel",
-        analytic: bool = False,
     ) -> None:
         super().__init__(kernel_size, stride)
-        if analytic and drop_top_band:
-            raise ValueError("FixedSincConv: analytic filters reproduce no baseline; drop_top_band does not apply")
-        self.analytic = analytic
         edges = band_edges(num_filters, scale, sample_rate)
         if drop_top_band:
             edges = edges[:num_filters]  # F edges -> F - 1 bands
         filters = sinc_bandpass(edges[:-1], edges[1:], self.kernel_size, sample_rate)
         if drop_top_band:
             filters = torch.cat([filters, filters.new_zeros(1, self.kernel_size)])
-        if analytic:  # [2F, K]: the F in-phase kernels, then their F quadrature partners
-            filters = torch.cat([filters, sinc_bandpass_quadrature(edges[:-1], edges[1:], self.kernel_size, sample_rate)])
         # A buffer, not a parameter: fixed filters are not trained (and not counted as trainable).
         # Not persistent: they are a pure function of the config, so checkpoints need not carry them.
         self.register_buffer("filters", filters.float().unsqueeze(1), persistent=False)  # [F, 1, K]
 
     def kernels(self) -> torch.Tensor:
-        """The fixed filters ``[F, 1, K]`` (``[2F, 1, K]`` when analytic: in-phase, then quadrature)."""
+        """The fixed filters ``[F, 1, K]``."""
         return self.filters
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 1, T]`` -> ``[B, F, (T - K) // stride + 1]`` (band envelopes when analytic)."""
-        out = super().forward(x)
-        if not self.analytic:
-            return out
-        in_phase, quadrature = out.chunk(2, dim=1)  # [B, F, T'] each
-        return torch.sqrt(in_phase.square() + quadrature.square() + 1e-12)
 
 
 class LearnableSincConv(_SincConv):
@@ -231,5 +192,4 @@ __all__ = [
     "mel_to_hz",
     "odd_kernel_size",
     "sinc_bandpass",
-    "sinc_bandpass_quadrature",
 ]
