@@ -43,6 +43,7 @@ YARDSTICK_SWEEPS: dict[str, str] = {
     "leave_family_out_fixed_sinc_linear_64bands": "fixed sinc, 64 linear bands",
     "leave_family_out_fixed_sinc_analytic": "fixed sinc + analytic envelopes",
     "leave_family_out_graph": "graph-attention back-end",
+    "leave_family_out_frames_backend": "fixed sinc + frame-local back-end",
     "leave_family_out_sam005": "SAM rho 0.05",
     "leave_family_out_oc_softmax_seed0": "one-class softmax (seed 0)",
     "leave_family_out_mixstyle": "MixStyle",

@@ -295,10 +295,9 @@ def test_rawnet_lite_fixed_sinc_front_end_is_not_trained_and_rebuilds_from_its_c
     "overrides",
     [
         {"encoder": "2d", "block_channels": (8, 16), "block_pools": (1, 3), "frontend_pool": 12},
-        {"backend": "frames"},
     ],
 )
-def test_rawnet_lite_encoder_and_backend_variants_train_and_rebuild(overrides, real_clips):
+def test_rawnet_lite_2d_encoder_trains_and_rebuilds(overrides, real_clips):
     torch.manual_seed(0)
     model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", **overrides).train()
     batch = torch.stack([torch.from_numpy(np.resize(w, 16_000)) for w in real_clips])
@@ -331,11 +330,9 @@ def test_2d_encoder_shares_its_kernels_across_frequency():
     [
         ({"encoder": "3d"}, "encoder"),
         ({"encoder": "2d", "frontend_channels": 4, "block_channels": (8, 16, 16)}, "freq_pool"),
-        ({"backend": "lstm"}, "backend"),
-        ({"backend": "frames", "summary": "last"}, "summary='last'"),
     ],
 )
-def test_rawnet_lite_rejects_encoder_and_backend_values_it_cannot_build(overrides, pattern):
+def test_rawnet_lite_rejects_encoder_values_it_cannot_build(overrides, pattern):
     if "block_channels" in overrides:
         overrides["block_pools"] = (1,) * len(overrides["block_channels"])
     with pytest.raises(ModelConfigError, match=pattern):

@@ -49,7 +49,7 @@ class RawNetLiteConfig:
     # Fields removed since (value that meant "off"): older checkpoints that name them at it still load.
     REMOVED_FIELDS: ClassVar[dict[str, object]] = {
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
-        "frontend_analytic": False,
+        "frontend_analytic": False, "backend": "gru",
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
@@ -71,10 +71,6 @@ class RawNetLiteConfig:
     negative_slope: float = 0.3
     feature_scaling: bool = True  # RawNet2's filter-wise feature-map scaling after each block
     gru_hidden: int = 64  # per direction
-    # What reads the frames: "gru" (the seed's BiGRU over the whole crop) or "frames" (a pointwise
-    # layer of 2 * gru_hidden units per frame, so a frame's evidence stays local: its receptive
-    # field is the encoder's, ~0.1 s; `summary` then pools it over time).
-    backend: Literal["gru", "frames"] = "gru"
     # How the BiGRU's outputs become one clip vector: "last" = the final forward + backward states
     # (the seed, RawNet2); "mean" / "meanmax" = the average (and maximum) of the outputs over all
     # time steps, so every frame gets a direct gradient instead of one through the whole
@@ -103,10 +99,6 @@ class RawNetLiteConfig:
             )
         if self.summary not in ("last", "mean", "meanmax"):
             raise ValueError(f"rawnet-lite config: summary must be 'last', 'mean' or 'meanmax', got {self.summary!r}")
-        if self.backend not in ("gru", "frames"):
-            raise ValueError(f"rawnet-lite config: backend must be 'gru' or 'frames', got {self.backend!r}")
-        if self.backend == "frames" and self.summary == "last":
-            raise ValueError("rawnet-lite config: summary='last' is the GRU's final state; backend='frames' has none")
         if self.frontend == "conv" and self.frontend_scale != "mel":
             raise ValueError(
                 f"rawnet-lite config: frontend_scale={self.frontend_scale!r} places sinc bands; the conv "
@@ -184,10 +176,7 @@ class RawNetLite(nn.Module):
         self.fms = nn.ModuleList(scalings)
         self.gru_bn = nn.BatchNorm1d(c_in)
         self.gru_act = nn.LeakyReLU(config.negative_slope)
-        if config.backend == "frames":
-            self.frames = nn.Sequential(nn.Linear(c_in, 2 * config.gru_hidden), nn.LeakyReLU(config.negative_slope))
-        else:
-            self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(config.dropout)
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
         self.fc = nn.Linear(summary_size, 2)
@@ -216,10 +205,7 @@ class RawNetLite(nn.Module):
         if self.config.encoder == "2d":
             x = x.flatten(1, 2)  # [B, C * bands, N]
         x = self.gru_act(self.gru_bn(x)).transpose(1, 2)  # [B, N, C]
-        if self.config.backend == "frames":
-            outputs, hidden = self.frames(x), None  # [B, N, 2H]
-        else:
-            outputs, hidden = gru_fp32(self.gru, x)  # [B, N, 2H], [2, B, H]
+        outputs, hidden = gru_fp32(self.gru, x)  # [B, N, 2H], [2, B, H]
         if self.config.summary == "last":
             summary = torch.cat([hidden[0], hidden[1]], dim=-1)  # [B, 2H]: final fwd + bwd states
         elif self.config.summary == "mean":
