@@ -17,7 +17,9 @@ mean and max over time                     ``[B, 256]``
 linear 256 -> 2                            ``[B, 2]`` logits
 =========================================  ==================  ===========
 
-The front-end is a plain learnable ``Conv1d`` (``frontend="conv"``), SincNet-style band-pass
+With ``encoder="2d"`` the residual blocks are 2-D over the ``[filters x frames]`` map (kernels
+shared across frequency, as in AASIST's encoder), pooled in frequency too, and the GRU reads
+channels x bands. The front-end is a plain learnable ``Conv1d`` (``frontend="conv"``), SincNet-style band-pass
 filters with learnable edges (``frontend="sinc"``) or fixed band-pass filters (``"fixed_sinc"``),
 mel- or linearly spaced (``frontend_scale``). Residual block: [BN -> LeakyReLU, skipped in
 the first block because the front-end just applied them] -> conv k3 -> BN -> LeakyReLU -> conv k3,
