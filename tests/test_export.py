@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from rawguard import Detector
 from rawguard.audio import load_audio
+from rawguard.checkpoint import save_checkpoint
 from rawguard.cli import main
+from rawguard.models import create_model
 from rawguard.windows import crop_or_pad
 
 onnx = pytest.importorskip("onnx")
@@ -64,3 +68,25 @@ def test_cli_and_errors(exported, tmp_path, capsys):
     assert "missing.pt: checkpoint file not found" in capsys.readouterr().err
     with pytest.raises(ExportError, match="exporter: expected 'torchscript' or 'dynamo'"):
         export_onnx(checkpoint, tmp_path / "x.onnx", exporter="tflite")
+
+
+def test_the_recipes_front_end_and_the_2d_encoder_export_with_a_dynamic_length(tmp_path):
+    # The fixed sinc bank is a buffer, not a parameter, and the 2-D encoder reshapes filters x
+    # frames: both must survive tracing with a free time axis.
+    torch.manual_seed(0)
+    model = create_model(
+        "rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", frontend_channels=16, encoder="2d",
+        block_channels=[4, 8], block_pools=[1, 3], frontend_pool=12, gru_hidden=16,
+    ).eval()
+    state = {"model_name": "rawnet-lite", "model_config": dataclasses.asdict(model.config), "model": model.state_dict(),
+             "config": {"eval": {"window": WINDOW, "hop": WINDOW // 2}}, "step": 0, "selection": SELECTION}
+    checkpoint = save_checkpoint(state, tmp_path / "best.pt")
+    result = export_onnx(checkpoint, tmp_path / "detector.onnx")
+    assert result["dynamic_time"] and result["max_abs_diff"] < 1e-4
+    session = ort.InferenceSession(result["path"], providers=["CPUExecutionProvider"])
+    for length in (WINDOW, 2 * WINDOW + 123):
+        wave = (0.1 * torch.randn(2, length)).numpy()
+        (logits,) = session.run(["logits"], {"waveform": wave})
+        with torch.no_grad():
+            expected = model(torch.from_numpy(wave)).numpy()
+        np.testing.assert_allclose(logits, expected, atol=1e-4)
