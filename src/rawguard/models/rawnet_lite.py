@@ -17,15 +17,15 @@ mean and max over time                     ``[B, 256]``
 linear 256 -> 2                            ``[B, 2]`` logits
 =========================================  ==================  ===========
 
-With ``encoder="2d"`` the residual blocks are 2-D over the ``[filters x frames]`` map (kernels
-shared across frequency, as in AASIST's encoder), pooled in frequency too, and the GRU reads
-channels x bands. The front-end is a plain learnable ``Conv1d`` (``frontend="conv"``), SincNet-style band-pass
+The front-end is a plain learnable ``Conv1d`` (``frontend="conv"``), SincNet-style band-pass
 filters with learnable edges (``frontend="sinc"``) or fixed band-pass filters (``"fixed_sinc"``),
 mel- or linearly spaced (``frontend_scale``). Residual block: [BN -> LeakyReLU, skipped in
 the first block because the front-end just applied them] -> conv k3 -> BN -> LeakyReLU -> conv k3,
 plus identity or 1x1-conv skip, then max-pool and filter-wise feature-map scaling (FMS, as in
-RawNet2). The GRU's final hidden states summarise the whole clip, so the output shape does not
-depend on ``T``; any ``T >= min_samples`` (624 by default) works.
+RawNet2). With ``encoder="2d"`` the blocks are 2-D over the ``[filters x frames]`` map instead
+(kernels shared across frequency, as in AASIST's encoder), pooled in frequency too, and the GRU
+reads channels x bands. The GRU's final hidden states summarise the whole clip, so the output
+shape does not depend on ``T``; any ``T >= min_samples`` (624 by default) works.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class RawNetLite(nn.Module):
             kernel = odd_kernel_size(config.frontend_kernel)
         elif config.frontend == "fixed_sinc":
             self.frontend = FixedSincConv(
-                c0, config.frontend_kernel, config.sample_rate, config.frontend_stride, scale=config.frontend_scale,
+                c0, config.frontend_kernel, config.sample_rate, config.frontend_stride, scale=config.frontend_scale
             )
             kernel = odd_kernel_size(config.frontend_kernel)
         else:
@@ -164,15 +164,15 @@ class RawNetLite(nn.Module):
         self.frontend_bn = nn.BatchNorm1d(c0)
         self.frontend_act = nn.LeakyReLU(config.negative_slope)
         blocks, scalings = [], []
-        c_in = 1 if config.encoder == "2d" else c0
+        two_d = config.encoder == "2d"
+        freq_pool = config.freq_pool if two_d else None
+        c_in = 1 if two_d else c0
         for index, (c_out, pool) in enumerate(zip(config.block_channels, config.block_pools)):
-            two_d = config.encoder == "2d"
-            freq_pool = config.freq_pool if two_d else None
             blocks.append(LiteBlock(c_in, c_out, index == 0, config.negative_slope, pool, freq_pool))
             # FMS gates 1-D filters; the 2-D encoder's channels are not filters.
             scalings.append(FeatureMapScaling(c_out) if config.feature_scaling and not two_d else nn.Identity())
             c_in = c_out
-        if config.encoder == "2d":  # the GRU reads every channel of every pooled band
+        if two_d:  # the GRU reads every channel of every pooled band
             c_in *= c0 // config.freq_pool ** len(config.block_channels)
         self.blocks = nn.ModuleList(blocks)
         self.fms = nn.ModuleList(scalings)
