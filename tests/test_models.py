@@ -329,6 +329,7 @@ def test_2d_encoder_shares_its_kernels_across_frequency():
     "overrides, pattern",
     [
         ({"encoder": "3d"}, "encoder"),
+        ({"encoder": "2d", "freq_pool": 0}, "freq_pool"),
         ({"encoder": "2d", "frontend_channels": 4, "block_channels": (8, 16, 16)}, "freq_pool"),
     ],
 )

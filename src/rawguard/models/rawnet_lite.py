@@ -82,7 +82,8 @@ class RawNetLiteConfig:
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
-        for key in ("frontend_channels", "frontend_kernel", "frontend_stride", "frontend_pool", "gru_hidden"):
+        positive = ("frontend_channels", "frontend_kernel", "frontend_stride", "frontend_pool", "gru_hidden", "freq_pool")
+        for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"rawnet-lite config: {key} must be >= 1, got {getattr(self, key)}")
         if len(self.block_channels) != len(self.block_pools):
