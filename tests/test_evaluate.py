@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rawguard import Detector
-from rawguard.checkpoint import load_checkpoint
+from rawguard.checkpoint import load_checkpoint, save_checkpoint
 from rawguard.cli import main
 from rawguard.config import load_config
 from rawguard.data.cache import Cache
@@ -98,6 +98,34 @@ def test_detector_scores_match_evaluate(evaluated, smoke, run):
         assert from_file.score == pytest.approx(table.scores[index], abs=2e-6)  # scores.txt keeps 6 decimals
         assert from_array.score == pytest.approx(from_file.score, abs=1e-6)
         assert from_file.decision == ("bonafide" if from_file.score > detector.threshold else "spoof")
+
+
+def test_cli_evaluate_scores_several_checkpoints_as_their_mean_calibrated_log_odds(evaluated, run, smoke, tmp_path,
+                                                                                    capsys):
+    other = tmp_path / "other_run"
+    train(load_config(overrides=[*TINY_RUN, "train.seed=1"]), smoke, smoke, other, progress=False)
+    singles = [read_cm_scores(evaluated[0] / "scores.txt").scores]
+    evaluate(other / "best.pt", smoke.directory, tmp_path / "other_eval", progress=False)
+    singles.append(read_cm_scores(tmp_path / "other_eval" / "scores.txt").scores)
+    calibrations = [load_checkpoint(path / "best.pt")["selection"]["calibration"] for path in (run, other)]
+    expected = np.mean([c["scale"] * s + c["bias"] for c, s in zip(calibrations, singles)], axis=0)
+
+    out = tmp_path / "ensemble"
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--checkpoint", str(other / "best.pt"),
+                 "--data", str(smoke.directory), "--out", str(out)]) == 0
+    fused = read_cm_scores(out / "scores.txt")
+    assert fused.scores == pytest.approx(expected, abs=1e-5)  # singles' scores.txt keep 6 decimals
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["scoring"]["checkpoint"] == f"{run / 'best.pt'}, {other / 'best.pt'}"
+    assert "ensemble (mean calibrated log-odds) of" in (out / "report.md").read_text()
+    # a member without a dev selection cannot be put on the others' scale: a clear error, exit 1
+    state = load_checkpoint(other / "best.pt")
+    del state["selection"]
+    save_checkpoint(state, tmp_path / "raw.pt")
+    with pytest.warns(UserWarning):
+        code = main(["evaluate", "--checkpoint", str(run / "best.pt"), "--checkpoint", str(tmp_path / "raw.pt"),
+                     "--data", str(smoke.directory), "--out", str(tmp_path / "o")])
+    assert code == 1 and "raw.pt: no dev calibration" in capsys.readouterr().err
 
 
 def test_cli_evaluate_with_asv_scores(run, smoke, tmp_path, capsys):

@@ -9,6 +9,7 @@ cache with the right labels, and that only the train cache holds the copies.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import soundfile as sf
 
 from rawguard.cli import main as cli_main
 from rawguard.config import load_config
+from rawguard.models import create_model
 from rawguard.conventions import BONAFIDE, SPOOF
 from rawguard.data.cache import Cache
 from rawguard.recipes import RECIPES, RecipeError, check_layout, format_command, get_recipe, plan, with_protocols
@@ -192,9 +194,31 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
         f"rawguard prepare {root}/protocols/dev.txt --out {out}/caches/dev --audio-dir {root}/flac "
         "--format asvspoof2019",
         f"rawguard train --train {out}/caches/train_v3 --dev {out}/caches/dev_v3 --out {out}/run --config shared_corpus",
-        f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev_v3 --out {out}/eval/dev_v3",
-        f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev --out {out}/eval/dev",
+        # the second model of the ensemble: 2-D blocks over the fixed bank's [bands x frames] map
+        f"rawguard train --train {out}/caches/train_v3 --dev {out}/caches/dev_v3 --out {out}/run_2d --config "
+        "shared_corpus --set model.encoder=2d model.frontend_channels=32 model.frontend_pool=12 "
+        "'model.block_pools=[1,3]' 'model.block_channels=[8,16]' model.gru_hidden=64",
+        *(f"rawguard evaluate --checkpoint {out}/run/best.pt --checkpoint {out}/run_2d/best.pt "
+          f"--data {out}/caches/{name} --out {out}/eval/{name}" for name in ("dev_v3", "dev")),
     ]
+
+
+def test_ensemble_members_train_beside_the_first_model_and_take_the_users_overrides(tmp_path, capsys):
+    root, out = tmp_path / "corpus", tmp_path / "o"
+    assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
+                     "--stages", "train", "--set", "train.seed=3", "model.gru_hidden=32"]) == 0
+    trains = [shlex.split(line)[1:] for line in capsys.readouterr().out.splitlines()]
+    assert [c[c.index("--out") + 1] for c in trains] == [f"{out}/run", f"{out}/run_2d"]
+    configs = [load_config(c[c.index("--config") + 1], c[c.index("--set") + 1:]) for c in trains]
+    models = [create_model(c.model.name, **c.model.overrides).config for c in configs]
+    assert [(m.encoder, m.gru_hidden, c.train.seed) for m, c in zip(models, configs)] == [("1d", 32, 3), ("2d", 32, 3)]
+    assert models[1].block_channels == (8, 16) and models[1].frontend == models[0].frontend == "fixed_sinc"
+    # --single-model: the first model alone, evaluated alone
+    assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
+                     "--stages", "train,evaluate", "--single-model"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "run_2d" not in "\n".join(lines)
+    assert lines[-1] == f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev --out {out}/eval/dev"
 
 
 def test_shared_corpus_v2_protocols_keep_the_v2_recipe_and_its_budget(tmp_path, capsys):

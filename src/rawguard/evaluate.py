@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ __all__ = ["evaluate"]
 
 
 def evaluate(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike],
     data: str | os.PathLike,
     out_dir: str | os.PathLike,
     asv_scores: str | os.PathLike | None = None,
@@ -38,7 +39,8 @@ def evaluate(
     """Score a prepared cache with a checkpoint and write scores, metrics, plots and a report.
 
     Args:
-        checkpoint: trained rawguard checkpoint.
+        checkpoint: trained rawguard checkpoint, or several: scored as one equal-weight ensemble of
+            their calibrated log-odds (:meth:`rawguard.detector.Detector.from_checkpoints`).
         data: prepared cache folder (``rawguard prepare``).
         out_dir: output folder: ``scores.txt`` (official CM format), ``metrics.json``, ``report.md``,
             ``det.png``, ``score_hist.png``, ``per_attack_eer.png``, and ``reliability.png`` when the
@@ -70,7 +72,9 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     asv = read_asv_scores(asv_scores) if asv_scores else None  # fail early, before scoring
-    detector = Detector.from_checkpoint(checkpoint, device=device, window=window, hop=hop, batch_size=batch_size)
+    checkpoints = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    detector = Detector.from_checkpoints(checkpoints, device=device, window=window, hop=hop, batch_size=batch_size)
+    named = ", ".join(f"`{path}`" for path in checkpoints)
     cache = Cache.open(data)
     scores = score_cache(
         detector.model, cache, detector.window, detector.hop, batch_size, torch.device(device), precision, progress=progress
@@ -85,11 +89,12 @@ def evaluate(
     policy = "full length" if detector.window is None else (
         f"mean over windows of {detector.window} samples, hop {detector.hop} (short clips tiled)"
     )
-    metrics["scoring"] = {"checkpoint": str(checkpoint), "data": str(data), "window": detector.window,
+    metrics["scoring"] = {"checkpoint": ", ".join(map(str, checkpoints)), "data": str(data), "window": detector.window,
                           "hop": detector.hop, "policy": policy, "calibrated": detector.calibrated}
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     notes = [
-        f"checkpoint: `{checkpoint}`" + ("" if detector.calibrated else " (no dev selection: threshold 0, uncalibrated)"),
+        ("checkpoint: " if len(checkpoints) == 1 else "ensemble (mean calibrated log-odds) of ") + named
+        + ("" if detector.calibrated else " (no dev selection: threshold 0, uncalibrated)"),
         f"data: `{data}` ({len(cache)} utterances)",
         f"utterance score: {policy}",
         f"at the dev threshold {detector.threshold:.4g}: miss rate {metrics['at_threshold']['frr_percent']:.2f} %, "

@@ -77,6 +77,16 @@ class DataSet:
 
 
 @dataclass(frozen=True)
+class Member:
+    """A further model of a recipe: trained on the same caches with the recipe's config plus
+    ``overrides`` into ``OUT/<run>``, and evaluated with ``OUT/run``'s model as one ensemble (the
+    mean of their dev-calibrated log-odds, :func:`rawguard.ensemble.ensemble_detector`)."""
+
+    run: str
+    overrides: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Protocols:
     """Another version of a corpus's protocols: what trains, what selects, what is only scored, and
     the training config overrides that version was measured with (its budget)."""
@@ -102,6 +112,9 @@ class Recipe:
     """Other protocol versions of the corpus by name (:func:`with_protocols`)."""
     overrides: tuple[str, ...] = ()
     """Training config overrides the recipe adds before the user's ``--set``."""
+    members: tuple[Member, ...] = ()
+    """Further models trained beside ``OUT/run``'s and fused with it (:class:`Member`); the user's
+    ``--set`` applies to each of them too."""
     config: str = "asvspoof2019_la"
     """Training recipe: a file, or the name of a packaged one (``rawguard/configs/<name>.yaml``)."""
     reported: tuple[str, ...] = field(default=())
@@ -156,6 +169,14 @@ RECIPES: dict[str, Recipe] = {
             # seen systems; world_vc (world in another voice) took an unseen neural VC system
             # 45.5 -> 36.7 %. On dev the corpus alone overfits at this budget. docs/recipes.md.
             copy_synthesis=("lpc", "sinusoidal", "world", "griffin_lim", "neural", "world_vc"),
+            # A second, smaller model whose blocks are 2-D over the fixed bank's [bands x frames] map,
+            # fused with the 1-D one. Leave-family-out at the recipe's budget (3 seeds): held-out
+            # LM-based TTS 28.2 against 30.9 % for the 1-D model alone, seen families 10.4 against
+            # 11.1 %; the 2-D model alone is better on held-out modern families and worse on the
+            # classical systems and neural vocoders it trained on. BENCHMARKS.md.
+            members=(Member("run_2d", ("model.encoder=2d", "model.frontend_channels=32", "model.frontend_pool=12",
+                                       "model.block_pools=[1,3]", "model.block_channels=[8,16]",
+                                       "model.gru_hidden=64")),),
         ),
         Recipe(
             name="asvspoof2019-la",
@@ -252,7 +273,7 @@ def with_protocols(recipe: Recipe, version: str | None) -> Recipe:
         known = ", ".join([recipe.protocols, *recipe.other_protocols])
         raise RecipeError(f"recipe {recipe.name} has no protocols {version!r}; it has {known}") from None
     return replace(recipe, train=other.train, dev=other.dev, evaluations=other.evaluations, protocols=version,
-                   other_protocols={}, overrides=other.overrides)
+                   other_protocols={}, overrides=other.overrides, members=())
 
 
 def _sets(recipe: Recipe) -> list[DataSet]:
@@ -290,8 +311,10 @@ def plan(
 
     Layout: ``OUT/synth/<method>`` (copy-synthesis spoofs of the train bona fide clips),
     ``OUT/vocoder`` (the ``neural`` method's vocoder, trained on ``OUT/caches/<train>_corpus``, the
-    train set alone), ``OUT/caches/<set>``, ``OUT/run`` (``best.pt``, ``last.pt``, ...), ``OUT/eval/<set>``
-    (scores, metrics.json, report.md and plots). The dev set is evaluated too.
+    train set alone), ``OUT/caches/<set>``, ``OUT/run`` (``best.pt``, ``last.pt``, ...), ``OUT/<member
+    run>`` for each of :attr:`Recipe.members`, ``OUT/eval/<set>`` (scores, metrics.json, report.md and
+    plots of ``OUT/run/best.pt``, or of the ensemble of it and the members' ``best.pt``). The dev set
+    is evaluated too.
 
     Args:
         copy_synthesis: resynthesis methods whose copies join the train cache (``()``: none);
@@ -312,6 +335,7 @@ def plan(
     steps: list[Step] = []
     caches = {data_set.name: out / "caches" / data_set.name for data_set in _sets(recipe)}
     run_dir = out / "run"
+    members = [(out / member.run, member.overrides) for member in recipe.members]
     if "prepare" in stages:
         synth_dirs = [out / "synth" / method for method in methods]
         vocoder = out / "vocoder" / "vocoder.pt"
@@ -331,11 +355,13 @@ def plan(
         # A recipe made for copies, run without them: its config's data.sampling.copy_share would
         # ask for spoofs the cache lacks.
         no_copies = ("data.sampling.copy_share=null",) if recipe.copy_synthesis and not methods else ()
-        overrides = (*recipe.overrides, *no_copies, *overrides, *([f"train.device={device}"] if device else []))
-        steps.append(_train_step(caches[recipe.train.name], caches[recipe.dev.name], run_dir,
-                                 config or recipe.config, overrides))
+        user = (*no_copies, *overrides, *([f"train.device={device}"] if device else []))
+        for member_dir, member_overrides in [(run_dir, ()), *members]:
+            steps.append(_train_step(caches[recipe.train.name], caches[recipe.dev.name], member_dir,
+                                     config or recipe.config, (*recipe.overrides, *member_overrides, *user)))
     if "evaluate" in stages:
-        steps += [_evaluate_step(run_dir / "best.pt", caches[data_set.name], out / "eval" / data_set.name,
+        checkpoints = [run_dir / "best.pt", *(member_dir / "best.pt" for member_dir, _ in members)]
+        steps += [_evaluate_step(checkpoints, caches[data_set.name], out / "eval" / data_set.name,
                                  root / data_set.asv_scores if data_set.asv_scores else None, device)
                   for data_set in [recipe.dev, *recipe.evaluations]]
     return steps
@@ -445,19 +471,21 @@ def _train(train_cache: Path, dev_cache: Path, run_dir: Path, config: str, overr
     return f"trained {result.step} steps ({result.stop_reason}); best dev EER {best} at step {result.best_step}"
 
 
-def _evaluate_step(checkpoint: Path, cache: Path, out_dir: Path, asv_scores: Path | None, device: str | None) -> Step:
-    """``evaluate`` of ``checkpoint`` on one prepared set."""
-    argv = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(cache), "--out", str(out_dir)]
+def _evaluate_step(checkpoints: list[Path], cache: Path, out_dir: Path, asv_scores: Path | None,
+                   device: str | None) -> Step:
+    """``evaluate`` of ``checkpoints`` (one model, or an ensemble of several) on one prepared set."""
+    argv = ["evaluate", *(arg for path in checkpoints for arg in ("--checkpoint", str(path))),
+            "--data", str(cache), "--out", str(out_dir)]
     argv += ["--asv-scores", str(asv_scores)] if asv_scores else []
     argv += ["--device", device] if device else []
-    return Step(argv, partial(_evaluate, checkpoint, cache, out_dir, asv_scores, device or "cpu"))
+    return Step(argv, partial(_evaluate, checkpoints, cache, out_dir, asv_scores, device or "cpu"))
 
 
-def _evaluate(checkpoint: Path, cache: Path, out_dir: Path, asv_scores: Path | None, device: str) -> str:
+def _evaluate(checkpoints: list[Path], cache: Path, out_dir: Path, asv_scores: Path | None, device: str) -> str:
     from rawguard.evaluate import evaluate
     from rawguard.report import format_table
 
-    return format_table(evaluate(checkpoint, cache, out_dir, asv_scores=asv_scores, device=device))
+    return format_table(evaluate(checkpoints, cache, out_dir, asv_scores=asv_scores, device=device))
 
 
 def format_command(argv: list[str]) -> str:

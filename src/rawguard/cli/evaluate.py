@@ -1,4 +1,4 @@
-"""``rawguard evaluate --checkpoint CKPT --data CACHE --out DIR``."""
+"""``rawguard evaluate --checkpoint CKPT [--checkpoint CKPT ...] --data CACHE --out DIR``."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ def register(subparsers, name: str, help: str) -> None:
         name,
         help=help,
         description="Score every utterance of a prepared cache and write DIR/scores.txt (official CM format), "
-        "metrics.json, report.md and plots (det.png, score_hist.png, per_attack_eer.png, reliability.png).",
+        "metrics.json, report.md and plots (det.png, score_hist.png, per_attack_eer.png, reliability.png). "
+        "Repeat --checkpoint to evaluate several checkpoints as one ensemble of their calibrated log-odds.",
     )
     parser.add_argument("--data", required=True, metavar="CACHE", help="prepared cache folder (rawguard prepare)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--asv-scores", metavar="FILE", help="ASVspoof ASV score file: adds the min t-DCF")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"], help="inference precision")
-    add_model_arguments(parser)
+    add_model_arguments(parser, ensembles=True)
     parser.set_defaults(func=run)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rawguard.copysynth.synth_spoof import ALL_METHODS
@@ -65,6 +66,9 @@ def register(subparsers, name: str = "recipe", help: str = "") -> argparse.Argum
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:N for train-vocoder, train and evaluate (default: train uses CUDA when "
                              "available, the vocoder and evaluation the CPU)")
+    parser.add_argument("--single-model", action="store_true",
+                        help="train and evaluate OUT/run's model alone, without the recipe's further ensemble "
+                             "members (shared-corpus: OUT/run_2d)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     parser.set_defaults(func=main, parser=parser)
     return parser
@@ -78,6 +82,8 @@ def main(args: argparse.Namespace) -> int:
         args.parser.error("--vocoder-steps must be positive")
     try:
         recipe = with_protocols(get_recipe(args.name), args.protocols)
+        if args.single_model:
+            recipe = replace(recipe, members=())
         copy_synthesis = None if args.copy_synthesis is None else parse_copy_synthesis(args.copy_synthesis)
         steps = plan(recipe, args.root, args.out, stages=stages, config=args.config,
                      overrides=tuple(args.set), workers=args.workers, copy_synthesis=copy_synthesis,
@@ -89,6 +95,10 @@ def main(args: argparse.Namespace) -> int:
         if "prepare" in stages:
             check_layout(recipe, args.root)
         run(steps, echo=lambda text: print(text, flush=True))
+        if "train" in stages or "evaluate" in stages:
+            checkpoints = [args.out / "run", *(args.out / member.run for member in recipe.members)]
+            print("\nthe recipe's model: rawguard score "
+                  + " ".join(f"--checkpoint {path / 'best.pt'}" for path in checkpoints) + " PATH...")
     except RecipeError as error:
         print(f"rawguard recipe: error: {error}", file=sys.stderr)
         return 1 if isinstance(error, RecipeStepError) else 2  # 2: the command line or the corpus layout
