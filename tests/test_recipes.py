@@ -356,15 +356,18 @@ def test_the_recipe_runs_in_process_through_library_calls_and_resumes(tmp_path, 
     assert [line for line in printed.splitlines() if line.startswith("$ ")] == [
         f"$ {step.command}" for step in plan(get_recipe("shared-corpus"), root, out, copy_synthesis=("lpc",),
                                              workers=1, overrides=tuple(argv[argv.index("--set") + 1:]))]
-    assert "trained 4 steps (max_steps)" in printed
+    assert printed.count("trained 4 steps (max_steps)") == 2  # the 1-D model and the 2-D one
+    assert printed.rstrip().endswith(f"the recipe's model: rawguard score --checkpoint {out}/run/best.pt "
+                                     f"--checkpoint {out}/run_2d/best.pt PATH...")
     for name, trials in (("dev_v3", 6), ("dev", 4)):
         metrics = json.loads((out / "eval" / name / "metrics.json").read_text())
         assert metrics["n_trials"] == trials and 0 <= metrics["eer_percent"] <= 100
-    best = (out / "run" / "best.pt").read_bytes()
-    assert cli_main(argv) == 0  # everything done: nothing is redone, the selected model is the same file
+        assert metrics["scoring"]["checkpoint"] == f"{out}/run/best.pt, {out}/run_2d/best.pt"  # the ensemble
+    best = [(out / run / "best.pt").read_bytes() for run in ("run", "run_2d")]
+    assert cli_main(argv) == 0  # everything done: nothing is redone, the selected models are the same files
     again = capsys.readouterr().out
-    assert "0 lpc copies written (3 already done)" in again and "trained 4 steps" in again
-    assert (out / "run" / "best.pt").read_bytes() == best
+    assert "0 lpc copies written (3 already done)" in again and again.count("trained 4 steps") == 2
+    assert [(out / run / "best.pt").read_bytes() for run in ("run", "run_2d")] == best
     code = "import sys, rawguard.recipes; sys.exit(any(m.startswith('rawguard.cli') for m in sys.modules))"
     monkeypatch.undo()
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "rawguard.recipes imports rawguard.cli"
