@@ -219,6 +219,11 @@ def test_ensemble_members_train_beside_the_first_model_and_take_the_users_overri
     lines = capsys.readouterr().out.splitlines()
     assert "run_2d" not in "\n".join(lines)
     assert lines[-1] == f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev --out {out}/eval/dev"
+    # a config of the user's own (here RawNet2's) trains alone: the members' overrides are the recipe config's
+    assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
+                     "--stages", "train", "--config", "shared_corpus_rawnet2"]) == 0
+    (train,) = capsys.readouterr().out.splitlines()
+    assert train.endswith(f"--out {out}/run --config shared_corpus_rawnet2")
 
 
 def test_shared_corpus_v2_protocols_keep_the_v2_recipe_and_its_budget(tmp_path, capsys):

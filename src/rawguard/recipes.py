@@ -170,10 +170,10 @@ RECIPES: dict[str, Recipe] = {
             # 45.5 -> 36.7 %. On dev the corpus alone overfits at this budget. docs/recipes.md.
             copy_synthesis=("lpc", "sinusoidal", "world", "griffin_lim", "neural", "world_vc"),
             # A second, smaller model whose blocks are 2-D over the fixed bank's [bands x frames] map,
-            # fused with the 1-D one. Leave-family-out at the recipe's budget (3 seeds): held-out
-            # LM-based TTS 28.2 against 30.9 % for the 1-D model alone, seen families 10.4 against
-            # 11.1 %; the 2-D model alone is better on held-out modern families and worse on the
-            # classical systems and neural vocoders it trained on. BENCHMARKS.md.
+            # fused with the 1-D one. Leave-family-out at the recipe's budget (3 seeds per family):
+            # held-out modern families 22.8 % against 24.1 % for the 1-D model alone, seen families
+            # 10.9 against 11.8 %; the 2-D model alone is better on held-out modern families and worse
+            # on the classical systems and neural vocoders it trained on. BENCHMARKS.md.
             members=(Member("run_2d", ("model.encoder=2d", "model.frontend_channels=32", "model.frontend_pool=12",
                                        "model.block_pools=[1,3]", "model.block_channels=[8,16]",
                                        "model.gru_hidden=64")),),
@@ -312,7 +312,7 @@ def plan(
     Layout: ``OUT/synth/<method>`` (copy-synthesis spoofs of the train bona fide clips),
     ``OUT/vocoder`` (the ``neural`` method's vocoder, trained on ``OUT/caches/<train>_corpus``, the
     train set alone), ``OUT/caches/<set>``, ``OUT/run`` (``best.pt``, ``last.pt``, ...), ``OUT/<member
-    run>`` for each of :attr:`Recipe.members`, ``OUT/eval/<set>`` (scores, metrics.json, report.md and
+    run>`` for each of :attr:`Recipe.members` (with the recipe's own config only), ``OUT/eval/<set>`` (scores, metrics.json, report.md and
     plots of ``OUT/run/best.pt``, or of the ensemble of it and the members' ``best.pt``). The dev set
     is evaluated too.
 
@@ -335,7 +335,9 @@ def plan(
     steps: list[Step] = []
     caches = {data_set.name: out / "caches" / data_set.name for data_set in _sets(recipe)}
     run_dir = out / "run"
-    members = [(out / member.run, member.overrides) for member in recipe.members]
+    # The members' overrides are written for the recipe's own config; another config trains alone.
+    own_config = config is None or config == recipe.config
+    members = [(out / member.run, member.overrides) for member in recipe.members] if own_config else []
     if "prepare" in stages:
         synth_dirs = [out / "synth" / method for method in methods]
         vocoder = out / "vocoder" / "vocoder.pt"

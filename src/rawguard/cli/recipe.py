@@ -95,10 +95,11 @@ def main(args: argparse.Namespace) -> int:
         if "prepare" in stages:
             check_layout(recipe, args.root)
         run(steps, echo=lambda text: print(text, flush=True))
-        if "train" in stages or "evaluate" in stages:
-            checkpoints = [args.out / "run", *(args.out / member.run for member in recipe.members)]
-            print("\nthe recipe's model: rawguard score "
-                  + " ".join(f"--checkpoint {path / 'best.pt'}" for path in checkpoints) + " PATH...")
+        evaluation = next((step.argv for step in steps if step.argv[0] == "evaluate"), None)
+        if evaluation:  # the model the recipe evaluated (one checkpoint or an ensemble), as a scoring command
+            checkpoints = [evaluation[i + 1] for i, arg in enumerate(evaluation) if arg == "--checkpoint"]
+            print("\nthe recipe's model: rawguard score " + " ".join(f"--checkpoint {path}" for path in checkpoints)
+                  + " PATH...")
     except RecipeError as error:
         print(f"rawguard recipe: error: {error}", file=sys.stderr)
         return 1 if isinstance(error, RecipeStepError) else 2  # 2: the command line or the corpus layout
