@@ -312,9 +312,9 @@ def plan(
     Layout: ``OUT/synth/<method>`` (copy-synthesis spoofs of the train bona fide clips),
     ``OUT/vocoder`` (the ``neural`` method's vocoder, trained on ``OUT/caches/<train>_corpus``, the
     train set alone), ``OUT/caches/<set>``, ``OUT/run`` (``best.pt``, ``last.pt``, ...), ``OUT/<member
-    run>`` for each of :attr:`Recipe.members` (with the recipe's own config only), ``OUT/eval/<set>`` (scores, metrics.json, report.md and
-    plots of ``OUT/run/best.pt``, or of the ensemble of it and the members' ``best.pt``). The dev set
-    is evaluated too.
+    run>`` for each of :attr:`Recipe.members` (with the recipe's own config only), ``OUT/eval/<set>``
+    (scores, metrics.json, report.md and plots of ``OUT/run/best.pt``, or of the ensemble of it and
+    the members' ``best.pt``). The dev set is evaluated too.
 
     Args:
         copy_synthesis: resynthesis methods whose copies join the train cache (``()``: none);
