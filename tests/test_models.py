@@ -207,6 +207,32 @@ def test_band_scales_tile_zero_to_nyquist_with_their_own_spacing():
             band_edges(8, removed)
 
 
+@pytest.mark.parametrize("scale", ["mel", "linear"])
+def test_a_sub_band_bank_tiles_its_span_and_blocks_the_rest(scale):
+    edges = band_edges(8, scale, span_hz=(4000.0, 8000.0)).numpy()
+    assert edges[0] == pytest.approx(4000.0) and edges[-1] == pytest.approx(8000.0) and np.all(np.diff(edges) > 0)
+    sinc = FixedSincConv(8, 256, scale=scale, span_hz=(4000.0, 8000.0))
+    response = np.abs(np.fft.rfft(sinc.filters.squeeze(1).numpy(), n=8192, axis=-1)).sum(0)  # [4097]
+    freqs = np.fft.rfftfreq(8192, 1 / SAMPLE_RATE)
+    # The whole bank passes 4.2-7.8 kHz and lets almost nothing below 3.5 kHz through.
+    assert response[(freqs > 4200) & (freqs < 7800)].min() > 20 * response[freqs < 3500].max()
+    for bad in [(4000.0, 4000.0), (-1.0, 4000.0), (0.0, 9000.0)]:
+        with pytest.raises(ValueError, match="band span"):
+            band_edges(8, scale, span_hz=bad)
+
+
+def test_rawnet_lite_sub_band_front_end_is_checked_and_rebuilds(real_clips):
+    model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", frontend_span_hz=[4000, 8000])
+    assert model.config.frontend_span_hz == (4000.0, 8000.0)
+    full = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear")
+    assert not torch.equal(model.frontend.filters, full.frontend.filters)
+    rebuilt = create_model("rawnet-lite", **dataclasses.asdict(model.config))
+    assert torch.equal(rebuilt.frontend.filters, model.frontend.filters)
+    for overrides in ({"frontend": "conv"}, {"frontend": "sinc"}, {"frontend": "fixed_sinc", "frontend_span_hz": [0, 9000]}):
+        with pytest.raises(ModelConfigError, match="frontend_span_hz"):
+            create_model("rawnet-lite", **{"frontend_span_hz": [4000, 8000], **overrides})
+
+
 # ---------------------------------------------------------------- rawnet-lite
 
 
