@@ -8,7 +8,8 @@ import pytest
 
 from rawguard.calibration import sigmoid
 from rawguard.detector import Detector, DetectorError
-from rawguard.ensemble import ensemble_detector
+from rawguard.checkpoint import load_checkpoint
+from rawguard.ensemble import ENSEMBLE_MEMBERS, MEMBER_KEYS, ensemble_detector, save_ensemble
 from helpers.checkpoints import SELECTION, WINDOW, corpus_files, save_tiny_checkpoint
 
 OTHER = {**SELECTION, "threshold": -0.4, "calibration": {"scale": 0.6, "bias": 0.9}}
@@ -76,3 +77,57 @@ def test_rawguard_score_takes_several_checkpoints(members, tmp_path, capsys, one
     assert json.loads(line)["score"] == pytest.approx(expected["score"], abs=1e-6)
     assert main(["score", *members_args(members), str(clip), "--backend", "onnx"]) == 2
     assert "an ensemble runs on the torch backend" in capsys.readouterr().err
+
+
+def test_an_ensemble_file_scores_as_its_members_given_one_by_one(members, tmp_path, capsys, one_thread):
+    import json
+
+    from rawguard.cli import main
+
+    bundle = tmp_path / "models" / "ensemble.pt"
+    assert main(["ensemble", *map(str, members), "--out", str(bundle)]) == 0
+    assert f"rawguard score --checkpoint {bundle} PATH..." in capsys.readouterr().out
+    from_file, given = Detector.from_checkpoint(bundle), ensemble_detector(members)
+    assert from_file.threshold == pytest.approx(given.threshold) and from_file.model_name == given.model_name
+    for clip in corpus_files(2):
+        assert from_file.score_file(clip).score == pytest.approx(given.score_file(clip).score, abs=1e-9)
+    assert Detector.from_checkpoints([bundle]).score_file(clip).score == pytest.approx(from_file.score_file(clip).score)
+    # what `score` prints for the file is what it prints for the members
+    assert main(["score", "--checkpoint", str(bundle), str(clip), "--json", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(given.score_file(clip).score, abs=1e-6)
+    # only what scoring needs is kept: no optimiser state, no raw (non-averaged) weights
+    saved = load_checkpoint(bundle)
+    assert all(set(member) <= set(MEMBER_KEYS) for member in saved[ENSEMBLE_MEMBERS])
+    assert saved["ensemble_sources"] == [str(path) for path in members]
+    # one file is one model to the ONNX backend too (several --checkpoint are refused there)
+    pytest.importorskip("onnxruntime")
+    assert main(["score", "--checkpoint", str(bundle), str(clip), "--json", "--backend", "onnx", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(given.score_file(clip).score, abs=1e-4)
+
+
+def test_an_ensemble_file_refuses_what_it_could_not_score_and_names_it(members, tmp_path, capsys):
+    from rawguard.checkpoint import CheckpointError, save_checkpoint
+    from rawguard.cli import main
+
+    out = tmp_path / "ensemble.pt"
+    assert main(["ensemble", str(members[0]), "--out", str(out)]) == 1
+    assert "two or more checkpoints, got 1" in capsys.readouterr().err
+    uncalibrated = save_tiny_checkpoint(tmp_path / "raw.pt", None)
+    with pytest.warns(UserWarning):
+        assert main(["ensemble", str(members[0]), str(uncalibrated), "--out", str(out)]) == 1
+    assert "raw.pt: no dev calibration" in capsys.readouterr().err
+    assert main(["ensemble", str(members[0]), str(tmp_path / "missing.pt"), "--out", str(out)]) == 1
+    assert "missing.pt: checkpoint file not found" in capsys.readouterr().err
+    assert not out.exists()  # nothing written for a refused set
+    save_ensemble(members, out)
+    with pytest.raises(DetectorError, match="already an ensemble file"):
+        save_ensemble([out, members[0]], tmp_path / "nested.pt")
+    # a damaged file: a member without weights is named, a truncated file is refused
+    state = load_checkpoint(out)
+    del state[ENSEMBLE_MEMBERS][1]["model"]
+    save_checkpoint(state, tmp_path / "damaged.pt")
+    with pytest.raises(DetectorError, match=r"damaged\.pt \[member 1: .*b\.pt\]: checkpoint has no 'model'"):
+        Detector.from_checkpoint(tmp_path / "damaged.pt")
+    (tmp_path / "cut.pt").write_bytes(out.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"cut\.pt: cannot read checkpoint"):
+        Detector.from_checkpoint(tmp_path / "cut.pt")

@@ -198,7 +198,9 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
         f"rawguard train --train {out}/caches/train_v3 --dev {out}/caches/dev_v3 --out {out}/run_2d --config "
         "shared_corpus --set model.encoder=2d model.frontend_channels=32 model.frontend_pool=12 "
         "'model.block_pools=[1,3]' 'model.block_channels=[8,16]' model.gru_hidden=64",
-        *(f"rawguard evaluate --checkpoint {out}/run/best.pt --checkpoint {out}/run_2d/best.pt "
+        # both models in one file, which is what is evaluated (and what the recipe ships)
+        f"rawguard ensemble {out}/run/best.pt {out}/run_2d/best.pt --out {out}/ensemble.pt",
+        *(f"rawguard evaluate --checkpoint {out}/ensemble.pt "
           f"--data {out}/caches/{name} --out {out}/eval/{name}" for name in ("dev_v3", "dev")),
     ]
 
@@ -362,12 +364,12 @@ def test_the_recipe_runs_in_process_through_library_calls_and_resumes(tmp_path, 
         f"$ {step.command}" for step in plan(get_recipe("shared-corpus"), root, out, copy_synthesis=("lpc",),
                                              workers=1, overrides=tuple(argv[argv.index("--set") + 1:]))]
     assert printed.count("trained 4 steps (max_steps)") == 2  # the 1-D model and the 2-D one
-    assert printed.rstrip().endswith(f"the recipe's model: rawguard score --checkpoint {out}/run/best.pt "
-                                     f"--checkpoint {out}/run_2d/best.pt PATH...")
+    assert printed.rstrip().endswith(f"the recipe's model: rawguard score --checkpoint {out}/ensemble.pt PATH...")
     for name, trials in (("dev_v3", 6), ("dev", 4)):
         metrics = json.loads((out / "eval" / name / "metrics.json").read_text())
         assert metrics["n_trials"] == trials and 0 <= metrics["eer_percent"] <= 100
-        assert metrics["scoring"]["checkpoint"] == f"{out}/run/best.pt, {out}/run_2d/best.pt"  # the ensemble
+        assert metrics["scoring"]["checkpoint"] == f"{out}/ensemble.pt"
+        assert "ensemble file of 2 models" in (out / "eval" / name / "report.md").read_text()
     best = [(out / run / "best.pt").read_bytes() for run in ("run", "run_2d")]
     assert cli_main(argv) == 0  # everything done: nothing is redone, the selected models are the same files
     again = capsys.readouterr().out

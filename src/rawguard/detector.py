@@ -162,7 +162,10 @@ class Detector:
         hop: int | None = None,
         batch_size: int = 64,
     ) -> Detector:
-        """Load a rawguard checkpoint (``best.pt`` of a training run).
+        """Load a rawguard checkpoint (``best.pt`` of a training run), or an ensemble file.
+
+        An ensemble file (``rawguard ensemble``, :func:`rawguard.ensemble.save_ensemble`) holds several
+        trained models and loads as one detector over all of them, as :meth:`from_checkpoints` would.
 
         Args:
             path: checkpoint file (loaded safely, ``weights_only``).
@@ -177,10 +180,28 @@ class Detector:
             CheckpointError: the file is missing, corrupt or not a rawguard checkpoint.
             DetectorError: naming the path and key, when model keys are missing or do not fit.
         """
+        path = Path(path)
+        state = load_checkpoint(path, map_location="cpu")
+        from rawguard.ensemble import ENSEMBLE_MEMBERS, ensemble_from_bundle
+
+        if ENSEMBLE_MEMBERS in state:  # one file holding several models (``rawguard ensemble``)
+            return ensemble_from_bundle(state, path, device=device, window=window, hop=hop, batch_size=batch_size)
+        return cls.from_state(state, path, device=device, window=window, hop=hop, batch_size=batch_size)
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict,
+        path: str | os.PathLike,
+        device: str = "cpu",
+        window: int | None | str = "checkpoint",
+        hop: int | None = None,
+        batch_size: int = 64,
+    ) -> Detector:
+        """:meth:`from_checkpoint` of a checkpoint already loaded; ``path`` names it in errors and notes."""
         from rawguard.models import create_model_from_saved
 
         path = Path(path)
-        state = load_checkpoint(path, map_location="cpu")
         for key in ("model_name", "model_config", "model"):
             if key not in state:
                 raise DetectorError(f"{path}: checkpoint has no {key!r} (not a trained rawguard model?)")

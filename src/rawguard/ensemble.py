@@ -11,6 +11,11 @@ ensemble's score ``logit[1] - logit[0]`` *is* the mean log-odds and everything b
 on it unchanged. The ensemble's threshold is the mean of the members' dev EER thresholds mapped to
 log-odds; for weights fitted on dev instead of equal ones, score each model and use
 ``rawguard fuse``.
+
+An ensemble can also live in one file (:func:`save_ensemble`, ``rawguard ensemble``): a checkpoint
+whose ``ensemble_members`` are the members' own checkpoints (model, config and dev selection; no
+optimiser state). Every command that takes ``--checkpoint`` loads it as the ensemble, so a set of
+models ships, scores and serves as one path.
 """
 
 from __future__ import annotations
@@ -21,9 +26,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rawguard.checkpoint import load_checkpoint, save_checkpoint
 from rawguard.detector import Detector, DetectorError
 
-__all__ = ["EnsembleModel", "ensemble_detector"]
+__all__ = ["ENSEMBLE_MEMBERS", "EnsembleModel", "ensemble_detector", "ensemble_from_bundle", "save_ensemble"]
+
+ENSEMBLE_MEMBERS = "ensemble_members"
+"""The key an ensemble file holds its members' checkpoints under (in place of ``model``)."""
+MEMBER_KEYS = ("model_name", "model_config", "model", "config", "selection", "step")
+"""What an ensemble file keeps of each member's checkpoint: enough to score, nothing to resume."""
 
 
 class EnsembleModel(nn.Module):
@@ -69,20 +80,64 @@ def ensemble_detector(
         DetectorError: naming the checkpoint that has no dev calibration or another window policy.
     """
     members = [Detector.from_checkpoint(path, device="cpu", window=window, hop=hop, batch_size=batch_size) for path in paths]
+    return _ensemble(members, [str(path) for path in paths], device, batch_size)
+
+
+def save_ensemble(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> os.PathLike:
+    """Write the ensemble of ``paths`` to one checkpoint file ``out`` (atomically).
+
+    The members are checked as :func:`ensemble_detector` checks them (calibrated, one window
+    policy), so a file this writes always loads. Each member keeps :data:`MEMBER_KEYS`.
+
+    Raises:
+        DetectorError: fewer than two members, an uncalibrated member, different window policies,
+            or a member that is itself an ensemble file, naming it.
+    """
+    states = []
+    for path in paths:
+        state = load_checkpoint(path)
+        if ENSEMBLE_MEMBERS in state:
+            raise DetectorError(f"{path}: already an ensemble file; give its members' checkpoints instead")
+        states.append({key: state[key] for key in MEMBER_KEYS if key in state})
+    ensemble_detector(paths)  # refuses what could not be scored as one, naming the checkpoint
+    return save_checkpoint({ENSEMBLE_MEMBERS: states, "ensemble_sources": [str(path) for path in paths]}, out)
+
+
+def ensemble_from_bundle(
+    state: dict,
+    path: str | os.PathLike,
+    device: str = "cpu",
+    window: int | None | str = "checkpoint",
+    hop: int | None = None,
+    batch_size: int = 64,
+) -> Detector:
+    """The detector of an ensemble file already loaded (:func:`save_ensemble`); ``path`` names it."""
+    states = state[ENSEMBLE_MEMBERS]
+    if not isinstance(states, list) or not all(isinstance(member, dict) for member in states):
+        raise DetectorError(f"{path}: {ENSEMBLE_MEMBERS!r} is not a list of member checkpoints")
+    sources = state.get("ensemble_sources") or []
+    names = [f"{path} [member {i}: {sources[i] if i < len(sources) else '?'}]" for i in range(len(states))]
+    members = [Detector.from_state(member, name, device="cpu", window=window, hop=hop, batch_size=batch_size)
+               for member, name in zip(states, names)]
+    return _ensemble(members, names, device, batch_size)
+
+
+def _ensemble(members: Sequence[Detector], names: Sequence[str], device: str, batch_size: int) -> Detector:
+    """One detector over ``members`` (named ``names`` in errors and notes)."""
     if len(members) < 2:
         raise DetectorError(f"an ensemble needs two or more checkpoints, got {len(members)}")
     first = members[0]
-    for path, member in zip(paths, members):
+    for name, member in zip(names, members):
         if not member.calibrated:
-            raise DetectorError(f"{path}: no dev calibration, so its scores cannot be put on the ensemble's scale")
+            raise DetectorError(f"{name}: no dev calibration, so its scores cannot be put on the ensemble's scale")
         if (member.window, member.hop) != (first.window, first.hop):
-            raise DetectorError(f"{path}: scored with window {member.window} and hop {member.hop}, but {paths[0]} with "
+            raise DetectorError(f"{name}: scored with window {member.window} and hop {member.hop}, but {names[0]} with "
                                 f"{first.window} and {first.hop}; pass window= (and hop=) to score all alike")
     scales = [member.calibration["scale"] for member in members]
     biases = [member.calibration["bias"] for member in members]
     threshold = sum(s * m.threshold + b for s, b, m in zip(scales, biases, members)) / len(members)
     model = EnsembleModel([member.model for member in members], scales, biases)
-    names = sorted({member.model_name or "model" for member in members})
+    model_names = sorted({member.model_name or "model" for member in members})
     return Detector(
         model,
         threshold=float(threshold),
@@ -91,6 +146,6 @@ def ensemble_detector(
         hop=first.hop,
         device=device,
         batch_size=batch_size,
-        notes=[f"equal-weight ensemble of {len(members)} checkpoints: {', '.join(map(str, paths))}"],
-        model_name=f"ensemble[{len(members)}]:{'+'.join(names)}",
+        notes=[f"equal-weight ensemble of {len(members)} checkpoints: {', '.join(names)}"],
+        model_name=f"ensemble[{len(members)}]:{'+'.join(model_names)}",
     )

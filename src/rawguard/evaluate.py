@@ -93,7 +93,7 @@ def evaluate(
                           "hop": detector.hop, "policy": policy, "calibrated": detector.calibrated}
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     notes = [
-        ("checkpoint: " if len(checkpoints) == 1 else "ensemble (mean calibrated log-odds) of ") + named
+        _described(checkpoints, detector) + named
         + ("" if detector.calibrated else " (no dev selection: threshold 0, uncalibrated)"),
         f"data: `{data}` ({len(cache)} utterances)",
         f"utterance score: {policy}",
@@ -102,6 +102,14 @@ def evaluate(
     ]
     write_report(metrics, out_dir / "report.md", plots, title="rawguard evaluation", notes=notes)
     return metrics
+
+
+def _described(checkpoints: list, detector) -> str:
+    """How the report names what was scored: one checkpoint, an ensemble file, or several checkpoints."""
+    if len(checkpoints) > 1:
+        return "ensemble (mean calibrated log-odds) of "
+    members = len(getattr(detector.model, "members", ()))
+    return f"ensemble file of {members} models (mean calibrated log-odds): " if members else "checkpoint: "
 
 
 def _rates_at_threshold(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict:

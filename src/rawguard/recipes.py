@@ -79,8 +79,8 @@ class DataSet:
 @dataclass(frozen=True)
 class Member:
     """A further model of a recipe: trained on the same caches with the recipe's config plus
-    ``overrides`` into ``OUT/<run>``, and evaluated with ``OUT/run``'s model as one ensemble (the
-    mean of their dev-calibrated log-odds, :func:`rawguard.ensemble.ensemble_detector`)."""
+    ``overrides`` into ``OUT/<run>``, and written with ``OUT/run``'s model to one ensemble file,
+    ``OUT/ensemble.pt`` (the mean of their dev-calibrated log-odds, :func:`rawguard.ensemble.save_ensemble`)."""
 
     run: str
     overrides: tuple[str, ...]
@@ -249,6 +249,8 @@ folder (``LA/...``) under the same root as their own eval data, since they train
 
 
 STAGES = ("prepare", "train", "evaluate")
+ENSEMBLE_FILE = "ensemble.pt"
+"""A recipe with members writes its models to ``OUT/ensemble.pt`` (``rawguard ensemble``) and evaluates that."""
 
 
 def get_recipe(name: str) -> Recipe:
@@ -313,8 +315,8 @@ def plan(
     ``OUT/vocoder`` (the ``neural`` method's vocoder, trained on ``OUT/caches/<train>_corpus``, the
     train set alone), ``OUT/caches/<set>``, ``OUT/run`` (``best.pt``, ``last.pt``, ...), ``OUT/<member
     run>`` for each of :attr:`Recipe.members` (with the recipe's own config only), ``OUT/eval/<set>``
-    (scores, metrics.json, report.md and plots of ``OUT/run/best.pt``, or of the ensemble of it and
-    the members' ``best.pt``). The dev set is evaluated too.
+    (scores, metrics.json, report.md and plots of ``OUT/run/best.pt``, or of ``OUT/ensemble.pt``, the
+    ensemble file of it and the members' ``best.pt``). The dev set is evaluated too.
 
     Args:
         copy_synthesis: resynthesis methods whose copies join the train cache (``()``: none);
@@ -363,6 +365,9 @@ def plan(
                                      config or recipe.config, (*recipe.overrides, *member_overrides, *user)))
     if "evaluate" in stages:
         checkpoints = [run_dir / "best.pt", *(member_dir / "best.pt" for member_dir, _ in members)]
+        if members:  # the models as one file, what the recipe ships and evaluates
+            steps.append(_ensemble_step(checkpoints, out / ENSEMBLE_FILE))
+            checkpoints = [out / ENSEMBLE_FILE]
         steps += [_evaluate_step(checkpoints, caches[data_set.name], out / "eval" / data_set.name,
                                  root / data_set.asv_scores if data_set.asv_scores else None, device)
                   for data_set in [recipe.dev, *recipe.evaluations]]
@@ -471,6 +476,17 @@ def _train(train_cache: Path, dev_cache: Path, run_dir: Path, config: str, overr
                           "to resume it")
     best = f"{result.best_dev_eer:.2%}" if result.best_dev_eer is not None else "n/a"
     return f"trained {result.step} steps ({result.stop_reason}); best dev EER {best} at step {result.best_step}"
+
+
+def _ensemble_step(checkpoints: list[Path], out_file: Path) -> Step:
+    """``ensemble`` of the trained models into one file."""
+    return Step(["ensemble", *map(str, checkpoints), "--out", str(out_file)], partial(_ensemble, checkpoints, out_file))
+
+
+def _ensemble(checkpoints: list[Path], out_file: Path) -> str:
+    from rawguard.ensemble import save_ensemble
+
+    return f"wrote the ensemble of {len(checkpoints)} models to {save_ensemble(checkpoints, out_file)}"
 
 
 def _evaluate_step(checkpoints: list[Path], cache: Path, out_dir: Path, asv_scores: Path | None,

@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("score", "score", "score audio files, folders or long recordings with a trained detector"),
     ("metrics", "metrics", "compute EER / min t-DCF from a score file"),
     ("fuse", "fuse", "fuse the score files of several detectors (logistic fusion fitted on dev)"),
+    ("ensemble", "ensemble", "write several trained checkpoints to one ensemble file (mean calibrated log-odds)"),
     ("export", "export", "export a trained detector to ONNX"),
     ("serve", "serve", "serve a detector over HTTP: web page, scoring API and live streams"),
     ("stream", "stream", "score live audio from a pipe or a growing file, one JSON line per window"),
