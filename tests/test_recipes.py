@@ -198,12 +198,8 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
         f"rawguard train --train {out}/caches/train_v3 --dev {out}/caches/dev_v3 --out {out}/run_2d --config "
         "shared_corpus --set model.encoder=2d model.frontend_channels=32 model.frontend_pool=12 "
         "'model.block_pools=[1,3]' 'model.block_channels=[8,16]' model.gru_hidden=64",
-        # the third: a 1-D model whose fixed bank tiles 4-8 kHz only
-        f"rawguard train --train {out}/caches/train_v3 --dev {out}/caches/dev_v3 --out {out}/run_high_band --config "
-        "shared_corpus --set model.frontend_channels=32 'model.block_channels=[32,64]' model.gru_hidden=64 "
-        "'model.frontend_span_hz=[4000,8000]' train.max_steps=12000",
-        # the models in one file, which is what is evaluated (and what the recipe ships)
-        f"rawguard ensemble {out}/run/best.pt {out}/run_2d/best.pt {out}/run_high_band/best.pt --out {out}/ensemble.pt",
+        # both models in one file, which is what is evaluated (and what the recipe ships)
+        f"rawguard ensemble {out}/run/best.pt {out}/run_2d/best.pt --out {out}/ensemble.pt",
         *(f"rawguard evaluate --checkpoint {out}/ensemble.pt "
           f"--data {out}/caches/{name} --out {out}/eval/{name}" for name in ("dev_v3", "dev")),
     ]
@@ -214,19 +210,16 @@ def test_ensemble_members_train_beside_the_first_model_and_take_the_users_overri
     assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
                      "--stages", "train", "--set", "train.seed=3", "model.gru_hidden=32"]) == 0
     trains = [shlex.split(line)[1:] for line in capsys.readouterr().out.splitlines()]
-    assert [c[c.index("--out") + 1] for c in trains] == [f"{out}/run", f"{out}/run_2d", f"{out}/run_high_band"]
+    assert [c[c.index("--out") + 1] for c in trains] == [f"{out}/run", f"{out}/run_2d"]
     configs = [load_config(c[c.index("--config") + 1], c[c.index("--set") + 1:]) for c in trains]
     models = [create_model(c.model.name, **c.model.overrides).config for c in configs]
-    assert [(m.encoder, m.gru_hidden, c.train.seed) for m, c in zip(models, configs)] == [
-        ("1d", 32, 3), ("2d", 32, 3), ("1d", 32, 3)]
+    assert [(m.encoder, m.gru_hidden, c.train.seed) for m, c in zip(models, configs)] == [("1d", 32, 3), ("2d", 32, 3)]
     assert models[1].block_channels == (8, 16) and models[1].frontend == models[0].frontend == "fixed_sinc"
-    assert models[2].frontend_span_hz == (4000.0, 8000.0) and models[0].frontend_span_hz == (0.0, 0.0)
-    assert [c.train.max_steps for c in configs] == [18000, 18000, 12000]
     # --single-model: the first model alone, evaluated alone
     assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
                      "--stages", "train,evaluate", "--single-model"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "run_2d" not in "\n".join(lines) and "run_high_band" not in "\n".join(lines)
+    assert "run_2d" not in "\n".join(lines)
     assert lines[-1] == f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev --out {out}/eval/dev"
     # a config of the user's own (here RawNet2's) trains alone: the members' overrides are the recipe config's
     assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
@@ -370,18 +363,18 @@ def test_the_recipe_runs_in_process_through_library_calls_and_resumes(tmp_path, 
     assert [line for line in printed.splitlines() if line.startswith("$ ")] == [
         f"$ {step.command}" for step in plan(get_recipe("shared-corpus"), root, out, copy_synthesis=("lpc",),
                                              workers=1, overrides=tuple(argv[argv.index("--set") + 1:]))]
-    assert printed.count("trained 4 steps (max_steps)") == 3  # the 1-D model, the 2-D one and the sub-band one
+    assert printed.count("trained 4 steps (max_steps)") == 2  # the 1-D model and the 2-D one
     assert printed.rstrip().endswith(f"the recipe's model: rawguard score --checkpoint {out}/ensemble.pt PATH...")
     for name, trials in (("dev_v3", 6), ("dev", 4)):
         metrics = json.loads((out / "eval" / name / "metrics.json").read_text())
         assert metrics["n_trials"] == trials and 0 <= metrics["eer_percent"] <= 100
         assert metrics["scoring"]["checkpoint"] == f"{out}/ensemble.pt"
-        assert "ensemble file of 3 models" in (out / "eval" / name / "report.md").read_text()
-    best = [(out / run / "best.pt").read_bytes() for run in ("run", "run_2d", "run_high_band")]
+        assert "ensemble file of 2 models" in (out / "eval" / name / "report.md").read_text()
+    best = [(out / run / "best.pt").read_bytes() for run in ("run", "run_2d")]
     assert cli_main(argv) == 0  # everything done: nothing is redone, the selected models are the same files
     again = capsys.readouterr().out
-    assert "0 lpc copies written (3 already done)" in again and again.count("trained 4 steps") == 3
-    assert [(out / run / "best.pt").read_bytes() for run in ("run", "run_2d", "run_high_band")] == best
+    assert "0 lpc copies written (3 already done)" in again and again.count("trained 4 steps") == 2
+    assert [(out / run / "best.pt").read_bytes() for run in ("run", "run_2d")] == best
     code = "import sys, rawguard.recipes; sys.exit(any(m.startswith('rawguard.cli') for m in sys.modules))"
     monkeypatch.undo()
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "rawguard.recipes imports rawguard.cli"

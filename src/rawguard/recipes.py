@@ -174,15 +174,9 @@ RECIPES: dict[str, Recipe] = {
             # held-out modern families 22.8 % against 24.1 % for the 1-D model alone, seen families
             # 10.9 against 11.8 %; the 2-D model alone is better on held-out modern families and worse
             # on the classical systems and neural vocoders it trained on. BENCHMARKS.md.
-            # A third, 1-D at the default size, whose fixed bank tiles 4-8 kHz only (a sub-band model),
-            # trained 12,000 steps: alone far worse on the families it trained on, fused it lowers the
-            # held-out modern families further (BENCHMARKS.md, "Leave-family-out on corpus v3").
             members=(Member("run_2d", ("model.encoder=2d", "model.frontend_channels=32", "model.frontend_pool=12",
                                        "model.block_pools=[1,3]", "model.block_channels=[8,16]",
-                                       "model.gru_hidden=64")),
-                     Member("run_high_band", ("model.frontend_channels=32", "model.block_channels=[32,64]",
-                                              "model.gru_hidden=64", "model.frontend_span_hz=[4000,8000]",
-                                              "train.max_steps=12000"))),
+                                       "model.gru_hidden=64")),),
         ),
         Recipe(
             name="asvspoof2019-la",
