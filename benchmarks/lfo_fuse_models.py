@@ -7,7 +7,10 @@ two ways:
 - **mean**: the plain mean of their logits (bona fide minus spoof);
 - **logistic**: ``rawguard fuse``'s logistic fusion, fitted on the trials the fold's training
   could know of, the bona fide and the *seen* spoofs of dev_v3; the held-out family's spoofs
-  never inform the weights.
+  never inform the weights;
+- **calibrated**: the mean of the members' log-odds, each member calibrated alone on those same
+  trials, which is what an ensemble of checkpoints (``rawguard ensemble``, repeated
+  ``--checkpoint``) computes from the calibrations stored at dev selection.
 
 Each fused model is scored like a sweep's run: unseen-group EER, seen EER, bona fide rejection at
 the dev threshold. ``--reference`` names the sweep of one model trained as long as the members
@@ -59,8 +62,18 @@ def logistic_fusion(stacked: np.ndarray, labels: np.ndarray, systems: np.ndarray
     return fit_fusion(stacked[known], labels[known]).apply(stacked)
 
 
+def calibrated_mean(stacked: np.ndarray, labels: np.ndarray, systems: np.ndarray, held_out: list[str]) -> np.ndarray:
+    """``[N, M]`` member scores -> ``[N]`` mean of the members' log-odds, each calibrated on bona fide +
+    seen spoofs only (as each checkpoint's dev calibration is fitted on the dev set it could select on)."""
+    from rawguard.calibration import fit_logistic
+
+    known = ~np.isin(systems, held_out)
+    calibrations = [fit_logistic(column[known], labels[known]) for column in stacked.T]
+    return np.mean([c["scale"] * column + c["bias"] for c, column in zip(calibrations, stacked.T)], axis=0)
+
+
 def fuse_fold(members: list[tuple[dict, dict]], speakers: list[str]) -> dict[str, dict]:
-    """``{"mean": ..., "logistic": ...}`` results of one fold's members fused."""
+    """``{"mean": ..., "logistic": ..., "calibrated": ...}`` results of one fold's members fused."""
     record, first = members[0]
     labels, systems = first["labels"], first["systems"]
     for other_record, other in members[1:]:
@@ -72,13 +85,16 @@ def fuse_fold(members: list[tuple[dict, dict]], speakers: list[str]) -> dict[str
     held_out = record["held_out"]
     return {"mean": score_run(stacked.mean(axis=1), labels, systems, speakers, held_out),
             "logistic": score_run(logistic_fusion(stacked, labels, systems, held_out), labels, systems,
-                                  speakers, held_out)}
+                                  speakers, held_out),
+            "calibrated": score_run(calibrated_mean(stacked, labels, systems, held_out), labels, systems,
+                                    speakers, held_out)}
 
 
 def summarise(rows: list[dict], member_names: list[str], reference: str | None) -> str:
-    """Markdown table: per group, means over its seeds of each member alone, the two fusions and the
+    """Markdown table: per group, means over its seeds of each member alone, the three fusions and the
     reference; a last row of means over groups (groups weigh equally)."""
-    columns = [*member_names, "fused: mean", "fused: logistic"] + ([f"reference: {reference}"] if reference else [])
+    fusions = ("mean", "logistic", "calibrated")
+    columns = [*member_names, *(f"fused: {f}" for f in fusions)] + ([f"reference: {reference}"] if reference else [])
     lines = ["| held-out group | seeds | " + " | ".join(f"{c}: unseen / seen EER %" for c in columns)
              + " | fused (logistic): " + " | ".join(f"bona fide rejected %: {s}" for s in SUBSETS) + " |",
              "|---|---:|" + "---:|" * (len(columns) + len(SUBSETS))]
@@ -86,7 +102,7 @@ def summarise(rows: list[dict], member_names: list[str], reference: str | None) 
     def cells_of(folds: list[dict]) -> list[tuple[float, float] | None]:
         """Each column's (unseen, seen) EER %, means over ``folds``; ``None`` where none has it."""
         picks = [lambda r, n=name: r["members"][n] for name in member_names]
-        picks += [lambda r: r["fused"]["mean"], lambda r: r["fused"]["logistic"]]
+        picks += [lambda r, f=fusion: r["fused"].get(f) for fusion in fusions]
         picks += [lambda r: r["reference"]] if reference else []
         out = []
         for pick in picks:
@@ -165,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{fold[0]} seed {fold[1]}: members " + ", ".join(
             f"{100 * m['unseen_eer']:.1f}" for m in row["members"].values())
-            + f"; fused mean {100 * row['fused']['mean']['unseen_eer']:.1f}, logistic "
-            f"{100 * row['fused']['logistic']['unseen_eer']:.1f} % unseen EER", flush=True)
+            + "; fused " + ", ".join(f"{name} {100 * fused['unseen_eer']:.1f}" for name, fused in row["fused"].items())
+            + " % unseen EER", flush=True)
     header = (f"Fusion of {len(args.members)} different models ({', '.join(f'`{m}`' for m in args.members)}) on the "
               f"leave-family-out folds they share ({len(folds)}), dev_v3; each cell the mean over the group's "
               "seeds, unseen / seen EER %." + (f" Reference: `{args.reference}`, on the folds it has." if args.reference

@@ -194,7 +194,8 @@ def without_removed_fields(name: str, overrides: dict[str, Any]) -> dict[str, An
     """
     removed = getattr(get_config_class(name), "REMOVED_FIELDS", {})
     for key in set(overrides) & set(removed):
-        if overrides[key] != removed[key]:
+        value = tuple(overrides[key]) if isinstance(overrides[key], list) else overrides[key]  # YAML gives lists
+        if value != removed[key]:
             raise ModelConfigError(
                 f"{name}: config key {key!r} was removed (it did not help; see BENCHMARKS.md, \"What did not "
                 f"help\"), so a model with {key}={overrides[key]!r} cannot be built; only {removed[key]!r} is accepted"

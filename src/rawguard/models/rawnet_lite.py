@@ -51,16 +51,13 @@ class RawNetLiteConfig:
     # Fields removed since (value that meant "off"): older checkpoints that name them at it still load.
     REMOVED_FIELDS: ClassVar[dict[str, object]] = {
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
-        "frontend_analytic": False, "backend": "gru",
+        "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0),
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
     # "fixed_sinc": band-pass filters that are not trained (RawNet2's front-end).
     frontend: Literal["conv", "sinc", "fixed_sinc"] = "conv"
     frontend_scale: Literal["mel", "linear"] = "mel"  # band spacing of a sinc front-end
-    # The range a fixed sinc bank tiles, (low, high) Hz; (0, 0) = 0 Hz to Nyquist. A narrower span
-    # makes a sub-band model (Tak et al., Interspeech 2020: sub-band classifiers fused).
-    frontend_span_hz: tuple[float, float] = (0.0, 0.0)
     frontend_channels: int = 32
     frontend_kernel: int = 64  # taps (4 ms at 16 kHz); a sinc front-end makes it odd
     frontend_stride: int = 16
@@ -110,13 +107,6 @@ class RawNetLiteConfig:
                 f"rawnet-lite config: frontend_scale={self.frontend_scale!r} places sinc bands; the conv "
                 "front-end learns its own (use frontend='sinc' or 'fixed_sinc')"
             )
-        if self.frontend_span_hz != (0.0, 0.0):
-            low, high = self.frontend_span_hz
-            if self.frontend != "fixed_sinc" or not 0.0 <= low < high <= self.sample_rate / 2:
-                raise ValueError(
-                    f"rawnet-lite config: frontend_span_hz={self.frontend_span_hz} needs frontend='fixed_sinc' and "
-                    f"0 <= low < high <= {self.sample_rate / 2:g}"
-                )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -164,10 +154,8 @@ class RawNetLite(nn.Module):
             )
             kernel = odd_kernel_size(config.frontend_kernel)
         elif config.frontend == "fixed_sinc":
-            span = None if config.frontend_span_hz == (0.0, 0.0) else config.frontend_span_hz
             self.frontend = FixedSincConv(
-                c0, config.frontend_kernel, config.sample_rate, config.frontend_stride, scale=config.frontend_scale,
-                span_hz=span,
+                c0, config.frontend_kernel, config.sample_rate, config.frontend_stride, scale=config.frontend_scale
             )
             kernel = odd_kernel_size(config.frontend_kernel)
         else:

@@ -42,30 +42,19 @@ def mel_band_edges(num_filters: int, sample_rate: int = SAMPLE_RATE, n_fft: int 
 BAND_SCALES = ("mel", "linear")
 
 
-def band_edges(
-    num_filters: int, scale: str = "mel", sample_rate: int = SAMPLE_RATE, span_hz: tuple[float, float] | None = None
-) -> torch.Tensor:
-    """``num_filters + 1`` band edges in Hz, float64 ``[F + 1]``, increasing.
+def band_edges(num_filters: int, scale: str = "mel", sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``num_filters + 1`` band edges in Hz from 0 to Nyquist, float64 ``[F + 1]``, increasing.
 
     Args:
         num_filters: ``F``.
         scale: ``"mel"`` (:func:`mel_band_edges`) or ``"linear"`` (equal widths). Inverse-mel bands
             (narrow at the top) were measured and removed: BENCHMARKS.md, "What did not help".
         sample_rate: Hz.
-        span_hz: ``(low, high)``, the range the bands tile; ``None``: 0 Hz to Nyquist.
     """
-    nyquist = sample_rate / 2
-    low, high = span_hz if span_hz is not None else (0.0, nyquist)
-    if not 0.0 <= low < high <= nyquist:
-        raise ValueError(f"band span must satisfy 0 <= low < high <= {nyquist:g} Hz, got ({low:g}, {high:g})")
     if scale == "mel":
-        if (low, high) == (0.0, nyquist):
-            return mel_band_edges(num_filters, sample_rate)
-        mel = torch.linspace(float(hz_to_mel(torch.tensor(low))), float(hz_to_mel(torch.tensor(high))), num_filters + 1,
-                             dtype=torch.float64)
-        return mel_to_hz(mel)
+        return mel_band_edges(num_filters, sample_rate)
     if scale == "linear":
-        return torch.linspace(low, high, num_filters + 1, dtype=torch.float64)
+        return torch.linspace(0.0, sample_rate / 2, num_filters + 1, dtype=torch.float64)
     raise ValueError(f"band scale must be one of {', '.join(BAND_SCALES)}, got {scale!r}")
 
 
@@ -129,7 +118,6 @@ class FixedSincConv(_SincConv):
             (not ``F + 1``) and fills only ``F - 1`` filters, leaving the last one all zeros and the
             top band unused. Off by default: then the ``F`` bands tile 0 Hz to Nyquist.
         scale: how the bands are spaced (:func:`band_edges`); RawNet2's baseline is ``"mel"``.
-        span_hz: ``(low, high)`` range the bands tile (a sub-band front-end); ``None``: all of it.
     """
 
     def __init__(
@@ -140,10 +128,9 @@ class FixedSincConv(_SincConv):
         stride: int = 1,
         drop_top_band: bool = False,
         scale: str = "mel",
-        span_hz: tuple[float, float] | None = None,
     ) -> None:
         super().__init__(kernel_size, stride)
-        edges = band_edges(num_filters, scale, sample_rate, span_hz)
+        edges = band_edges(num_filters, scale, sample_rate)
         if drop_top_band:
             edges = edges[:num_filters]  # F edges -> F - 1 bands
         filters = sinc_bandpass(edges[:-1], edges[1:], self.kernel_size, sample_rate)
