@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -83,7 +84,7 @@ def ensemble_detector(
     return _ensemble(members, [str(path) for path in paths], device, batch_size)
 
 
-def save_ensemble(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> os.PathLike:
+def save_ensemble(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
     """Write the ensemble of ``paths`` to one checkpoint file ``out`` (atomically).
 
     The members are checked as :func:`ensemble_detector` checks them (calibrated, one window
