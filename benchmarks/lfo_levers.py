@@ -46,6 +46,8 @@ YARDSTICK_SWEEPS: dict[str, str] = {
     "leave_family_out_frames_backend": "fixed sinc + frame-local back-end",
     "leave_family_out_2d_encoder": "fixed sinc + 2-D encoder, 12 ms frames",
     "leave_family_out_frontend_pool12": "fixed sinc, 12 ms frames (2-D's control)",
+    "leave_family_out_high_band": "fixed sinc over 4-8 kHz only",
+    "leave_family_out_low_band": "fixed sinc over 0-4 kHz only",
     "leave_family_out_sam005": "SAM rho 0.05",
     "leave_family_out_oc_softmax_seed0": "one-class softmax (seed 0)",
     "leave_family_out_mixstyle": "MixStyle",
