@@ -101,6 +101,25 @@ def test_early_stopping_with_patience(toy, tmp_path):
     assert len(dev) >= 3 and min(r["dev_eer"] for r in dev[-2:]) >= dev[-3]["best_dev_eer"]
 
 
+def test_selection_starts_at_select_from_and_a_run_stopped_before_it_ships_its_last_weights(toy, tmp_path):
+    config = tiny("optim.lr=3e-3", "train.max_steps=12", "eval.every=2", "eval.select_from=0.5")
+    result = train(config, toy, toy, tmp_path / "late", progress=False)
+    dev = [r for r in read_metrics(tmp_path / "late" / "metrics.jsonl") if r["type"] == "dev"]
+    assert [r["step"] for r in dev] == [2, 4, 6, 8, 10, 12]  # every evaluation is logged...
+    assert [r["best_dev_eer"] for r in dev[:2]] == [None, None]  # ...none before step 6 can select
+    assert result.best_step >= 6 and result.best_dev_eer == min(r["dev_eer"] for r in dev[2:])
+    assert load_checkpoint(tmp_path / "late" / "best.pt")["selection"]["step"] == result.best_step
+    # a run whose budget ends before select_from still gets a best.pt: its last evaluated weights
+    for every in (2, 0):  # the stopping step evaluated in the loop, or only at the end
+        run = tmp_path / f"cut{every}"
+        stopped = train(tiny("train.max_steps=1000", "train.max_epochs=1", f"eval.every={every}",
+                             "eval.select_from=0.5"), toy, toy, run, progress=False)
+        assert stopped.stop_reason == "max_epochs" and stopped.best_step == stopped.step < 500
+        assert load_checkpoint(run / "best.pt")["selection"]["step"] == stopped.step
+    with pytest.raises(ConfigError, match="eval.select_from"):
+        tiny("eval.select_from=1.0")
+
+
 def test_corrupt_last_checkpoint_names_the_file(toy, tmp_path):
     run = tmp_path / "r"
     train(tiny("train.max_steps=2", "eval.every=0"), toy, toy, run, progress=False)

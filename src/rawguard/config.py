@@ -149,6 +149,10 @@ class EvalConfig:
     the threshold and calibration stored in ``best.pt`` match the scores users will see."""
     patience: int = 0
     """Stop after this many dev evaluations without a lower EER (0 = never stop early)."""
+    select_from: float = 0.0
+    """Fraction of ``train.max_steps`` before which dev evaluations are logged but never select
+    ``best.pt`` (nor count for patience): the high-learning-rate start of the cosine is not shipped
+    for a lucky dev EER. A run that stops before it selects its last evaluated weights."""
 
 
 
@@ -536,6 +540,7 @@ def validate(config: RunConfig) -> RunConfig:
         ("eval.batch_size", config.eval.batch_size > 0, "must be > 0"),
         ("eval.precision", config.eval.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
         ("eval.patience", config.eval.patience >= 0, "must be >= 0 (0 disables early stopping)"),
+        ("eval.select_from", 0 <= config.eval.select_from < 1, "must be in [0, 1) (a fraction of train.max_steps)"),
     ]
     for key, ok, message in checks:
         if not ok:

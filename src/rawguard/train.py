@@ -175,7 +175,11 @@ def _train(config: RunConfig, train_cache: Any, dev_cache: Any, out_dir: Path, r
         if stop_reason.startswith("signal:"):
             checkpoints.save_last(run)
         elif run.early.last_eval_step != run.step and run.step > 0:
-            evaluate(run)
+            evaluate(run, final=True)
+        elif run.early.best_step is None and run.selection is not None:
+            # Stopped before eval.select_from with its last weights just evaluated: they are best.pt.
+            run.early.record(run.step, run.selection["dev_eer"])
+            checkpoints.save_best(run, run.selection)
         elif run.early.last_eval_step != run.step:
             checkpoints.save_last(run)
     bar.close()

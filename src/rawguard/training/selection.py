@@ -111,13 +111,15 @@ class DevSelection:
         self.dev_set, self.monitor_sets = dev_set, dict(monitor_sets)
         self.checkpoints, self.log = checkpoints, log
 
-    def __call__(self, run: RunState) -> bool:
-        """Evaluate the weights of ``run.step``; True when patience (``eval.patience``) is exhausted."""
+    def __call__(self, run: RunState, final: bool = False) -> bool:
+        """Evaluate the weights of ``run.step``; True when patience (``eval.patience``) is exhausted.
+        ``final``: the run's last evaluation, which selects if none could before (``eval.select_from``)."""
         config, parts = self.parts.config, self.parts
         started = time.monotonic()
         result, monitored = self._score_on_main()
         run.selection = result
-        improved = run.early.record(run.step, result["dev_eer"])
+        eligible = run.step >= config.eval.select_from * config.train.max_steps
+        improved = run.early.record(run.step, result["dev_eer"], eligible or (final and run.early.best_step is None))
         self.log.write({
             "type": "dev", "step": run.step, "epoch": run.epoch, "dev_eer": result["dev_eer"],
             "threshold": result["threshold"], "best_dev_eer": run.early.best_dev_eer, **monitored,

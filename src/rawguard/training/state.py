@@ -36,9 +36,12 @@ class EarlyStopping:
     bad_evals: int = 0
     last_eval_step: int = -1
 
-    def record(self, step: int, dev_eer: float) -> bool:
-        """Note a dev evaluation at ``step``; True when it is the best so far."""
+    def record(self, step: int, dev_eer: float, eligible: bool = True) -> bool:
+        """Note a dev evaluation at ``step``; True when it is the best so far. An evaluation that is
+        not ``eligible`` (before ``eval.select_from``) is only noted."""
         self.last_eval_step = step
+        if not eligible:
+            return False
         improved = self.best_dev_eer is None or dev_eer < self.best_dev_eer
         if improved:
             self.best_dev_eer, self.best_step, self.bad_evals = dev_eer, step, 0
