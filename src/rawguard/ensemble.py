@@ -104,23 +104,16 @@ def save_ensemble(paths: Sequence[str | os.PathLike], out: str | os.PathLike) ->
     return save_checkpoint({ENSEMBLE_MEMBERS: states, "ensemble_sources": [str(path) for path in paths]}, out)
 
 
-def ensemble_from_bundle(
-    state: dict,
-    path: str | os.PathLike,
-    device: str = "cpu",
-    window: int | None | str = "checkpoint",
-    hop: int | None = None,
-    batch_size: int = 64,
-) -> Detector:
-    """The detector of an ensemble file already loaded (:func:`save_ensemble`); ``path`` names it."""
+def ensemble_from_bundle(state: dict, path: str | os.PathLike, device: str = "cpu", **policy) -> Detector:
+    """The detector of an ensemble file already loaded (:func:`save_ensemble`); ``path`` names it.
+    ``policy``: ``window``, ``hop``, ``batch_size`` as :meth:`Detector.from_checkpoint` takes them."""
     states = state[ENSEMBLE_MEMBERS]
     if not isinstance(states, list) or not all(isinstance(member, dict) for member in states):
         raise DetectorError(f"{path}: {ENSEMBLE_MEMBERS!r} is not a list of member checkpoints")
     sources = state.get("ensemble_sources") or []
     names = [f"{path} [member {i}: {sources[i] if i < len(sources) else '?'}]" for i in range(len(states))]
-    members = [Detector.from_state(member, name, device="cpu", window=window, hop=hop, batch_size=batch_size)
-               for member, name in zip(states, names)]
-    return _ensemble(members, names, device, batch_size)
+    members = [Detector.from_state(member, name, device="cpu", **policy) for member, name in zip(states, names)]
+    return _ensemble(members, names, device, policy.get("batch_size", 64))
 
 
 def _ensemble(members: Sequence[Detector], names: Sequence[str], device: str, batch_size: int) -> Detector:
