@@ -79,6 +79,11 @@ class RawNetLiteConfig:
     # recurrence, and a local artefact anywhere in the clip reaches the classifier.
     summary: Literal["last", "mean", "meanmax"] = "meanmax"  # see BENCHMARKS.md, shared corpus
     dropout: float = 0.0  # before the classifier
+    # FFT size of a second input path (0 = off): the clip's log long-term average power spectrum at
+    # sample_rate / spectrum_fft resolution (31 Hz for 512), encoded by convs over frequency and joined
+    # to the GRU summary. The front-end's bands are ~1 kHz wide; a vocoder's fixed-frequency traces
+    # (upsampling tones, band-edge ripple) need a finer, time-averaged view.
+    spectrum_fft: int = 0
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -107,6 +112,8 @@ class RawNetLiteConfig:
                 f"rawnet-lite config: frontend_scale={self.frontend_scale!r} places sinc bands; the conv "
                 "front-end learns its own (use frontend='sinc' or 'fixed_sinc')"
             )
+        if self.spectrum_fft and (self.spectrum_fft < 64 or self.spectrum_fft & (self.spectrum_fft - 1)):
+            raise ValueError(f"rawnet-lite config: spectrum_fft must be 0 or a power of two >= 64, got {self.spectrum_fft}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -138,6 +145,39 @@ class LiteBlock(nn.Module):
         out = self.conv2(self.act(self.bn(self.conv1(out))))
         identity = x if self.skip is None else self.skip(x)
         return self.pool(out + identity)
+
+
+class LongTermSpectrum(nn.Module):
+    """A clip's log long-term average power spectrum, encoded over frequency. ``[B, T]`` -> ``[B, out]``.
+
+    Power spectra of Hann frames (``n_fft`` samples, hop ``n_fft / 2``) are averaged over the clip, so
+    what stays is what is steady in frequency and varies in time: a vocoder's tones and ripples rather
+    than the speech's moving harmonics. The log spectrum has its clip mean removed (loudness), then two
+    conv blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is.
+    """
+
+    def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c_out in channels:
+            layers += [nn.Conv1d(c_in, c_out, 9, padding=4, bias=False), nn.BatchNorm1d(c_out),
+                       nn.LeakyReLU(negative_slope), nn.MaxPool1d(4)]
+            c_in = c_out
+        self.encoder = nn.Sequential(*layers)
+        bins = (n_fft // 2 + 1) // 4 ** len(channels)
+        self.fc = nn.Linear(c_in * bins, out)
+        self.out_features = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):  # a log of small powers wants fp32
+            frames = torch.stft(x.float(), self.n_fft, self.n_fft // 2, window=self.window, center=False,
+                                return_complex=True)  # [B, bins, frames]
+            spectrum = torch.log(frames.abs().pow(2).mean(dim=-1) + 1e-10)  # [B, bins]
+        spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)
+        return self.fc(self.encoder(spectrum.unsqueeze(1)).flatten(1))  # [B, out]
 
 
 @register_model("rawnet-lite", RawNetLiteConfig)
@@ -182,10 +222,13 @@ class RawNetLite(nn.Module):
         self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(config.dropout)
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
+        self.spectrum = LongTermSpectrum(config.spectrum_fft, config.negative_slope) if config.spectrum_fft else None
+        if self.spectrum is not None:
+            summary_size += self.spectrum.out_features
         self.fc = nn.Linear(summary_size, 2)
         self._kernel = kernel
         self._pools = [config.frontend_pool, *config.block_pools]
-        self.min_samples = min_input_length(kernel, config.frontend_stride, self._pools)
+        self.min_samples = max(min_input_length(kernel, config.frontend_stride, self._pools), config.spectrum_fft)
 
     def gru_steps(self, num_samples: int) -> int:
         """Number of GRU time steps for an input of ``num_samples`` (112 for 64,600 by default)."""
@@ -194,6 +237,7 @@ class RawNetLite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` float waveform in [-1, 1], ``T >= min_samples`` -> ``[B, 2]`` logits."""
         check_waveform(x, self.min_samples, "rawnet-lite")
+        waveform = x
         x = self.frontend(x.unsqueeze(1)).abs()  # [B, C0, F]
         x = self.frontend_pool(x)  # [B, C0, F / pool]
         if self.config.log_compression:
@@ -215,4 +259,6 @@ class RawNetLite(nn.Module):
             summary = outputs.mean(dim=1)  # [B, 2H]
         else:
             summary = torch.cat([outputs.mean(dim=1), outputs.amax(dim=1)], dim=-1)  # [B, 4H]
+        if self.spectrum is not None:
+            summary = torch.cat([summary, self.spectrum(waveform)], dim=-1)  # [B, 4H + 64]
         return self.fc(self.dropout(summary))  # [B, 2]
