@@ -94,6 +94,8 @@ def test_unknown_override_key_error_lists_valid_keys():
         ({"block_channels": (32, 64, 64)}, "block_pools"),
         ({"frontend_stride": 0}, "frontend_stride"),
         ({"dropout": 1.0}, "dropout"),
+        ({"spectrum_fft": 500}, "spectrum_fft"),
+        ({"spectrum_fft": 32}, "spectrum_fft"),
     ],
 )
 def test_bad_override_values_are_rejected_naming_the_key(overrides, pattern):
@@ -310,6 +312,49 @@ def test_rawnet_lite_2d_encoder_trains_and_rebuilds(real_clips):
     rebuilt.load_state_dict(model.state_dict())
     with torch.inference_mode():
         torch.testing.assert_close(rebuilt(batch), model(batch))
+
+
+def test_rawnet_lite_spectrum_branch_trains_rebuilds_and_needs_one_fft_frame(real_clips):
+    torch.manual_seed(0)
+    model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", spectrum_fft=512).train()
+    plain = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear")
+    assert model.min_samples == 625 and trainable(model) - trainable(plain) == 17_848
+    batch = torch.stack([torch.from_numpy(np.resize(w, 16_000)) for w in real_clips])
+    torch.nn.functional.cross_entropy(model(batch), torch.tensor([1, 1, 0, 0])).backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    assert model.spectrum.fc.weight.grad.abs().sum() > 0
+    long_fft = create_model("rawnet-lite", spectrum_fft=1024).eval()
+    assert long_fft.min_samples == 1024
+    with torch.inference_mode():
+        assert long_fft(0.1 * torch.randn(2, 1024)).shape == (2, 2)
+    with pytest.raises(WaveformShapeError, match="1023 samples, fewer than the minimum 1024"):
+        long_fft(torch.zeros(1, 1023))
+    model.eval()
+    rebuilt = create_model("rawnet-lite", **dataclasses.asdict(model.config)).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(rebuilt(batch), model(batch))
+
+
+def test_long_term_spectrum_resolves_a_steady_tone_the_front_end_bands_cannot():
+    # Two tones 62.5 Hz apart under white noise: one band of the front-end (250 Hz apart, ~1 kHz
+    # wide) sees both; the long-term spectrum (31 Hz bins) puts each in its own peak, and its
+    # clip-mean removal makes it blind to loudness.
+    from rawguard.models.rawnet_lite import LongTermSpectrum
+
+    branch = LongTermSpectrum(512, 0.3)
+    t = torch.arange(16_000) / SAMPLE_RATE
+    noise = 0.01 * torch.randn(1, 16_000, generator=torch.Generator().manual_seed(0))
+    captured = []
+    handle = branch.encoder.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0][0, 0]))
+    for tone_hz in (2000.0, 2062.5):
+        branch(noise + 0.05 * torch.sin(2 * torch.pi * tone_hz * t))
+        branch(10 * (noise + 0.05 * torch.sin(2 * torch.pi * tone_hz * t)))
+    handle.remove()
+    peaks = [int(spectrum.argmax()) for spectrum in captured]
+    assert peaks == [64, 64, 66, 66]  # bin = Hz / 31.25
+    torch.testing.assert_close(captured[0], captured[1], atol=1e-3, rtol=0)
 
 
 def test_2d_encoder_shares_its_kernels_across_frequency():

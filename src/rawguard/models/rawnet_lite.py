@@ -151,15 +151,22 @@ class LongTermSpectrum(nn.Module):
     """A clip's log long-term average power spectrum, encoded over frequency. ``[B, T]`` -> ``[B, out]``.
 
     Power spectra of Hann frames (``n_fft`` samples, hop ``n_fft / 2``) are averaged over the clip, so
-    what stays is what is steady in frequency and varies in time: a vocoder's tones and ripples rather
-    than the speech's moving harmonics. The log spectrum has its clip mean removed (loudness), then two
-    conv blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is.
+    what stands out is what keeps its frequency through the clip (a vocoder's tones and ripples), while
+    the speech's moving harmonics blur. The log spectrum loses its clip mean (loudness), then two conv
+    blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is.
     """
 
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64) -> None:
         super().__init__()
-        self.n_fft = n_fft
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.hop = n_fft // 2
+        self.bins = n_fft // 2 + 1
+        # The windowed DFT as a strided conv (cosines, then sines): the same numbers as torch.stft,
+        # and it exports to ONNX, whose STFT op the TorchScript exporter cannot emit from real input.
+        # Not persistent: a pure function of n_fft, so checkpoints need not carry it.
+        phase = 2 * torch.pi * torch.outer(torch.arange(self.bins), torch.arange(n_fft)) / n_fft  # [bins, n_fft]
+        window = torch.hann_window(n_fft, dtype=torch.float64)
+        basis = torch.cat([torch.cos(phase), torch.sin(phase)]) * window  # [2 bins, n_fft]
+        self.register_buffer("dft", basis.float().unsqueeze(1), persistent=False)  # [2 bins, 1, n_fft]
         layers: list[nn.Module] = []
         c_in = 1
         for c_out in channels:
@@ -167,15 +174,15 @@ class LongTermSpectrum(nn.Module):
                        nn.LeakyReLU(negative_slope), nn.MaxPool1d(4)]
             c_in = c_out
         self.encoder = nn.Sequential(*layers)
-        bins = (n_fft // 2 + 1) // 4 ** len(channels)
+        bins = self.bins // 4 ** len(channels)
         self.fc = nn.Linear(c_in * bins, out)
         self.out_features = out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):  # a log of small powers wants fp32
-            frames = torch.stft(x.float(), self.n_fft, self.n_fft // 2, window=self.window, center=False,
-                                return_complex=True)  # [B, bins, frames]
-            spectrum = torch.log(frames.abs().pow(2).mean(dim=-1) + 1e-10)  # [B, bins]
+            frames = nn.functional.conv1d(x.float().unsqueeze(1), self.dft, stride=self.hop)  # [B, 2 bins, N]
+            power = frames[:, : self.bins].pow(2) + frames[:, self.bins :].pow(2)  # [B, bins, N]
+            spectrum = torch.log(power.mean(dim=-1) + 1e-10)  # [B, bins]
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)
         return self.fc(self.encoder(spectrum.unsqueeze(1)).flatten(1))  # [B, out]
 
