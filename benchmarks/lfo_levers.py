@@ -47,7 +47,6 @@ YARDSTICK_SWEEPS: dict[str, str] = {
     "leave_family_out_2d_encoder": "fixed sinc + 2-D encoder, 12 ms frames",
     "leave_family_out_frontend_pool12": "fixed sinc, 12 ms frames (2-D's control)",
     "leave_family_out_spectrum512": "fixed sinc + long-term spectrum branch",
-    "leave_family_out_spectrum512_detrend17": "fixed sinc + detrended long-term spectrum",
     "leave_family_out_2d_encoder_spectrum512": "2-D encoder + long-term spectrum branch",
     "leave_family_out_high_band": "fixed sinc over 4-8 kHz only",
     "leave_family_out_low_band": "fixed sinc over 0-4 kHz only",

@@ -51,7 +51,7 @@ class RawNetLiteConfig:
     # Fields removed since (value that meant "off"): older checkpoints that name them at it still load.
     REMOVED_FIELDS: ClassVar[dict[str, object]] = {
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
-        "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0),
+        "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0), "spectrum_detrend": 0,
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
@@ -84,10 +84,6 @@ class RawNetLiteConfig:
     # to the GRU summary. The front-end's bands are ~1 kHz wide; a vocoder's fixed-frequency traces
     # (upsampling tones, band-edge ripple) need a finer, time-averaged view.
     spectrum_fft: int = 0
-    # With spectrum_fft: also subtract the log spectrum's moving average over this many bins (odd; 0 =
-    # only its mean), so the branch sees ripples and peaks finer than that, not the spectral envelope
-    # that a microphone, a room or a broadcast chain shapes (17 bins of 31 Hz: ~0.5 kHz).
-    spectrum_detrend: int = 0
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -118,8 +114,6 @@ class RawNetLiteConfig:
             )
         if self.spectrum_fft and (self.spectrum_fft < 64 or self.spectrum_fft & (self.spectrum_fft - 1)):
             raise ValueError(f"rawnet-lite config: spectrum_fft must be 0 or a power of two >= 64, got {self.spectrum_fft}")
-        if self.spectrum_detrend < 0 or (self.spectrum_detrend and self.spectrum_detrend % 2 == 0):
-            raise ValueError(f"rawnet-lite config: spectrum_detrend must be 0 or odd, got {self.spectrum_detrend}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -162,11 +156,8 @@ class LongTermSpectrum(nn.Module):
     blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is.
     """
 
-    def __init__(
-        self, n_fft: int, negative_slope: float, detrend: int = 0, channels: tuple[int, int] = (8, 16), out: int = 64
-    ) -> None:
+    def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64) -> None:
         super().__init__()
-        self.detrend = detrend
         self.hop = n_fft // 2
         self.bins = n_fft // 2 + 1
         # The windowed DFT as a strided conv (cosines, then sines): the same numbers as torch.stft,
@@ -193,9 +184,6 @@ class LongTermSpectrum(nn.Module):
             power = frames[:, : self.bins].pow(2) + frames[:, self.bins :].pow(2)  # [B, bins, N]
             spectrum = torch.log(power.mean(dim=-1) + 1e-10)  # [B, bins]
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)  # [B, bins]
-        if self.detrend:  # the envelope: a moving average, edges replicated
-            padded = nn.functional.pad(spectrum.unsqueeze(1), (self.detrend // 2,) * 2, mode="replicate")
-            spectrum = spectrum - nn.functional.avg_pool1d(padded, self.detrend, stride=1).squeeze(1)
         return self.fc(self.encoder(spectrum.unsqueeze(1)).flatten(1))  # [B, out]
 
 
@@ -241,10 +229,7 @@ class RawNetLite(nn.Module):
         self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(config.dropout)
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
-        self.spectrum = (
-            LongTermSpectrum(config.spectrum_fft, config.negative_slope, config.spectrum_detrend)
-            if config.spectrum_fft else None
-        )
+        self.spectrum = LongTermSpectrum(config.spectrum_fft, config.negative_slope) if config.spectrum_fft else None
         if self.spectrum is not None:
             summary_size += self.spectrum.out_features
         self.fc = nn.Linear(summary_size, 2)
