@@ -467,6 +467,26 @@ def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(lite, tmp_pat
         np.testing.assert_allclose(ort_session.run(None, {"waveform": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_spectrum_branch_exports_to_onnx_with_the_eager_numbers(tmp_path):
+    # Eager scoring takes torch.stft; the export takes the same DFT as a strided conv.
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", spectrum_fft=512).eval()
+    path = tmp_path / "spectrum.onnx"
+    torch.onnx.export(
+        model, (torch.zeros(2, 16_000),), str(path), input_names=["waveform"], output_names=["logits"],
+        dynamic_axes={"waveform": {0: "batch", 1: "samples"}}, dynamo=False,
+    )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in ((1, 20_000), (3, DEFAULT_WINDOW)):
+        x = 0.1 * torch.randn(*shape)
+        with torch.inference_mode():
+            expected = model(x).numpy()
+        np.testing.assert_allclose(session.run(None, {"waveform": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
+
+
 def test_checkpoints_saved_before_a_config_field_existed_still_load():
     """A rawnet-lite checkpoint written before ``summary`` / ``log_compression`` existed stores no
     such keys; it must be rebuilt with the old behaviour ("last", no log), which its weights fit."""

@@ -158,11 +158,13 @@ class LongTermSpectrum(nn.Module):
 
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64) -> None:
         super().__init__()
+        self.n_fft = n_fft
         self.hop = n_fft // 2
         self.bins = n_fft // 2 + 1
-        # The windowed DFT as a strided conv (cosines, then sines): the same numbers as torch.stft,
-        # and it exports to ONNX, whose STFT op the TorchScript exporter cannot emit from real input.
-        # Not persistent: a pure function of n_fft, so checkpoints need not carry it.
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        # For ONNX export, the windowed DFT as a strided conv (cosines, then sines): the exporter cannot
+        # emit torch.stft's complex output; the conv gives the same numbers at ~7x torch.stft's time.
+        # Not persistent: pure functions of n_fft, so checkpoints need not carry them.
         phase = 2 * torch.pi * torch.outer(torch.arange(self.bins), torch.arange(n_fft)) / n_fft  # [bins, n_fft]
         window = torch.hann_window(n_fft, dtype=torch.float64)
         basis = torch.cat([torch.cos(phase), torch.sin(phase)]) * window  # [2 bins, n_fft]
@@ -178,10 +180,17 @@ class LongTermSpectrum(nn.Module):
         self.fc = nn.Linear(c_in * bins, out)
         self.out_features = out
 
+    def _power_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` -> the power spectra of its Hann frames, ``[B, bins, N]``."""
+        if torch.onnx.is_in_onnx_export():
+            frames = nn.functional.conv1d(x.unsqueeze(1), self.dft, stride=self.hop)  # [B, 2 bins, N]
+            return frames[:, : self.bins].pow(2) + frames[:, self.bins :].pow(2)
+        frames = torch.stft(x, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)
+        return frames.real.pow(2) + frames.imag.pow(2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):  # a log of small powers wants fp32
-            frames = nn.functional.conv1d(x.float().unsqueeze(1), self.dft, stride=self.hop)  # [B, 2 bins, N]
-            power = frames[:, : self.bins].pow(2) + frames[:, self.bins :].pow(2)  # [B, bins, N]
+            power = self._power_frames(x.float())  # [B, bins, N]
             spectrum = torch.log(power.mean(dim=-1) + 1e-10)  # [B, bins]
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)  # [B, bins]
         return self.fc(self.encoder(spectrum.unsqueeze(1)).flatten(1))  # [B, out]
