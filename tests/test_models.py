@@ -448,12 +448,18 @@ def test_bf16_autocast_forward_on_cpu_tracks_fp32(name, lite, rawnet2, real_clip
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
-def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(lite, tmp_path):
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"frontend": "fixed_sinc", "frontend_scale": "linear", "spectrum_fft": 512}],
+    ids=["default", "spectrum_path"],  # eager scoring takes torch.stft, the export the same DFT as a strided conv
+)
+def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(overrides, tmp_path):
     # The TorchScript exporter (dynamo=False) emits an ONNX GRU op with a dynamic length; the
     # torch.export-based one unrolls the GRU, fixing T to the example's length.
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    lite.eval()
+    torch.manual_seed(0)
+    lite = create_model("rawnet-lite", **overrides).eval()
     path = tmp_path / "lite.onnx"
     torch.onnx.export(
         lite, (torch.zeros(2, 16_000),), str(path), input_names=["waveform"], output_names=["logits"],
@@ -465,26 +471,6 @@ def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(lite, tmp_pat
         with torch.inference_mode():
             expected = lite(x).numpy()
         np.testing.assert_allclose(ort_session.run(None, {"waveform": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
-def test_spectrum_branch_exports_to_onnx_with_the_eager_numbers(tmp_path):
-    # Eager scoring takes torch.stft; the export takes the same DFT as a strided conv.
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
-    torch.manual_seed(0)
-    model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", spectrum_fft=512).eval()
-    path = tmp_path / "spectrum.onnx"
-    torch.onnx.export(
-        model, (torch.zeros(2, 16_000),), str(path), input_names=["waveform"], output_names=["logits"],
-        dynamic_axes={"waveform": {0: "batch", 1: "samples"}}, dynamo=False,
-    )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for shape in ((1, 20_000), (3, DEFAULT_WINDOW)):
-        x = 0.1 * torch.randn(*shape)
-        with torch.inference_mode():
-            expected = model(x).numpy()
-        np.testing.assert_allclose(session.run(None, {"waveform": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_checkpoints_saved_before_a_config_field_existed_still_load():
