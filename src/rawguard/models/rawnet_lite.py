@@ -24,8 +24,10 @@ the first block because the front-end just applied them] -> conv k3 -> BN -> Lea
 plus identity or 1x1-conv skip, then max-pool and filter-wise feature-map scaling (FMS, as in
 RawNet2). With ``encoder="2d"`` the blocks are 2-D over the ``[filters x frames]`` map instead
 (kernels shared across frequency, as in AASIST's encoder), pooled in frequency too, and the GRU
-reads channels x bands. The GRU's final hidden states summarise the whole clip, so the output
-shape does not depend on ``T``; any ``T >= min_samples`` (624 by default) works.
+reads channels x bands. With ``spectrum_fft`` a second path (:class:`LongTermSpectrum`) reads the
+clip's long-term average spectrum and joins its 64 values to the GRU summary before the linear
+layer. The GRU's final hidden states summarise the whole clip, so the output shape does not depend
+on ``T``; any ``T >= min_samples`` (624 by default) works.
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ class RawNetLiteConfig:
                 "front-end learns its own (use frontend='sinc' or 'fixed_sinc')"
             )
         if self.spectrum_fft and (self.spectrum_fft < 64 or self.spectrum_fft & (self.spectrum_fft - 1)):
-            raise ValueError(f"rawnet-lite config: spectrum_fft must be 0 or a power of two >= 64, got {self.spectrum_fft}")
+            raise ValueError(
+                f"rawnet-lite config: spectrum_fft must be 0 or a power of two >= 64, got {self.spectrum_fft}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
