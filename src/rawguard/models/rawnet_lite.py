@@ -170,8 +170,7 @@ class LongTermSpectrum(nn.Module):
         # emit torch.stft's complex output; the conv gives the same numbers at ~7x torch.stft's time.
         # Not persistent: pure functions of n_fft, so checkpoints need not carry them.
         phase = 2 * torch.pi * torch.outer(torch.arange(self.bins), torch.arange(n_fft)) / n_fft  # [bins, n_fft]
-        window = torch.hann_window(n_fft, dtype=torch.float64)
-        basis = torch.cat([torch.cos(phase), torch.sin(phase)]) * window  # [2 bins, n_fft]
+        basis = torch.cat([torch.cos(phase), torch.sin(phase)]) * self.window  # [2 bins, n_fft]
         self.register_buffer("dft", basis.float().unsqueeze(1), persistent=False)  # [2 bins, 1, n_fft]
         layers: list[nn.Module] = []
         c_in = 1
