@@ -96,6 +96,7 @@ def test_unknown_override_key_error_lists_valid_keys():
         ({"dropout": 1.0}, "dropout"),
         ({"spectrum_fft": 500}, "spectrum_fft"),
         ({"spectrum_fft": 32}, "spectrum_fft"),
+        ({"spectrum_std": True}, "spectrum_std needs the spectrum path"),
     ],
 )
 def test_bad_override_values_are_rejected_naming_the_key(overrides, pattern):
@@ -355,6 +356,26 @@ def test_long_term_spectrum_resolves_a_steady_tone_the_front_end_bands_cannot():
     peaks = [int(spectrum.argmax()) for spectrum in captured]
     assert peaks == [64, 64, 66, 66]  # bin = Hz / 31.25
     torch.testing.assert_close(captured[0], captured[1], atol=1e-3, rtol=0)
+
+
+def test_long_term_spectrum_spread_tells_a_steady_tone_from_a_gated_one():
+    # The same tone, on all the time or on every other 64 ms: the spread channel (std of the log power over
+    # frames) is near zero at the steady tone's bin and large at the gated one's, whatever the level.
+    from rawguard.models.rawnet_lite import LongTermSpectrum
+
+    branch = LongTermSpectrum(512, 0.3, with_std=True)
+    t = torch.arange(16_000) / SAMPLE_RATE
+    steady = 0.05 * torch.sin(2 * torch.pi * 2000.0 * t) + 1e-4 * torch.randn(16_000)
+    gated = steady * ((t * 1000 // 64) % 2 == 0)
+    captured = []
+    handle = branch.encoder.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0][0]))
+    for clip in (steady, gated, 10 * steady):
+        branch(clip.unsqueeze(0))
+    handle.remove()
+    spreads = [features[1, 64] for features in captured]  # [channel, bin 2000 / 31.25]
+    assert captured[0].shape == (2, 257)
+    assert spreads[0] < 0.1 and spreads[1] > 3, spreads
+    torch.testing.assert_close(spreads[2], spreads[0], atol=1e-2, rtol=0)
 
 
 def test_2d_encoder_shares_its_kernels_across_frequency():

@@ -86,6 +86,10 @@ class RawNetLiteConfig:
     # to the GRU summary. The front-end's bands are ~1 kHz wide; a vocoder's fixed-frequency traces
     # (upsampling tones, band-edge ripple) need a finer, time-averaged view.
     spectrum_fft: int = 0
+    # With spectrum_fft: also each bin's spread over the frames (the std of its log power), a second input
+    # channel. Long-term spectral statistics (mean and std, Muckenhirn et al., IEEE/ACM TASLP 2017):
+    # a vocoder's noise floor or tone is steadier over time than a recording's.
+    spectrum_std: bool = False
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -118,6 +122,8 @@ class RawNetLiteConfig:
             raise ValueError(
                 f"rawnet-lite config: spectrum_fft must be 0 or a power of two >= 64, got {self.spectrum_fft}"
             )
+        if self.spectrum_std and not self.spectrum_fft:
+            raise ValueError("rawnet-lite config: spectrum_std needs the spectrum path (spectrum_fft > 0)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -160,9 +166,11 @@ class LongTermSpectrum(nn.Module):
     blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is.
     """
 
-    def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64) -> None:
+    def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
+                 with_std: bool = False) -> None:
         super().__init__()
         self.n_fft = n_fft
+        self.with_std = with_std
         self.hop = n_fft // 2
         self.bins = n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
@@ -173,7 +181,7 @@ class LongTermSpectrum(nn.Module):
         basis = torch.cat([torch.cos(phase), torch.sin(phase)]) * self.window  # [2 bins, n_fft]
         self.register_buffer("dft", basis.float().unsqueeze(1), persistent=False)  # [2 bins, 1, n_fft]
         layers: list[nn.Module] = []
-        c_in = 1
+        c_in = 2 if with_std else 1
         for c_out in channels:
             layers += [nn.Conv1d(c_in, c_out, 9, padding=4, bias=False), nn.BatchNorm1d(c_out),
                        nn.LeakyReLU(negative_slope), nn.MaxPool1d(4)]
@@ -195,8 +203,14 @@ class LongTermSpectrum(nn.Module):
         with torch.autocast(x.device.type, enabled=False):  # a log of small powers wants fp32
             power = self._power_frames(x.float())  # [B, bins, N]
             spectrum = torch.log(power.mean(dim=-1) + 1e-10)  # [B, bins]
+            if self.with_std:
+                log_power = torch.log(power + 1e-10)  # [B, bins, N]
+                deviation = log_power - log_power.mean(dim=-1, keepdim=True)
+                # + 1e-6: a finite gradient when a bin is constant (one frame, digital silence)
+                spread = (deviation.pow(2).mean(dim=-1) + 1e-6).sqrt()  # [B, bins]
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)  # [B, bins]
-        return self.fc(self.encoder(spectrum.unsqueeze(1)).flatten(1))  # [B, out]
+        features = torch.stack([spectrum, spread], dim=1) if self.with_std else spectrum.unsqueeze(1)  # [B, C, bins]
+        return self.fc(self.encoder(features).flatten(1))  # [B, out]
 
 
 @register_model("rawnet-lite", RawNetLiteConfig)
@@ -241,7 +255,10 @@ class RawNetLite(nn.Module):
         self.gru = nn.GRU(c_in, config.gru_hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(config.dropout)
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
-        self.spectrum = LongTermSpectrum(config.spectrum_fft, config.negative_slope) if config.spectrum_fft else None
+        self.spectrum = (
+            LongTermSpectrum(config.spectrum_fft, config.negative_slope, with_std=config.spectrum_std)
+            if config.spectrum_fft else None
+        )
         if self.spectrum is not None:
             summary_size += self.spectrum.out_features
         self.fc = nn.Linear(summary_size, 2)
