@@ -471,7 +471,7 @@ def test_bf16_autocast_forward_on_cpu_tracks_fp32(name, lite, rawnet2, real_clip
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"frontend": "fixed_sinc", "frontend_scale": "linear", "spectrum_fft": 512}],
+    [{}, {"frontend": "fixed_sinc", "frontend_scale": "linear", "spectrum_fft": 512, "spectrum_std": True}],
     ids=["default", "spectrum_path"],  # eager scoring takes torch.stft, the export the same DFT as a strided conv
 )
 def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(overrides, tmp_path):

@@ -123,7 +123,10 @@ class RawNetLiteConfig:
                 f"rawnet-lite config: spectrum_fft must be 0 or a power of two >= 64, got {self.spectrum_fft}"
             )
         if self.spectrum_std and not self.spectrum_fft:
-            raise ValueError("rawnet-lite config: spectrum_std needs the spectrum path (spectrum_fft > 0)")
+            raise ValueError(
+                "rawnet-lite config: spectrum_std needs the spectrum path (spectrum_fft > 0); to turn the path off, "
+                "set spectrum_std=false as well"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
