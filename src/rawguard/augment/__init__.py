@@ -1,8 +1,7 @@
 """Data augmentation for generalisation to unseen attacks and channels, batched in torch.
 
 Speed perturbation, RawBoost's three noise families (Tak et al., ICASSP 2022), a lossy-codec
-simulation, telephone band-limiting, G.711 mu-law / A-law companding, steady tones (hum, a music bed) and random
-gain. Each is a pure, seeded function
+simulation, telephone band-limiting, G.711 mu-law / A-law companding and random gain. Each is a pure, seeded function
 ``f(x [B, T] float32, cfg, generator) -> [B, T] float32``; :class:`Augmenter` chains them with a
 per-example probability ``p`` each. See ``docs/augmentation.md``.
 
@@ -16,18 +15,15 @@ from rawguard.augment.channel import codec_simulation, companding, random_gain, 
 from rawguard.augment.config import (
     AugmentConfig, AugmentConfigError, AugmentError, CodecConfig, CompandingConfig, GainConfig,
     NotchFilterConfig, RawBoostISDConfig, RawBoostLnLConfig, RawBoostSSIConfig, SpeedConfig, TelephoneConfig,
-    TonesConfig,
 )
 from rawguard.augment.pipeline import ORDER, Augmenter, batch_generator, build_augmenter
 from rawguard.augment.rawboost import isd_additive_noise, lnl_convolutive_noise, ssi_additive_noise
 from rawguard.augment.speed import speed_perturbation
-from rawguard.augment.tones import steady_tones
 
 __all__ = [
     "ORDER", "AugmentConfig", "AugmentConfigError", "AugmentError", "Augmenter", "CodecConfig",
     "CompandingConfig", "GainConfig", "NotchFilterConfig", "RawBoostISDConfig", "RawBoostLnLConfig",
-    "RawBoostSSIConfig", "SpeedConfig", "TelephoneConfig", "TonesConfig",
-    "batch_generator", "build_augmenter", "codec_simulation", "companding",
+    "RawBoostSSIConfig", "SpeedConfig", "TelephoneConfig", "batch_generator", "build_augmenter", "codec_simulation", "companding",
     "isd_additive_noise", "lnl_convolutive_noise", "random_gain", "speed_perturbation", "ssi_additive_noise",
-    "steady_tones", "telephone_band",
+    "telephone_band",
 ]

@@ -209,24 +209,6 @@ class CompandingConfig(_Section):
 
 
 @dataclass
-class TonesConfig(_Section):
-    """Steady tones (:mod:`rawguard.augment.tones`): mains hum (``hum_share`` of the examples: the harmonics
-    1..``n_partials`` of 50 or 60 Hz) or a tonal bed (``n_partials`` tones log-uniform in ``[min_freq,
-    max_freq]``), each partial up to ``level_spread_db`` below the loudest, swelling by up to ``max_swell``,
-    added at an SNR of ``U(min_snr_db, max_snr_db)`` dB."""
-
-    p: float = _probability(0.0)
-    hum_share: float = _probability(0.5)
-    n_partials: int = _bounded(8, 1, 64, integer=True)
-    min_freq: float = _bounded(80.0, 20.0, NYQUIST)
-    max_freq: float = _bounded(4000.0, 20.0, NYQUIST)
-    level_spread_db: float = _bounded(20.0, 0.0, 80.0)
-    max_swell: float = _probability(0.5)
-    min_snr_db: float = _bounded(10.0, -20.0, 100.0)
-    max_snr_db: float = _bounded(35.0, -20.0, 100.0)
-
-
-@dataclass
 class GainConfig(_Section):
     """Random gain ``U(min_db, max_db)`` dB; an example that would exceed full scale is scaled back
     to a peak of 1 (a limiter, not clipping, so no new distortion is created)."""
@@ -252,8 +234,7 @@ class AugmentConfig:
     """The ``augment`` section of the run configuration.
 
     Augmentations are applied in the order of the fields below (the order of
-    :data:`rawguard.augment.pipeline.ORDER`): the speaker (speed), the RawBoost noises at the "source", steady tones
-    (hum, a music bed), then the channel
+    :data:`rawguard.augment.pipeline.ORDER`): the speaker (speed), the RawBoost noises at the "source", then the channel
     (codec, telephone band, companding), then the gain. Each is drawn independently per example with
     its own ``p``, so series combinations (RawBoost's algorithms 4-7) arise naturally.
     ``enabled`` switches the whole section on or off without touching the probabilities. It is off
@@ -268,7 +249,6 @@ class AugmentConfig:
     rawboost_lnl: RawBoostLnLConfig = field(default_factory=RawBoostLnLConfig)
     rawboost_isd: RawBoostISDConfig = field(default_factory=RawBoostISDConfig)
     rawboost_ssi: RawBoostSSIConfig = field(default_factory=RawBoostSSIConfig)
-    tones: TonesConfig = field(default_factory=TonesConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
     telephone: TelephoneConfig = field(default_factory=TelephoneConfig)
     companding: CompandingConfig = field(default_factory=CompandingConfig)

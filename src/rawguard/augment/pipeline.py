@@ -11,7 +11,6 @@ from rawguard.augment.config import AugmentConfig, AugmentConfigError
 from rawguard.augment.filters import check_batch, uniform
 from rawguard.augment.rawboost import isd_additive_noise, lnl_convolutive_noise, ssi_additive_noise
 from rawguard.augment.speed import speed_perturbation
-from rawguard.augment.tones import steady_tones
 
 AugmentFn = Callable[[torch.Tensor, object, torch.Generator], torch.Tensor]
 
@@ -20,14 +19,12 @@ ORDER: tuple[tuple[str, AugmentFn], ...] = (
     ("rawboost_lnl", lnl_convolutive_noise),
     ("rawboost_isd", isd_additive_noise),
     ("rawboost_ssi", ssi_additive_noise),
-    ("tones", steady_tones),
     ("codec", codec_simulation),
     ("telephone", telephone_band),
     ("companding", companding),
     ("gain", random_gain),
 )
-"""Application order: the talker (speed), source-side noises (as RawBoost's series algorithms) and steady tones
-(hum, a music bed), then the channel
+"""Application order: the talker (speed), source-side noises (as RawBoost's series algorithms), then the channel
 (a codec or a phone line), then the playback / recording level."""
 
 
