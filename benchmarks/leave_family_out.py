@@ -24,7 +24,7 @@ Two profiles (``--profile``):
   on a 4,000-step cosine, monitored every 1,000 steps on the seen and the held-out dev spoofs so
   that a curve still falling shows in ``<name>_curves.png``. 15 runs in about half an hour on 2 CPU
   cores (``--jobs 2``); levers are judged against its baseline with ``--set`` / ``--augment``.
-- ``recipe``: the recipe's config unchanged (18,000 steps of the wider model: hours per seed on 2
+- ``recipe``: the recipe's config unchanged (12,000 steps of the wider model: hours per seed on 2
   cores, minutes on a GPU).
 
 Writes ``<out>/<name>.md`` (table), ``.json`` (every run), ``.png`` and ``_curves.png``. Resumable:

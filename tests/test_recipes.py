@@ -237,7 +237,7 @@ def test_shared_corpus_v2_protocols_keep_the_v2_recipe_and_its_budget(tmp_path, 
     assert lines[-2:] == [
         f"rawguard train --train {out}/caches/train --dev {out}/caches/dev --out {out}/run --config shared_corpus "
         "--set train.max_steps=13000 train.max_minutes=15 model.frontend=conv model.frontend_scale=mel "
-        "model.spectrum_fft=0 model.spectrum_std=false train.seed=3",  # the user's --set comes last and wins
+        "model.spectrum_fft=0 train.seed=3",  # the user's --set comes last and wins
         f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev --out {out}/eval/dev",
     ]
     recipe = with_protocols(get_recipe("shared-corpus"), "v2")

@@ -161,7 +161,7 @@ RECIPES: dict[str, Recipe] = {
                                 dev=_SHARED_DEV_V2,
                                 overrides=("train.max_steps=13000", "train.max_minutes=15",
                                            "model.frontend=conv", "model.frontend_scale=mel",
-                                           "model.spectrum_fft=0", "model.spectrum_std=false")),
+                                           "model.spectrum_fft=0")),
             },
             config="shared_corpus",
             # Copies of train bona fide. Leave-systems-out: the signal-processing ones made an unseen
