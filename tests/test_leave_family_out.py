@@ -144,7 +144,7 @@ def test_fold_overrides_apply_the_profile_the_lever_and_no_copy_share_without_co
     extra = tmp_path / "lpc" / "protocol.csv"
     with_copies = load_config(args.config, lfo.fold_overrides(0, lfo.parse_args(["--profile", "recipe",
                                                                                  "--train-extra", str(extra)])))
-    assert with_copies.data.sampling.copy_share == 0.5 and with_copies.train.max_steps == 18000
+    assert with_copies.data.sampling.copy_share == 0.5 and with_copies.train.max_steps == 12000
 
 
 def _fold_scores(rng: np.random.Generator, separation: float) -> dict:
