@@ -166,7 +166,8 @@ class LongTermSpectrum(nn.Module):
     Power spectra of Hann frames (``n_fft`` samples, hop ``n_fft / 2``) are averaged over the clip, so
     what stands out is what keeps its frequency through the clip (a vocoder's tones and ripples), while
     the speech's moving harmonics blur. The log spectrum loses its clip mean (loudness), then two conv
-    blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is.
+    blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is. With
+    ``with_std`` each bin's spread over the frames (std of its log power) is a second input channel.
     """
 
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
