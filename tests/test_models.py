@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,8 @@ def test_unknown_override_key_error_lists_valid_keys():
         ({"spectrum_fft": 500}, "spectrum_fft"),
         ({"spectrum_fft": 32}, "spectrum_fft"),
         ({"spectrum_std": True}, "spectrum_std needs the spectrum path"),
+        ({"spectrum_fft": 512, "spectrum_average": "median"}, r"spectrum_average.*\['power', 'log'\]"),
+        ({"spectrum_average": "log"}, "spectrum_average needs the spectrum path"),
     ],
 )
 def test_bad_override_values_are_rejected_naming_the_key(overrides, pattern):
@@ -376,6 +379,30 @@ def test_long_term_spectrum_spread_tells_a_steady_tone_from_a_gated_one():
     assert captured[0].shape == (2, 257)
     assert spreads[0] < 0.1 and spreads[1] > 3, spreads
     torch.testing.assert_close(spreads[2], spreads[0], atol=1e-2, rtol=0)
+
+
+def test_long_term_spectrum_log_average_is_not_ruled_by_the_loudest_frames():
+    # A tone ~70 dB over its bin's noise, held for a tenth of the clip (a held vowel's harmonic): in the
+    # mean power it stands ~50 dB over the floor (the held frames rule), in the mean log power ~7 dB.
+    # Both are blind to loudness.
+    from rawguard.models.rawnet_lite import LongTermSpectrum
+
+    t = torch.arange(16_000) / SAMPLE_RATE
+    noise = 0.001 * torch.randn(16_000, generator=torch.Generator().manual_seed(0))
+    held = (t < 0.1) * 0.1 * torch.sin(2 * torch.pi * 2000.0 * t)
+    clip = (noise + held).unsqueeze(0)
+    peaks = {}
+    for average in ("power", "log"):
+        branch = LongTermSpectrum(512, 0.3, average=average)
+        captured = []
+        handle = branch.encoder.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0][0, 0]))
+        branch(clip)
+        branch(100 * clip)
+        handle.remove()
+        torch.testing.assert_close(captured[0], captured[1], atol=1e-3, rtol=0)
+        spectrum = captured[0]
+        peaks[average] = float(spectrum[64] - spectrum[100:200].median()) * 10 / math.log(10)  # dB over the floor
+    assert peaks["power"] > 40 and 3 < peaks["log"] < 10, peaks
 
 
 def test_2d_encoder_shares_its_kernels_across_frequency():

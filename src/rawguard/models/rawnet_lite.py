@@ -90,6 +90,10 @@ class RawNetLiteConfig:
     # channel. Long-term spectral statistics (mean and std, Muckenhirn et al., IEEE/ACM TASLP 2017):
     # a vocoder's noise floor or tone is steadier over time than a recording's.
     spectrum_std: bool = False
+    # With spectrum_fft: how the frames are averaged. "power": the log of their mean power, where the
+    # loudest frames dominate (a held vowel's harmonics stand out); "log": the mean of their log power
+    # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows.
+    spectrum_average: Literal["power", "log"] = "power"
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -126,6 +130,11 @@ class RawNetLiteConfig:
             raise ValueError(
                 "rawnet-lite config: spectrum_std needs the spectrum path (spectrum_fft > 0); to turn the path off, "
                 "set spectrum_std=false as well"
+            )
+        if self.spectrum_average != "power" and not self.spectrum_fft:
+            raise ValueError(
+                "rawnet-lite config: spectrum_average needs the spectrum path (spectrum_fft > 0); to turn the path "
+                "off, set spectrum_average=power as well"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
@@ -168,13 +177,16 @@ class LongTermSpectrum(nn.Module):
     the speech's moving harmonics blur. The log spectrum loses its clip mean (loudness), then two conv
     blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is. With
     ``with_std`` each bin's spread over the frames (std of its log power) is a second input channel.
+    ``average="log"`` averages the frames' log power instead of their power, so loud frames do not
+    dominate; its floor is relative to the clip's mean power, which keeps it blind to loudness.
     """
 
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
-                 with_std: bool = False) -> None:
+                 with_std: bool = False, average: str = "power") -> None:
         super().__init__()
         self.n_fft = n_fft
         self.with_std = with_std
+        self.average = average
         self.hop = n_fft // 2
         self.bins = n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
@@ -206,7 +218,12 @@ class LongTermSpectrum(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):  # a log of small powers wants fp32
             power = self._power_frames(x.float())  # [B, bins, N]
-            spectrum = torch.log(power.mean(dim=-1) + 1e-10)  # [B, bins]
+            if self.average == "log":
+                # A floor 80 dB under the clip's mean power: silent frames cannot drag a bin to log(0).
+                floor = 1e-8 * power.mean(dim=(1, 2), keepdim=True) + 1e-30  # [B, 1, 1]
+                spectrum = torch.log(power + floor).mean(dim=-1)  # [B, bins]
+            else:
+                spectrum = torch.log(power.mean(dim=-1) + 1e-10)  # [B, bins]
             if self.with_std:
                 log_power = torch.log(power + 1e-10)  # [B, bins, N]
                 deviation = log_power - log_power.mean(dim=-1, keepdim=True)
@@ -260,7 +277,8 @@ class RawNetLite(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
         self.spectrum = (
-            LongTermSpectrum(config.spectrum_fft, config.negative_slope, with_std=config.spectrum_std)
+            LongTermSpectrum(config.spectrum_fft, config.negative_slope, with_std=config.spectrum_std,
+                             average=config.spectrum_average)
             if config.spectrum_fft else None
         )
         if self.spectrum is not None:
