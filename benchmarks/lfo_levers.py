@@ -50,6 +50,8 @@ YARDSTICK_SWEEPS: dict[str, str] = {
     "leave_family_out_2d_encoder_spectrum512": "2-D encoder + long-term spectrum branch",
     "leave_family_out_spectrum512_std": "fixed sinc + spectrum branch with spread",
     "leave_family_out_spectrum512_tones": "fixed sinc + spectrum branch, steady tones",
+    "leave_family_out_spectrum1024": "fixed sinc + spectrum branch, 1024-point FFT",
+    "leave_family_out_spectrum512_logavg": "fixed sinc + spectrum branch, mean log power",
     "leave_family_out_high_band": "fixed sinc over 4-8 kHz only",
     "leave_family_out_low_band": "fixed sinc over 0-4 kHz only",
     "leave_family_out_sam005": "SAM rho 0.05",
