@@ -52,6 +52,7 @@ YARDSTICK_SWEEPS: dict[str, str] = {
     "leave_family_out_spectrum512_tones": "fixed sinc + spectrum branch, steady tones",
     "leave_family_out_spectrum1024": "fixed sinc + spectrum branch, 1024-point FFT",
     "leave_family_out_spectrum512_logavg": "fixed sinc + spectrum branch, mean log power",
+    "leave_family_out_spectrum512_logavg_std": "fixed sinc + spectrum branch, mean log power + spread",
     "leave_family_out_high_band": "fixed sinc over 4-8 kHz only",
     "leave_family_out_low_band": "fixed sinc over 0-4 kHz only",
     "leave_family_out_sam005": "SAM rho 0.05",
@@ -143,9 +144,9 @@ def plot(summaries: dict[str, dict], labels: dict[str, str], path: Path) -> None
     ax.set_xlabel("unseen EER % of the held-out family (dev_v3; mean ± sd over seeds)")
     ax.set_title(f"Levers on the leave-family-out yardstick (dashed: baseline, {base:.1f} %)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.4, -0.6 / len(names) - 0.04), ncol=4)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.6 / len(names) - 0.04), ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # the legend sits below the axes
     plt.close(fig)
 
 
