@@ -500,7 +500,8 @@ def test_bf16_autocast_forward_on_cpu_tracks_fp32(name, lite, rawnet2, real_clip
     "overrides",
     [{}, {"frontend": "fixed_sinc", "frontend_scale": "linear", "spectrum_fft": 512, "spectrum_std": True},
      {"spectrum_fft": 256, "spectrum_average": "log"}],
-    ids=["default", "spectrum_path", "spectrum_log_average"],  # eager scoring takes torch.stft, the export a strided conv
+    # eager scoring takes torch.stft, the export the same DFT as a strided conv
+    ids=["default", "spectrum_path", "spectrum_log_average"],
 )
 def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(overrides, tmp_path):
     # The TorchScript exporter (dynamo=False) emits an ONNX GRU op with a dynamic length; the

@@ -184,6 +184,8 @@ class LongTermSpectrum(nn.Module):
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
                  with_std: bool = False, average: str = "power") -> None:
         super().__init__()
+        if average not in ("power", "log"):
+            raise ValueError(f"LongTermSpectrum: average must be 'power' or 'log', got {average!r}")
         self.n_fft = n_fft
         self.with_std = with_std
         self.average = average
