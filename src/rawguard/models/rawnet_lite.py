@@ -40,7 +40,9 @@ from torch import nn
 
 from rawguard.conventions import SAMPLE_RATE
 from rawguard.models import register_model
-from rawguard.models.layers import FeatureMapScaling, check_waveform, gru_fp32, min_input_length, output_length
+from rawguard.models.layers import (
+    FeatureMapScaling, check_waveform, gru_fp32, mask_band, min_input_length, output_length,
+)
 from rawguard.models.sinc import FixedSincConv, LearnableSincConv, odd_kernel_size
 
 
@@ -94,6 +96,9 @@ class RawNetLiteConfig:
     # loudest frames dominate (a held vowel's harmonics stand out); "log": the mean of their log power
     # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows.
     spectrum_average: Literal["power", "log"] = "power"
+    # Training only: each clip loses a random contiguous run of up to this fraction of its front-end
+    # bands (after their BN) and of its long-term spectrum's bins (0 = off); scoring sees every band.
+    freq_mask: float = 0.0
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -136,6 +141,8 @@ class RawNetLiteConfig:
                 "rawnet-lite config: spectrum_average needs the spectrum path (spectrum_fft > 0); to turn the path "
                 "off, set spectrum_average=power as well"
             )
+        if not 0.0 <= self.freq_mask < 1.0:
+            raise ValueError(f"rawnet-lite config: freq_mask must be in [0, 1), got {self.freq_mask}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -182,13 +189,14 @@ class LongTermSpectrum(nn.Module):
     """
 
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
-                 with_std: bool = False, average: str = "power") -> None:
+                 with_std: bool = False, average: str = "power", freq_mask: float = 0.0) -> None:
         super().__init__()
         if average not in ("power", "log"):
             raise ValueError(f"LongTermSpectrum: average must be 'power' or 'log', got {average!r}")
         self.n_fft = n_fft
         self.with_std = with_std
         self.average = average
+        self.freq_mask = freq_mask
         self.hop = n_fft // 2
         self.bins = n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
@@ -233,6 +241,9 @@ class LongTermSpectrum(nn.Module):
                 spread = (deviation.pow(2).mean(dim=-1) + 1e-6).sqrt()  # [B, bins]
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)  # [B, bins]
         features = torch.stack([spectrum, spread], dim=1) if self.with_std else spectrum.unsqueeze(1)  # [B, C, bins]
+        if self.training and self.freq_mask:
+            # masked bins read 0: the clip's mean level, as if that stretch of the spectrum were flat
+            features = mask_band(features.transpose(1, 2), self.freq_mask).transpose(1, 2)
         return self.fc(self.encoder(features).flatten(1))  # [B, out]
 
 
@@ -280,7 +291,7 @@ class RawNetLite(nn.Module):
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
         self.spectrum = (
             LongTermSpectrum(config.spectrum_fft, config.negative_slope, with_std=config.spectrum_std,
-                             average=config.spectrum_average)
+                             average=config.spectrum_average, freq_mask=config.freq_mask)
             if config.spectrum_fft else None
         )
         if self.spectrum is not None:
@@ -305,6 +316,8 @@ class RawNetLite(nn.Module):
             # frames, the noise floor); without compression the loud voiced frames dominate.
             x = torch.log(x + 1e-6)
         x = self.frontend_act(self.frontend_bn(x))  # [B, C0, F / pool]
+        if self.training and self.config.freq_mask:
+            x = mask_band(x, self.config.freq_mask)  # masked bands read 0, their normalised mean
         if self.config.encoder == "2d":
             x = x.unsqueeze(1)  # [B, 1, C0, N]: filters x frames as an image
         for block, fms in zip(self.blocks, self.fms):
