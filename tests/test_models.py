@@ -101,8 +101,6 @@ def test_unknown_override_key_error_lists_valid_keys():
         ({"spectrum_fft": 512, "spectrum_average": "median"}, r"spectrum_average.*\['power', 'log'\]"),
         ({"spectrum_average": "log"}, "spectrum_average needs the spectrum path"),
         ({"spectrum_coherence": True}, "spectrum_coherence needs the spectrum path"),
-        ({"freq_mask": 1.0}, r"freq_mask must be in \[0, 1\)"),
-        ({"freq_mask": -0.1}, r"freq_mask must be in \[0, 1\)"),
     ],
 )
 def test_bad_override_values_are_rejected_naming_the_key(overrides, pattern):
@@ -429,43 +427,6 @@ def test_long_term_spectrum_coherence_tells_a_held_tone_from_noise_at_any_level(
     silent = torch.zeros(1, 4_000)
     branch(silent)
     assert torch.isfinite(captured[-1]).all() and float(captured[-1].abs().max()) < 0.01  # silence: not steady
-
-
-def test_mask_band_zeroes_one_contiguous_run_per_clip_within_the_bound():
-    from rawguard.models.layers import mask_band
-
-    torch.manual_seed(0)
-    x = torch.rand(2_000, 32, 5) + 1.0  # [B, C, N], no zeros of its own
-    kept = mask_band(x, 0.25) != 0  # [B, C, N]
-    assert torch.equal(kept, kept[:, :, :1].expand_as(kept))  # a masked band is masked in every frame
-    rows = kept[:, :, 0].int()  # [B, C]
-    widths = 32 - rows.sum(dim=1)
-    assert int(widths.min()) == 0 and int(widths.max()) == 8  # U{0..8}: both ends are drawn
-    edges = (rows[:, 1:] != rows[:, :-1]).sum(dim=1)  # a single run has at most two edges
-    assert int(edges.max()) <= 2
-    starts = torch.argmin(rows, dim=1)[widths > 0]
-    assert int(starts.min()) == 0 and int((starts + widths[widths > 0]).max()) == 32  # runs reach both ends
-    assert mask_band(x, 0.0) is x and mask_band(x, 0.02) is x  # under one row: nothing to mask
-
-
-def test_rawnet_lite_freq_mask_acts_in_training_only(real_clips):
-    torch.manual_seed(0)
-    plain = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", spectrum_fft=512)
-    masked = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", spectrum_fft=512,
-                          freq_mask=0.5)
-    masked.load_state_dict(plain.state_dict())
-    x = torch.from_numpy(np.stack([clip[:16_000] for clip in real_clips[:4]])).float()
-    plain.eval(), masked.eval()
-    torch.testing.assert_close(masked(x), plain(x))  # scoring sees every band
-    plain.train(), masked.train()  # both on batch statistics: only the masks differ
-    seen_by_spectrum = []
-    masked.spectrum.encoder.register_forward_hook(lambda _m, inputs, _o: seen_by_spectrum.append(inputs[0]))
-    logits = masked(x)
-    assert not torch.allclose(logits, plain(x))
-    zero_bins = (seen_by_spectrum[0][:, 0] == 0).sum(dim=1)  # [B]: masked bins of each clip
-    assert int(zero_bins.max()) > 0 and int(zero_bins.max()) <= 0.5 * 257
-    logits.sum().backward()
-    assert masked.fc.weight.grad is not None
 
 
 def test_2d_encoder_shares_its_kernels_across_frequency():

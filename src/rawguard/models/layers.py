@@ -92,22 +92,3 @@ __all__ = [
     "output_length",
 ]
 
-
-def mask_band(x: torch.Tensor, max_fraction: float) -> torch.Tensor:
-    """Zero a random contiguous run of rows along dim 1 of ``x`` ``[B, C, ...]``, one run per clip.
-
-    Each clip loses ``w ~ U{0, ..., floor(max_fraction * C)}`` adjacent rows (filters of a filter
-    bank, bins of a spectrum) starting anywhere they fit; ``max_fraction <= 0`` returns ``x``. A
-    band-level dropout, as AASIST's sinc-filter masking and SpecAugment's frequency masks: a
-    detector that cannot count on any one band must spread its evidence over the spectrum.
-    """
-    rows = x.shape[1]
-    max_width = int(max_fraction * rows)
-    if max_width < 1:
-        return x
-    batch = x.shape[0]
-    widths = torch.randint(0, max_width + 1, (batch, 1), device=x.device)  # [B, 1]
-    starts = (torch.rand(batch, 1, device=x.device) * (rows - widths + 1)).floor()  # [B, 1]
-    index = torch.arange(rows, device=x.device)  # [C]
-    keep = (index < starts) | (index >= starts + widths)  # [B, C]
-    return x * keep.to(x.dtype).view(batch, rows, *([1] * (x.dim() - 2)))

@@ -40,9 +40,7 @@ from torch import nn
 
 from rawguard.conventions import SAMPLE_RATE
 from rawguard.models import register_model
-from rawguard.models.layers import (
-    FeatureMapScaling, check_waveform, gru_fp32, mask_band, min_input_length, output_length,
-)
+from rawguard.models.layers import FeatureMapScaling, check_waveform, gru_fp32, min_input_length, output_length
 from rawguard.models.sinc import FixedSincConv, LearnableSincConv, odd_kernel_size
 
 
@@ -56,6 +54,7 @@ class RawNetLiteConfig:
     REMOVED_FIELDS: ClassVar[dict[str, object]] = {
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
         "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0), "spectrum_detrend": 0,
+        "freq_mask": 0.0,
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
@@ -102,9 +101,6 @@ class RawNetLiteConfig:
     # rebuild it (Griffin-Lim, neural vocoders) leave their traces (relative phase features, De Leon et
     # al., IEEE TASLP 2012).
     spectrum_coherence: bool = False
-    # Training only: each clip loses a random contiguous run of up to this fraction of its front-end
-    # bands (after their BN) and of its long-term spectrum's bins (0 = off); scoring sees every band.
-    freq_mask: float = 0.0
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -152,8 +148,6 @@ class RawNetLiteConfig:
                 "rawnet-lite config: spectrum_average needs the spectrum path (spectrum_fft > 0); to turn the path "
                 "off, set spectrum_average=power as well"
             )
-        if not 0.0 <= self.freq_mask < 1.0:
-            raise ValueError(f"rawnet-lite config: freq_mask must be in [0, 1), got {self.freq_mask}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -201,8 +195,7 @@ class LongTermSpectrum(nn.Module):
     """
 
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
-                 with_std: bool = False, average: str = "power", with_coherence: bool = False,
-                 freq_mask: float = 0.0) -> None:
+                 with_std: bool = False, average: str = "power", with_coherence: bool = False) -> None:
         super().__init__()
         if average not in ("power", "log"):
             raise ValueError(f"LongTermSpectrum: average must be 'power' or 'log', got {average!r}")
@@ -210,7 +203,6 @@ class LongTermSpectrum(nn.Module):
         self.with_std = with_std
         self.with_coherence = with_coherence
         self.average = average
-        self.freq_mask = freq_mask
         self.hop = n_fft // 2
         self.bins = n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
@@ -279,9 +271,6 @@ class LongTermSpectrum(nn.Module):
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)  # [B, bins]
         channels = [spectrum] + ([spread] if self.with_std else []) + ([coherence] if self.with_coherence else [])
         features = torch.stack(channels, dim=1)  # [B, C, bins]
-        if self.training and self.freq_mask:
-            # masked bins read 0: the clip's mean level, as if that stretch of the spectrum were flat
-            features = mask_band(features.transpose(1, 2), self.freq_mask).transpose(1, 2)
         return self.fc(self.encoder(features).flatten(1))  # [B, out]
 
 
@@ -329,8 +318,7 @@ class RawNetLite(nn.Module):
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
         self.spectrum = (
             LongTermSpectrum(config.spectrum_fft, config.negative_slope, with_std=config.spectrum_std,
-                             average=config.spectrum_average, with_coherence=config.spectrum_coherence,
-                             freq_mask=config.freq_mask)
+                             average=config.spectrum_average, with_coherence=config.spectrum_coherence)
             if config.spectrum_fft else None
         )
         if self.spectrum is not None:
@@ -355,8 +343,6 @@ class RawNetLite(nn.Module):
             # frames, the noise floor); without compression the loud voiced frames dominate.
             x = torch.log(x + 1e-6)
         x = self.frontend_act(self.frontend_bn(x))  # [B, C0, F / pool]
-        if self.training and self.config.freq_mask:
-            x = mask_band(x, self.config.freq_mask)  # masked bands read 0, their normalised mean
         if self.config.encoder == "2d":
             x = x.unsqueeze(1)  # [B, 1, C0, N]: filters x frames as an image
         for block, fms in zip(self.blocks, self.fms):
