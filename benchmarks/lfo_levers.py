@@ -53,6 +53,8 @@ YARDSTICK_SWEEPS: dict[str, str] = {
     "leave_family_out_spectrum1024": "fixed sinc + spectrum branch, 1024-point FFT",
     "leave_family_out_spectrum512_logavg": "fixed sinc + spectrum branch, mean log power",
     "leave_family_out_spectrum512_logavg_std": "fixed sinc + spectrum branch, mean log power + spread",
+    "leave_family_out_spectrum512_freqmask": "fixed sinc + spectrum branch, frequency masking",
+    "leave_family_out_spectrum512_coherence": "fixed sinc + spectrum branch with phase coherence",
     "leave_family_out_high_band": "fixed sinc over 4-8 kHz only",
     "leave_family_out_low_band": "fixed sinc over 0-4 kHz only",
     "leave_family_out_sam005": "SAM rho 0.05",

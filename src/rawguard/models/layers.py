@@ -91,4 +91,3 @@ __all__ = [
     "min_input_length",
     "output_length",
 ]
-

@@ -54,7 +54,7 @@ class RawNetLiteConfig:
     REMOVED_FIELDS: ClassVar[dict[str, object]] = {
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
         "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0), "spectrum_detrend": 0,
-        "freq_mask": 0.0,
+        "freq_mask": 0.0, "spectrum_coherence": False,
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
@@ -95,12 +95,6 @@ class RawNetLiteConfig:
     # loudest frames dominate (a held vowel's harmonics stand out); "log": the mean of their log power
     # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows.
     spectrum_average: Literal["power", "log"] = "power"
-    # With spectrum_fft: also each bin's phase coherence, a further input channel: how steadily its phase
-    # advances from frame to frame over the clip, |sum X[n+1] X*[n]| / sum |X[n+1]| |X[n]| in [0, 1]
-    # (a held tone near 1, noise near 0). The power spectrum is blind to phase, where vocoders that
-    # rebuild it (Griffin-Lim, neural vocoders) leave their traces (relative phase features, De Leon et
-    # al., IEEE TASLP 2012).
-    spectrum_coherence: bool = False
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -137,11 +131,6 @@ class RawNetLiteConfig:
             raise ValueError(
                 "rawnet-lite config: spectrum_std needs the spectrum path (spectrum_fft > 0); to turn the path off, "
                 "set spectrum_std=false as well"
-            )
-        if self.spectrum_coherence and not self.spectrum_fft:
-            raise ValueError(
-                "rawnet-lite config: spectrum_coherence needs the spectrum path (spectrum_fft > 0); to turn the path "
-                "off, set spectrum_coherence=false as well"
             )
         if self.spectrum_average != "power" and not self.spectrum_fft:
             raise ValueError(
@@ -190,18 +179,16 @@ class LongTermSpectrum(nn.Module):
     blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is. With
     ``with_std`` each bin's spread over the frames (std of its log power) is a second input channel.
     ``average="log"`` averages the frames' log power instead of their power, so loud frames do not
-    dominate; its floor is relative to the clip's mean power, which keeps it blind to loudness. With
-    ``with_coherence`` each bin's phase coherence between adjacent frames is one more channel.
+    dominate; its floor is relative to the clip's mean power, which keeps it blind to loudness.
     """
 
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
-                 with_std: bool = False, average: str = "power", with_coherence: bool = False) -> None:
+                 with_std: bool = False, average: str = "power") -> None:
         super().__init__()
         if average not in ("power", "log"):
             raise ValueError(f"LongTermSpectrum: average must be 'power' or 'log', got {average!r}")
         self.n_fft = n_fft
         self.with_std = with_std
-        self.with_coherence = with_coherence
         self.average = average
         self.hop = n_fft // 2
         self.bins = n_fft // 2 + 1
@@ -213,7 +200,7 @@ class LongTermSpectrum(nn.Module):
         basis = torch.cat([torch.cos(phase), torch.sin(phase)]) * self.window  # [2 bins, n_fft]
         self.register_buffer("dft", basis.float().unsqueeze(1), persistent=False)  # [2 bins, 1, n_fft]
         layers: list[nn.Module] = []
-        c_in = 1 + with_std + with_coherence
+        c_in = 2 if with_std else 1
         for c_out in channels:
             layers += [nn.Conv1d(c_in, c_out, 9, padding=4, bias=False), nn.BatchNorm1d(c_out),
                        nn.LeakyReLU(negative_slope), nn.MaxPool1d(4)]
@@ -223,39 +210,17 @@ class LongTermSpectrum(nn.Module):
         self.fc = nn.Linear(c_in * bins, out)
         self.out_features = out
 
-    def _frames(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, T]`` -> the real and imaginary parts of its Hann frames' spectra, each ``[B, bins, N]``.
-
-        The imaginary part's sign differs between the two ways; nothing below depends on it.
-        """
+    def _power_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` -> the power spectra of its Hann frames, ``[B, bins, N]``."""
         if torch.onnx.is_in_onnx_export():
             frames = nn.functional.conv1d(x.unsqueeze(1), self.dft, stride=self.hop)  # [B, 2 bins, N]
-            return frames[:, : self.bins], frames[:, self.bins :]
+            return frames[:, : self.bins].pow(2) + frames[:, self.bins :].pow(2)
         frames = torch.stft(x, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)
-        return frames.real, frames.imag
-
-    @staticmethod
-    def _coherence(real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
-        """Each bin's phase coherence between adjacent frames, ``[B, bins, N]`` parts -> ``[B, bins]`` in [0, 1].
-
-        ``|sum_n X[n+1] conj(X[n])| / sum_n |X[n+1]| |X[n]|``: the power-weighted mean of the phase
-        advances as unit vectors. The bin's expected advance per hop is the same for every n, so it
-        turns the sum without changing its length.
-        """
-        a0, b0, a1, b1 = real[..., :-1], imag[..., :-1], real[..., 1:], imag[..., 1:]
-        cross_real = (a1 * a0 + b1 * b0).sum(dim=-1)  # [B, bins]
-        cross_imag = (b1 * a0 - a1 * b0).sum(dim=-1)
-        magnitudes = (real.pow(2) + imag.pow(2)).sqrt()  # [B, bins, N]
-        total = (magnitudes[..., 1:] * magnitudes[..., :-1]).sum(dim=-1)  # [B, bins]
-        # A floor 80 dB under the clip's mean bin (so still blind to loudness): a bin that is silent
-        # throughout reads ~0, not 0 / 0; 1e-40 keeps the square root's gradient finite at 0.
-        floor = 1e-8 * total.mean(dim=-1, keepdim=True) + 1e-18  # [B, 1]
-        return (cross_real.pow(2) + cross_imag.pow(2) + 1e-40).sqrt() / (total + floor)
+        return frames.real.pow(2) + frames.imag.pow(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):  # a log of small powers wants fp32
-            real, imag = self._frames(x.float())  # [B, bins, N] each
-            power = real.pow(2) + imag.pow(2)  # [B, bins, N]
+            power = self._power_frames(x.float())  # [B, bins, N]
             if self.average == "log":
                 # A floor 80 dB under the clip's mean power: silent frames cannot drag a bin to log(0).
                 floor = 1e-8 * power.mean(dim=(1, 2), keepdim=True) + 1e-30  # [B, 1, 1]
@@ -267,10 +232,8 @@ class LongTermSpectrum(nn.Module):
                 deviation = log_power - log_power.mean(dim=-1, keepdim=True)
                 # + 1e-6: a finite gradient when a bin is constant (one frame, digital silence)
                 spread = (deviation.pow(2).mean(dim=-1) + 1e-6).sqrt()  # [B, bins]
-            coherence = self._coherence(real, imag) if self.with_coherence else None  # [B, bins]
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)  # [B, bins]
-        channels = [spectrum] + ([spread] if self.with_std else []) + ([coherence] if self.with_coherence else [])
-        features = torch.stack(channels, dim=1)  # [B, C, bins]
+        features = torch.stack([spectrum, spread], dim=1) if self.with_std else spectrum.unsqueeze(1)  # [B, C, bins]
         return self.fc(self.encoder(features).flatten(1))  # [B, out]
 
 
@@ -318,7 +281,7 @@ class RawNetLite(nn.Module):
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
         self.spectrum = (
             LongTermSpectrum(config.spectrum_fft, config.negative_slope, with_std=config.spectrum_std,
-                             average=config.spectrum_average, with_coherence=config.spectrum_coherence)
+                             average=config.spectrum_average)
             if config.spectrum_fft else None
         )
         if self.spectrum is not None:
