@@ -46,7 +46,7 @@ class DataConfig:
     batch_size: int = 32
     """Global batch size: split evenly across DDP ranks and gradient-accumulation micro-batches."""
     sampling: Sampling = field(default_factory=Sampling)
-    """Which clips an epoch draws: ``balanced``, ``copy_share``, ``system_balance``
+    """Which clips an epoch draws: ``balanced``, ``copy_share``, ``system_balance``, ``bonafide_balance``
     (:class:`rawguard.data.sampling.Sampling`, handed whole to the batch source)."""
     prefetch: int = 2
     """Batches assembled ahead in a background thread (0 = in the training thread)."""
