@@ -160,34 +160,6 @@ def test_group_weights_move_from_clip_counts_to_equal_groups():
 
 
 @needs_corpus
-def test_bonafide_balance_draws_rare_sources_more_and_keeps_classes_balanced(tmp_path, smoke_items):
-    # 20 bona fide: 16 from source "LS" (two speakers), 4 from "URDU"; 20 spoofs
-    bonafide = [i for i in smoke_items if i.label == BONAFIDE]
-    spoofs = [i for i in smoke_items if i.label == SPOOF]
-    speakers = ["LS_1", "LS_2"] * 8 + ["URDU_7"] * 4
-    items = [dataclasses.replace(item, speaker=speaker) for item, speaker in zip(bonafide, speakers)] + spoofs
-    prepare_cache(items, tmp_path / "c", workers=1, progress=False)
-    cache = Cache.open(tmp_path / "c")
-    urdu = np.array([speaker.startswith("URDU_") for speaker in cache.speakers])
-    plain = TrainBatches(cache, window=8000, batch_size=8, seed=0, sampling=Sampling(balanced=True))
-    # at 0.5, sqrt(4) : sqrt(16): 20 * 2 / 6 = 6.7 draws, systematic sampling gives 6 or 7
-    for balance, urdu_draws in ((0.0, {4}), (0.5, {6, 7}), (1.0, {10})):
-        batches = TrainBatches(cache, window=8000, batch_size=8, seed=0,
-                               sampling=Sampling(balanced=True, bonafide_balance=balance))
-        order = batches.epoch_order(0)
-        assert len(order) == 40 and (cache.labels[order] == BONAFIDE).sum() == 20
-        assert urdu[order].sum() in urdu_draws, balance
-        assert np.array_equal(order, batches.epoch_order(0))
-    # off, the epochs are the ones drawn before the option existed
-    assert np.array_equal(plain.epoch_order(3), TrainBatches(
-        cache, window=8000, batch_size=8, seed=0, sampling=Sampling(balanced=True, bonafide_balance=0.0)).epoch_order(3))
-    with pytest.raises(SamplingError, match=r"sampling.bonafide_balance: needs sampling.balanced"):
-        TrainBatches(cache, window=8000, batch_size=8, sampling=Sampling(bonafide_balance=0.5))
-    with pytest.raises(ConfigError, match=r"data.sampling.bonafide_balance: must be in \[0, 1\]"):
-        load_config(overrides=["data.sampling.balanced=true", "data.sampling.bonafide_balance=1.5"])
-
-
-@needs_corpus
 def test_system_balance_draws_rare_systems_more_and_keeps_classes_balanced(tmp_path, smoke_items):
     # 20 bona fide; spoofs: 15 of system "big", 5 of "small"
     bonafide = [i for i in smoke_items if i.label == BONAFIDE]

@@ -46,7 +46,7 @@ class DataConfig:
     batch_size: int = 32
     """Global batch size: split evenly across DDP ranks and gradient-accumulation micro-batches."""
     sampling: Sampling = field(default_factory=Sampling)
-    """Which clips an epoch draws: ``balanced``, ``copy_share``, ``system_balance``, ``bonafide_balance``
+    """Which clips an epoch draws: ``balanced``, ``copy_share``, ``system_balance``
     (:class:`rawguard.data.sampling.Sampling`, handed whole to the batch source)."""
     prefetch: int = 2
     """Batches assembled ahead in a background thread (0 = in the training thread)."""
@@ -285,6 +285,7 @@ REMOVED_KEYS: dict[str, Any] = {
     "data.speaker_matched": False,
     "data.speaker_balance": 0.0,
     "data.spoof_speaker_balance": 0.0,
+    "data.sampling.bonafide_balance": 0.0,
     "optim.sam_rho": 0.0,
     "optim.sam_adaptive": False,
     "optim.sam_from": 0.0,

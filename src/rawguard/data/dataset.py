@@ -119,8 +119,7 @@ class TrainBatches:
         self.rank, self.world_size, self.prefetch = rank, world_size, prefetch
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.sampling = Sampling() if sampling is None else sampling
-        self.epoch_order = EpochOrder(cache.labels, cache.systems, self.sampling, seed, str(cache.directory),
-                                      speakers=cache.speakers)
+        self.epoch_order = EpochOrder(cache.labels, cache.systems, self.sampling, seed, str(cache.directory))
         """``epoch_order(epoch)``: the epoch's clip indices, ``int64 (epoch_size,)`` (see EpochOrder)."""
         self.epoch_size = self.epoch_order.epoch_size
         global_batch = batch_size * world_size

@@ -8,10 +8,7 @@ epoch's clip indices, a pure function of ``(seed, epoch)``.
 - ``balanced``: half the draws bona fide, half spoof (the smaller class repeated);
 - ``copy_share``: of the spoof half, this share from copy-synthesis spoofs (systems ``synth-*``);
 - ``system_balance``: spoofing systems share their group's draws in proportion to
-  ``count ** (1 - system_balance)`` (0 = by clip counts, 1 = every system equally often);
-- ``bonafide_balance``: the same for the bona fide sources (a speaker id's prefix: ``LS_3112`` and
-  ``LS_226`` are both LibriSpeech, ``LS``), so a corpus's few broadcast or emotional recordings are
-  drawn more often than their share of clips.
+  ``count ** (1 - system_balance)`` (0 = by clip counts, 1 = every system equally often).
 """
 
 from __future__ import annotations
@@ -43,11 +40,6 @@ class Sampling:
     """With ``balanced``: how evenly spoofing systems share the spoof draws (within the corpus
     spoofs and within the copies): 0 = in proportion to their clip counts, 1 = every system
     equally often, 0.5 = in proportion to the square root of the counts."""
-    bonafide_balance: float = 0.0
-    """With ``balanced``: how evenly the bona fide sources share the bona fide draws, as
-    ``system_balance`` for systems. A clip's source is its speaker id up to the first ``_`` (the
-    whole id where there is none): the convention of ``../shared/corpus``, where ``LS_``, ``URDU_``,
-    ``EMODB_`` ... name the recordings a speaker comes from."""
 
     def validate(self, prefix: str = "data.sampling") -> Sampling:
         """Raise :class:`SamplingError` naming ``prefix.<field>`` for the first bad option."""
@@ -64,11 +56,6 @@ class Sampling:
         if self.system_balance and not self.balanced:
             raise SamplingError(f"{prefix}.system_balance: needs {prefix}.balanced: true "
                                 "(it reweights the spoof half of balanced draws)")
-        if not 0 <= self.bonafide_balance <= 1:
-            raise SamplingError(f"{prefix}.bonafide_balance: must be in [0, 1], got {self.bonafide_balance!r}")
-        if self.bonafide_balance and not self.balanced:
-            raise SamplingError(f"{prefix}.bonafide_balance: needs {prefix}.balanced: true "
-                                "(it reweights the bona fide half of balanced draws)")
         return self
 
 
@@ -93,14 +80,13 @@ def weighted_draws(members: np.ndarray, weights: np.ndarray, count: int, rng: np
 def group_weights(groups: list[str], members: np.ndarray, balance: float) -> np.ndarray:
     """Draw weights of the clips ``members`` that give each group a share ``∝ count ** (1 - balance)``.
 
-    Groups are spoofing systems (``data.sampling.system_balance``) or bona fide sources
-    (``bonafide_balance``). ``balance`` 0: every clip
+    Groups are spoofing systems (``data.sampling.system_balance``). ``balance`` 0: every clip
     equally often (groups in proportion to their clip counts); 1: every group equally often, however
     few clips it has; in between, a compromise (0.5: ∝ sqrt(count)). On a corpus where a few systems
     hold most spoofs, the rare ones are otherwise seen too seldom to be learnt.
 
     Args:
-        groups: the group of every clip of the cache (``cache.systems``, or :func:`bonafide_sources`).
+        groups: the group of every clip of the cache (``cache.systems``).
         members: cache indices of the clips to weight, ``int64 (N,)``.
         balance: in ``[0, 1]``.
 
@@ -116,18 +102,12 @@ def group_weights(groups: list[str], members: np.ndarray, balance: float) -> np.
     return weights / weights.sum()
 
 
-def bonafide_sources(speakers: list[str]) -> list[str]:
-    """The source of every clip: its speaker id up to the first ``_`` (``"LS_3112"`` -> ``"LS"``)."""
-    return [speaker.split("_", 1)[0] for speaker in speakers]
-
-
 class EpochOrder:
     """The clip indices of each epoch of a cache under a :class:`Sampling` policy.
 
     Args:
         labels: label of every clip ``int (N,)`` (``cache.labels``).
         systems: system of every clip (``cache.systems``), for ``copy_share`` and ``system_balance``.
-        speakers: speaker of every clip (``cache.speakers``), for ``bonafide_balance``.
         sampling: the policy (validated here).
         seed: base seed; ``order(epoch)`` is a pure function of ``(seed, epoch)``.
         where: names the cache in errors (its directory).
@@ -137,8 +117,7 @@ class EpochOrder:
             asks for a kind of spoof the cache has none of.
     """
 
-    def __init__(self, labels: np.ndarray, systems: list[str], sampling: Sampling, seed: int, where: str = "cache",
-                 speakers: list[str] | None = None):
+    def __init__(self, labels: np.ndarray, systems: list[str], sampling: Sampling, seed: int, where: str = "cache"):
         self.sampling = sampling.validate("sampling")
         self.seed, self.size = seed, len(labels)
         self._by_class = [np.flatnonzero(labels == c) for c in (SPOOF, BONAFIDE)]
@@ -158,12 +137,6 @@ class EpochOrder:
         if sampling.system_balance:
             self._spoof_weights = [group_weights(systems, members, sampling.system_balance)
                                    for members, _ in self._spoof_groups]
-        self._bonafide_weights: np.ndarray | None = None
-        if sampling.bonafide_balance:
-            if speakers is None:
-                raise SamplingError(f"{where}: bonafide_balance needs the clips' speakers")
-            self._bonafide_weights = group_weights(bonafide_sources(speakers), self._by_class[1],
-                                                   sampling.bonafide_balance)
         self.epoch_size = 2 * max(len(m) for m in self._by_class) if sampling.balanced else self.size
 
     def __call__(self, epoch: int) -> np.ndarray:
@@ -173,8 +146,7 @@ class EpochOrder:
         draws, the larger class as one permutation, the smaller one as as many concatenated
         permutations as needed (each of its clips appears equally often, +-1), then all shuffled.
         With ``copy_share``, the spoof draws are split between corpus spoofs and copies in that
-        proportion; with ``system_balance``, each spoof group is drawn by :func:`group_weights`,
-        with ``bonafide_balance`` the bona fide half by its sources' weights.
+        proportion; with ``system_balance``, each spoof group is drawn by :func:`group_weights`.
         """
         rng = np.random.default_rng([self.seed, epoch, ORDER_STREAM])
         if not self.sampling.balanced:
@@ -193,8 +165,5 @@ class EpochOrder:
         else:
             draws = [repeated_permutations(members, count, rng)
                      for (members, _), count in zip(self._spoof_groups, counts) if count > 0]
-        if self._bonafide_weights is not None:
-            draws.append(weighted_draws(self._by_class[1], self._bonafide_weights, per_class, rng))
-        else:
-            draws.append(repeated_permutations(self._by_class[1], per_class, rng))
+        draws.append(repeated_permutations(self._by_class[1], per_class, rng))
         return rng.permutation(np.concatenate(draws))
