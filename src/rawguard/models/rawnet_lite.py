@@ -93,10 +93,8 @@ class RawNetLiteConfig:
     spectrum_std: bool = False
     # With spectrum_fft: how the frames are averaged. "power": the log of their mean power, where the
     # loudest frames dominate (a held vowel's harmonics stand out); "log": the mean of their log power
-    # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows;
-    # "quiet": the log of the mean power of the quieter frames only (log energy at or below the clip's
-    # mean), where resynthesis leaves its traces and held vowels are left out.
-    spectrum_average: Literal["power", "log", "quiet"] = "power"
+    # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows.
+    spectrum_average: Literal["power", "log"] = "power"
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -182,14 +180,13 @@ class LongTermSpectrum(nn.Module):
     ``with_std`` each bin's spread over the frames (std of its log power) is a second input channel.
     ``average="log"`` averages the frames' log power instead of their power, so loud frames do not
     dominate; its floor is relative to the clip's mean power, which keeps it blind to loudness.
-    ``average="quiet"`` averages the power of the frames at or below the clip's mean log energy only.
     """
 
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
                  with_std: bool = False, average: str = "power") -> None:
         super().__init__()
-        if average not in ("power", "log", "quiet"):
-            raise ValueError(f"LongTermSpectrum: average must be 'power', 'log' or 'quiet', got {average!r}")
+        if average not in ("power", "log"):
+            raise ValueError(f"LongTermSpectrum: average must be 'power' or 'log', got {average!r}")
         self.n_fft = n_fft
         self.with_std = with_std
         self.average = average
@@ -228,12 +225,6 @@ class LongTermSpectrum(nn.Module):
                 # A floor 80 dB under the clip's mean power: silent frames cannot drag a bin to log(0).
                 floor = 1e-8 * power.mean(dim=(1, 2), keepdim=True) + 1e-30  # [B, 1, 1]
                 spectrum = torch.log(power + floor).mean(dim=-1)  # [B, bins]
-            elif self.average == "quiet":
-                # Frames at or below the clip's mean log energy: pauses, consonants, the quiet end of
-                # words, where resynthesis shows; the loud voiced frames of held vowels are left out.
-                log_energy = torch.log(power.sum(dim=1, keepdim=True) + 1e-10)  # [B, 1, N]
-                quiet = (log_energy <= log_energy.mean(dim=-1, keepdim=True)).to(power.dtype)  # [B, 1, N]
-                spectrum = torch.log((power * quiet).sum(dim=-1) / quiet.sum(dim=-1) + 1e-10)  # [B, bins]
             else:
                 spectrum = torch.log(power.mean(dim=-1) + 1e-10)  # [B, bins]
             if self.with_std:
