@@ -285,18 +285,18 @@ class EnvelopeModulation(nn.Module):
         self.first = int(round(self.LOW_HZ / step))
         self.count = int(round(self.HIGH_HZ / step)) - self.first  # 236 modulation bins at 16 kHz
         self.register_buffer("segment_window", torch.hann_window(self.SEGMENT), persistent=False)
-        # For ONNX, the modulation DFT of the kept bins as one matrix, [SEGMENT, 2 count] (cosines, then
-        # sines); torch.fft.rfft is the same numbers at a fraction of the cost.
+        # For ONNX, the modulation DFT of the kept bins as a strided conv (cosines, then sines), as the
+        # envelopes' frames; torch.fft.rfft is the same numbers at a fraction of the cost.
         k = torch.arange(self.first, self.first + self.count)
         phase = 2 * torch.pi * torch.outer(torch.arange(self.SEGMENT), k) / self.SEGMENT
-        self.register_buffer("mod_basis", (torch.cat([torch.cos(phase), torch.sin(phase)], dim=1)
-                                           * self.segment_window.unsqueeze(1)).float(), persistent=False)
+        basis = torch.cat([torch.cos(phase), torch.sin(phase)], dim=1) * self.segment_window.unsqueeze(1)
+        self.register_buffer("mod_basis", basis.T.float().unsqueeze(1), persistent=False)  # [2 count, 1, SEGMENT]
         self.encoder = frequency_encoder(bands, channels, negative_slope)
         self.fc = nn.Linear(channels[-1] * (self.count // 4 ** len(channels)), out)
         self.out_features = out
 
     def envelopes(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, T]`` -> each band's log-power envelope less its clip mean, ``[B, bands, N]`` (1 ms frames)."""
+        """``[B, T]`` -> each band's log-power envelope less its clip mean, ``[B, bands, N]`` (2 ms frames)."""
         if torch.onnx.is_in_onnx_export():
             frames = nn.functional.conv1d(x.unsqueeze(1), self.dft, stride=self.HOP)  # [B, 2 BINS, N]
             power = frames[:, : self.BINS].pow(2) + frames[:, self.BINS :].pow(2)
@@ -310,20 +310,21 @@ class EnvelopeModulation(nn.Module):
         return envelope - envelope.mean(dim=-1, keepdim=True)
 
     def modulation(self, envelope: torch.Tensor) -> torch.Tensor:
-        """``[B, bands, N]`` -> log modulation power at 10-400 Hz, each band's mean removed, ``[B, bands, count]``."""
-        frames = envelope.shape[-1]
-        # Zero-pad to whole half-segments (a deviation of zero adds no modulation), at least one segment.
-        segments = max(1, -(-(frames - self.SEGMENT) // (self.SEGMENT // 2)) + 1)
-        padded = nn.functional.pad(envelope, (0, self.SEGMENT + (segments - 1) * self.SEGMENT // 2 - frames))
-        chunks = padded.unfold(-1, self.SEGMENT, self.SEGMENT // 2)  # [B, bands, segments, SEGMENT]
+        """``[B, bands, N]`` -> log modulation power at 10-240 Hz, each band's mean removed, ``[B, bands, count]``."""
+        # Zero-padded by a segment less one frame, so every frame is in a segment and a clip shorter than
+        # one segment still has one (a deviation of zero adds no modulation); the padding is a constant,
+        # so an exported graph takes any length.
+        padded = nn.functional.pad(envelope, (0, self.SEGMENT - 1))  # [B, bands, N + SEGMENT - 1]
+        hop = self.SEGMENT // 2
         if torch.onnx.is_in_onnx_export():
-            spectrum = chunks @ self.mod_basis  # [B, bands, segments, 2 count]
-            power = spectrum[..., : self.count].pow(2) + spectrum[..., self.count :].pow(2)
+            spectrum = nn.functional.conv1d(padded.flatten(0, 1).unsqueeze(1), self.mod_basis, stride=hop)
+            power = spectrum[:, : self.count].pow(2) + spectrum[:, self.count :].pow(2)  # [B bands, count, S]
+            power = power.mean(dim=-1).unflatten(0, (-1, self.bands))  # [B, bands, count]
         else:
+            chunks = padded.unfold(-1, self.SEGMENT, hop)  # [B, bands, S, SEGMENT]
             spectrum = torch.fft.rfft(chunks * self.segment_window)[..., self.first : self.first + self.count]
-            power = spectrum.real.pow(2) + spectrum.imag.pow(2)  # [B, bands, segments, count]
-        power = power.mean(dim=2)  # [B, bands, count]
-        log_power = torch.log(power + 1e-8)  # [B, bands, count]
+            power = (spectrum.real.pow(2) + spectrum.imag.pow(2)).mean(dim=2)  # [B, bands, count]
+        log_power = torch.log(power + 1e-8)
         return log_power - log_power.mean(dim=-1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
