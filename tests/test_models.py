@@ -100,8 +100,6 @@ def test_unknown_override_key_error_lists_valid_keys():
         ({"spectrum_std": True}, "spectrum_std needs the spectrum path"),
         ({"spectrum_fft": 512, "spectrum_average": "median"}, r"spectrum_average.*\['power', 'log'\]"),
         ({"spectrum_average": "log"}, "spectrum_average needs the spectrum path"),
-        ({"modulation_bands": 5}, "modulation_bands must be 0 or divide 32"),
-        ({"modulation_bands": -8}, "modulation_bands"),
     ],
 )
 def test_bad_override_values_are_rejected_naming_the_key(overrides, pattern):
@@ -363,43 +361,6 @@ def test_long_term_spectrum_resolves_a_steady_tone_the_front_end_bands_cannot():
     torch.testing.assert_close(captured[0], captured[1], atol=1e-3, rtol=0)
 
 
-def test_envelope_modulation_shows_a_frame_rate_imprinted_on_real_speech(real_clips):
-    # A real bona fide clip, and the same clip with a 20 % gain ripple repeating every 11.6 ms (86 Hz,
-    # the frame rate of a 22.05 kHz vocoder with hop 256): the modulation path's input rises at 86 Hz
-    # in every band and stays where it was 30 Hz away; a louder copy gives the same input.
-    from rawguard.models.rawnet_lite import EnvelopeModulation
-
-    branch = EnvelopeModulation(8, 0.3)
-    speech = torch.from_numpy(np.resize(real_clips[0], 32_000)).unsqueeze(0)
-    t = torch.arange(32_000) / SAMPLE_RATE
-    rippled = speech * (1 + 0.2 * torch.sin(2 * torch.pi * 86.13 * t))
-    features = [branch.modulation(branch.envelopes(x))[0] for x in (speech, rippled, 4 * rippled)]  # [bands, count]
-    frame_rate_bin = round(86.13 / (SAMPLE_RATE / branch.HOP / branch.SEGMENT)) - branch.first
-    lift = features[1] - features[0]  # natural log of the power ratio
-    assert (lift[:, frame_rate_bin] > 1.0).all(), lift[:, frame_rate_bin]
-    assert (lift[:, frame_rate_bin + 30].abs() < 0.3).all(), lift[:, frame_rate_bin + 30]
-    torch.testing.assert_close(features[2], features[1], atol=1e-3, rtol=0)
-
-
-def test_rawnet_lite_modulation_path_trains_rebuilds_and_takes_short_clips(real_clips):
-    torch.manual_seed(0)
-    overrides = {"frontend": "fixed_sinc", "frontend_scale": "linear", "spectrum_fft": 512}
-    model = create_model("rawnet-lite", modulation_bands=8, **overrides).train()
-    assert trainable(model) - trainable(create_model("rawnet-lite", **overrides)) == 16_176 + 64 * 2
-    batch = torch.stack([torch.from_numpy(np.resize(w, 16_000)) for w in real_clips])
-    torch.nn.functional.cross_entropy(model(batch), torch.tensor([1, 1, 0, 0])).backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None and torch.isfinite(param.grad).all(), name
-    assert model.modulation.fc.weight.grad.abs().sum() > 0
-    model.eval()
-    with torch.inference_mode():  # shorter than one modulation segment (1 s): padded, still finite
-        assert torch.isfinite(model(0.1 * torch.randn(2, model.min_samples))).all()
-    rebuilt = create_model("rawnet-lite", **dataclasses.asdict(model.config)).eval()
-    rebuilt.load_state_dict(model.state_dict())
-    with torch.inference_mode():
-        torch.testing.assert_close(rebuilt(batch), model(batch))
-
-
 def test_long_term_spectrum_spread_tells_a_steady_tone_from_a_gated_one():
     # The same tone, on all the time or on every other 64 ms: the spread channel (std of the log power over
     # frames) is near zero at the steady tone's bin and large at the gated one's, whatever the level.
@@ -538,9 +499,9 @@ def test_bf16_autocast_forward_on_cpu_tracks_fp32(name, lite, rawnet2, real_clip
 @pytest.mark.parametrize(
     "overrides",
     [{}, {"frontend": "fixed_sinc", "frontend_scale": "linear", "spectrum_fft": 512, "spectrum_std": True},
-     {"spectrum_fft": 256, "spectrum_average": "log"}, {"modulation_bands": 8}],
-    # eager scoring takes torch.stft (and torch.fft.rfft), the export the same DFTs as strided convs
-    ids=["default", "spectrum_path", "spectrum_log_average", "modulation_path"],
+     {"spectrum_fft": 256, "spectrum_average": "log"}],
+    # eager scoring takes torch.stft, the export the same DFT as a strided conv
+    ids=["default", "spectrum_path", "spectrum_log_average"],
 )
 def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(overrides, tmp_path):
     # The TorchScript exporter (dynamo=False) emits an ONNX GRU op with a dynamic length; the

@@ -54,7 +54,7 @@ class RawNetLiteConfig:
     REMOVED_FIELDS: ClassVar[dict[str, object]] = {
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
         "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0), "spectrum_detrend": 0,
-        "freq_mask": 0.0, "spectrum_coherence": False,
+        "freq_mask": 0.0, "spectrum_coherence": False, "modulation_bands": 0,
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
@@ -95,12 +95,6 @@ class RawNetLiteConfig:
     # loudest frames dominate (a held vowel's harmonics stand out); "log": the mean of their log power
     # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows.
     spectrum_average: Literal["power", "log"] = "power"
-    # Bands of a third input path (0 = off): the modulation spectrum of the clip's band envelopes at
-    # 2 ms resolution, 10-240 Hz. A neural vocoder or codec writes its waveform frame by frame (hop 256
-    # at 22.05 / 24 kHz, 480 at 24 kHz, ...), which leaves a steady periodicity at its frame rate (50,
-    # 86, 94, 100 Hz and their harmonics) in every band's envelope; speech's own modulation moves.
-    # The front-end frames and the long-term spectrum both average it away.
-    modulation_bands: int = 0
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -143,11 +137,6 @@ class RawNetLiteConfig:
                 "rawnet-lite config: spectrum_average needs the spectrum path (spectrum_fft > 0); to turn the path "
                 "off, set spectrum_average=power as well"
             )
-        if self.modulation_bands and (self.modulation_bands < 0 or EnvelopeModulation.BINS % self.modulation_bands):
-            raise ValueError(
-                f"rawnet-lite config: modulation_bands must be 0 or divide {EnvelopeModulation.BINS}, "
-                f"got {self.modulation_bands}"
-            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -181,19 +170,6 @@ class LiteBlock(nn.Module):
         return self.pool(out + identity)
 
 
-def frequency_encoder(c_in: int, channels: tuple[int, ...], negative_slope: float) -> nn.Sequential:
-    """Conv blocks over a spectrum's frequency axis: ``[B, c_in, K]`` -> ``[B, channels[-1], K // 4**n]``.
-
-    Each block: conv k9 (no bias: a BN follows) -> BN -> LeakyReLU -> max-pool 4.
-    """
-    layers: list[nn.Module] = []
-    for c_out in channels:
-        layers += [nn.Conv1d(c_in, c_out, 9, padding=4, bias=False), nn.BatchNorm1d(c_out),
-                   nn.LeakyReLU(negative_slope), nn.MaxPool1d(4)]
-        c_in = c_out
-    return nn.Sequential(*layers)
-
-
 class LongTermSpectrum(nn.Module):
     """A clip's log long-term average power spectrum, encoded over frequency. ``[B, T]`` -> ``[B, out]``.
 
@@ -223,9 +199,15 @@ class LongTermSpectrum(nn.Module):
         phase = 2 * torch.pi * torch.outer(torch.arange(self.bins), torch.arange(n_fft)) / n_fft  # [bins, n_fft]
         basis = torch.cat([torch.cos(phase), torch.sin(phase)]) * self.window  # [2 bins, n_fft]
         self.register_buffer("dft", basis.float().unsqueeze(1), persistent=False)  # [2 bins, 1, n_fft]
-        self.encoder = frequency_encoder(2 if with_std else 1, channels, negative_slope)
+        layers: list[nn.Module] = []
+        c_in = 2 if with_std else 1
+        for c_out in channels:
+            layers += [nn.Conv1d(c_in, c_out, 9, padding=4, bias=False), nn.BatchNorm1d(c_out),
+                       nn.LeakyReLU(negative_slope), nn.MaxPool1d(4)]
+            c_in = c_out
+        self.encoder = nn.Sequential(*layers)
         bins = self.bins // 4 ** len(channels)
-        self.fc = nn.Linear(channels[-1] * bins, out)
+        self.fc = nn.Linear(c_in * bins, out)
         self.out_features = out
 
     def _power_frames(self, x: torch.Tensor) -> torch.Tensor:
@@ -252,84 +234,6 @@ class LongTermSpectrum(nn.Module):
                 spread = (deviation.pow(2).mean(dim=-1) + 1e-6).sqrt()  # [B, bins]
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)  # [B, bins]
         features = torch.stack([spectrum, spread], dim=1) if self.with_std else spectrum.unsqueeze(1)  # [B, C, bins]
-        return self.fc(self.encoder(features).flatten(1))  # [B, out]
-
-
-class EnvelopeModulation(nn.Module):
-    """The modulation spectrum of a clip's band envelopes, encoded. ``[B, T]`` -> ``[B, out]``.
-
-    Short Hann frames (64 samples, hop 32: an envelope sampled every 2 ms) give each of ``bands``
-    equal bands of 0-8 kHz a log-power envelope; its clip mean is removed, and the power spectrum of
-    that envelope over time (Welch: segments of 512 frames, hop 256, Hann, averaged; ~1 Hz bins) is
-    kept from 10 to 240 Hz. A generator that writes its output frame by frame leaves a steady peak at
-    its frame rate and harmonics there; speech's own envelope modulation (syllables, a moving F0)
-    smears. The log modulation power loses each band's mean over modulation frequency (how strongly
-    the band fluctuates overall, which noise and loudness set), then the frequency encoder of the
-    spectrum path and a linear layer that keeps where a peak is.
-    """
-
-    N_FFT, HOP, SEGMENT = 64, 32, 512
-    BINS = N_FFT // 2  # bins 1..32 (DC left out), grouped into bands
-    LOW_HZ, HIGH_HZ = 10.0, 240.0
-
-    def __init__(self, bands: int, negative_slope: float, sample_rate: int = SAMPLE_RATE,
-                 channels: tuple[int, int] = (8, 16), out: int = 64) -> None:
-        super().__init__()
-        self.bands = bands
-        self.register_buffer("window", torch.hann_window(self.N_FFT), persistent=False)
-        phase = 2 * torch.pi * torch.outer(torch.arange(1, self.BINS + 1), torch.arange(self.N_FFT)) / self.N_FFT
-        basis = torch.cat([torch.cos(phase), torch.sin(phase)]) * self.window  # [2 BINS, N_FFT]
-        self.register_buffer("dft", basis.float().unsqueeze(1), persistent=False)  # for ONNX, as LongTermSpectrum
-        frame_rate = sample_rate / self.HOP  # 500 envelope samples per second at 16 kHz
-        step = frame_rate / self.SEGMENT
-        self.first = int(round(self.LOW_HZ / step))
-        self.count = int(round(self.HIGH_HZ / step)) - self.first  # 236 modulation bins at 16 kHz
-        self.register_buffer("segment_window", torch.hann_window(self.SEGMENT), persistent=False)
-        # For ONNX, the modulation DFT of the kept bins as a strided conv (cosines, then sines), as the
-        # envelopes' frames; torch.fft.rfft is the same numbers at a fraction of the cost.
-        k = torch.arange(self.first, self.first + self.count)
-        phase = 2 * torch.pi * torch.outer(torch.arange(self.SEGMENT), k) / self.SEGMENT
-        basis = torch.cat([torch.cos(phase), torch.sin(phase)], dim=1) * self.segment_window.unsqueeze(1)
-        self.register_buffer("mod_basis", basis.T.float().unsqueeze(1), persistent=False)  # [2 count, 1, SEGMENT]
-        self.encoder = frequency_encoder(bands, channels, negative_slope)
-        self.fc = nn.Linear(channels[-1] * (self.count // 4 ** len(channels)), out)
-        self.out_features = out
-
-    def envelopes(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, T]`` -> each band's log-power envelope less its clip mean, ``[B, bands, N]`` (2 ms frames)."""
-        if torch.onnx.is_in_onnx_export():
-            frames = nn.functional.conv1d(x.unsqueeze(1), self.dft, stride=self.HOP)  # [B, 2 BINS, N]
-            power = frames[:, : self.BINS].pow(2) + frames[:, self.BINS :].pow(2)
-        else:
-            frames = torch.stft(x, self.N_FFT, self.HOP, window=self.window, center=False, return_complex=True)
-            power = (frames.real.pow(2) + frames.imag.pow(2))[:, 1:]  # [B, BINS, N]
-        band_power = power.unflatten(1, (self.bands, -1)).sum(dim=2)  # [B, bands, N]
-        # A floor 80 dB under the clip's mean power, so digital silence cannot reach log(0).
-        floor = 1e-8 * band_power.mean(dim=(1, 2), keepdim=True) + 1e-30
-        envelope = torch.log(band_power + floor)
-        return envelope - envelope.mean(dim=-1, keepdim=True)
-
-    def modulation(self, envelope: torch.Tensor) -> torch.Tensor:
-        """``[B, bands, N]`` -> log modulation power at 10-240 Hz, each band's mean removed, ``[B, bands, count]``."""
-        # Zero-padded by a segment less one frame, so every frame is in a segment and a clip shorter than
-        # one segment still has one (a deviation of zero adds no modulation); the padding is a constant,
-        # so an exported graph takes any length.
-        padded = nn.functional.pad(envelope, (0, self.SEGMENT - 1))  # [B, bands, N + SEGMENT - 1]
-        hop = self.SEGMENT // 2
-        if torch.onnx.is_in_onnx_export():
-            spectrum = nn.functional.conv1d(padded.flatten(0, 1).unsqueeze(1), self.mod_basis, stride=hop)
-            power = spectrum[:, : self.count].pow(2) + spectrum[:, self.count :].pow(2)  # [B bands, count, S]
-            power = power.mean(dim=-1).unflatten(0, (-1, self.bands))  # [B, bands, count]
-        else:
-            chunks = padded.unfold(-1, self.SEGMENT, hop)  # [B, bands, S, SEGMENT]
-            spectrum = torch.fft.rfft(chunks * self.segment_window)[..., self.first : self.first + self.count]
-            power = (spectrum.real.pow(2) + spectrum.imag.pow(2)).mean(dim=2)  # [B, bands, count]
-        log_power = torch.log(power + 1e-8)
-        return log_power - log_power.mean(dim=-1, keepdim=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):  # logs of small powers want fp32
-            features = self.modulation(self.envelopes(x.float()))  # [B, bands, count]
         return self.fc(self.encoder(features).flatten(1))  # [B, out]
 
 
@@ -382,17 +286,10 @@ class RawNetLite(nn.Module):
         )
         if self.spectrum is not None:
             summary_size += self.spectrum.out_features
-        self.modulation = (
-            EnvelopeModulation(config.modulation_bands, config.negative_slope, config.sample_rate)
-            if config.modulation_bands else None
-        )
-        if self.modulation is not None:
-            summary_size += self.modulation.out_features
         self.fc = nn.Linear(summary_size, 2)
         self._kernel = kernel
         self._pools = [config.frontend_pool, *config.block_pools]
-        self.min_samples = max(min_input_length(kernel, config.frontend_stride, self._pools), config.spectrum_fft,
-                               EnvelopeModulation.N_FFT if config.modulation_bands else 0)
+        self.min_samples = max(min_input_length(kernel, config.frontend_stride, self._pools), config.spectrum_fft)
 
     def gru_steps(self, num_samples: int) -> int:
         """Number of GRU time steps for an input of ``num_samples`` (112 for 64,600 by default)."""
@@ -425,6 +322,4 @@ class RawNetLite(nn.Module):
             summary = torch.cat([outputs.mean(dim=1), outputs.amax(dim=1)], dim=-1)  # [B, 4H]
         if self.spectrum is not None:
             summary = torch.cat([summary, self.spectrum(waveform)], dim=-1)  # [B, 4H + 64]
-        if self.modulation is not None:
-            summary = torch.cat([summary, self.modulation(waveform)], dim=-1)  # [B, ... + 64]
         return self.fc(self.dropout(summary))  # [B, 2]
