@@ -14,7 +14,7 @@ import torch
 from rawguard.augment import (
     ORDER, AugmentConfig, AugmentConfigError, AugmentError, batch_generator, build_augmenter,
     codec_simulation,
-    companding, dynamic_compression, isd_additive_noise, lnl_convolutive_noise, random_gain, speed_perturbation, ssi_additive_noise,
+    companding, isd_additive_noise, lnl_convolutive_noise, random_gain, speed_perturbation, ssi_additive_noise,
     telephone_band,
 )
 from rawguard.augment.filters import kernel_response, kernel_spectrum, notch_responses
@@ -290,37 +290,6 @@ def test_gain_scales_by_the_drawn_decibels(speech):
     assert torch.allclose(y, speech * 10 ** (-6 / 20), atol=1e-7)
 
 
-def frame_levels(x: torch.Tensor) -> torch.Tensor:
-    """Each 5 ms frame's level in dB: [B, T] -> [B, T // 80]."""
-    return 10 * torch.log10(x.view(x.shape[0], -1, 80).pow(2).mean(-1) + 1e-10)
-
-
-def level_spread(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Std of x's frame levels over the frames of ``reference`` within 40 dB of its loudest: [B]."""
-    active = frame_levels(reference) > frame_levels(reference).amax(dim=1, keepdim=True) - 40
-    return torch.stack([row[keep].std() for row, keep in zip(frame_levels(x), active)])
-
-
-def test_dynamics_evens_out_the_level_of_real_speech_and_keeps_its_loudness(speech):
-    y = dynamic_compression(speech, AugmentConfig().dynamics, gen())
-    before, after = level_spread(speech, speech), level_spread(y, speech)
-    assert (after < before - 0.5).all(), (after, before)
-    torch.testing.assert_close(y.pow(2).mean(-1), speech.pow(2).mean(-1), rtol=1e-3, atol=0)
-    assert y.abs().max() <= 1.0
-    # Speech at full scale stays within it whatever the make-up gain.
-    loud = dynamic_compression(speech / speech.abs().amax(-1, keepdim=True), AugmentConfig().dynamics, gen())
-    assert loud.abs().max() <= 1.0
-
-
-def test_dynamics_leaves_a_steady_signal_as_it_was():
-    # A level that never moves has nothing to compress: the gain reduction is the same everywhere and
-    # the make-up gain undoes it.
-    t = torch.arange(SAMPLE_RATE) / SAMPLE_RATE
-    tone = 0.3 * torch.sin(2 * torch.pi * 440.0 * t).unsqueeze(0)
-    y = dynamic_compression(tone, AugmentConfig().dynamics, gen())
-    torch.testing.assert_close(y[:, 400:-400], tone[:, 400:-400], atol=2e-3, rtol=0)
-
-
 # --- validation ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("section, name, value, message", [
@@ -336,8 +305,6 @@ def test_dynamics_leaves_a_steady_signal_as_it_was():
     ("gain", "max_db", float("nan"), "augment.gain.max_db: expected a finite number"),
     ("speed", "min_factor", 1.2, "augment.speed.min_factor: must be <= augment.speed.max_factor"),
     ("speed", "max_factor", 3.0, "augment.speed.max_factor: must be in [0.5, 2]"),
-    ("dynamics", "min_ratio", 0.5, "augment.dynamics.min_ratio: must be in [1, 100]"),
-    ("dynamics", "min_threshold_db", -5.0, "augment.dynamics.min_threshold_db: must be <= augment.dynamics.max_threshold_db"),
 ])
 def test_bad_parameters_raise_naming_the_field(section, name, value, message):
     cfg = AugmentConfig()

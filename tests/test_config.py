@@ -68,6 +68,8 @@ def test_yaml_file_then_overrides(tmp_path):
     ("train.system_auxiliary=0.3", r"train.system_auxiliary: this option was removed"),
     ("optim.sam_rho=0.05", r"optim.sam_rho: this option was removed"),
     ("optim.sam_adaptive=true", r"optim.sam_adaptive: this option was removed"),
+    ("augment.dynamics.p=0.3", r"augment.dynamics.p: this option was removed .*only 0.0 \(off\) is accepted"),
+    ("augment.tones.p=0.3", r"augment.tones.p: this option was removed"),
     ("model.frontend_mean_norm=true", r"model: .*'frontend_mean_norm' was removed .*What did not help"),
     ("train.compile=sometimes", r"train.compile: expected true or false"),
     ("train.precision=fp8", r"train.precision: must be one of auto, fp32, bf16, fp16"),
@@ -146,6 +148,9 @@ def test_old_flat_sampling_keys_and_removed_options_at_off_load_from_an_old_conf
     old["train"].update(mixup=0.0, speaker_adversarial=0.0, system_auxiliary=0.0)
     old["optim"].update(sam_rho=0.0, sam_adaptive=False, sam_from=0.0)
     old["model"]["frontend_mean_norm"] = False
+    # Removed augmentations, whole sections as a run saved them, off.
+    old["augment"]["tones"] = {"p": 0.0, "hum_share": 0.5, "n_partials": 8}
+    old["augment"]["dynamics"] = {"p": 0.0, "min_ratio": 3.0, "max_ratio": 20.0, "release_ms": 50.0}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(old))
     config = load_config(path)
@@ -156,4 +161,9 @@ def test_old_flat_sampling_keys_and_removed_options_at_off_load_from_an_old_conf
     old["train"]["mixup"] = 0.5  # the run used it: it cannot be reproduced today
     path.write_text(yaml.safe_dump(old))
     with pytest.raises(ConfigError, match=rf"{path}: train.mixup: this option was removed"):
+        load_config(path)
+    old["train"]["mixup"] = 0.0
+    old["augment"]["dynamics"]["p"] = 0.3
+    path.write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match=rf"{path}: augment.dynamics.p: this option was removed"):
         load_config(path)

@@ -294,15 +294,23 @@ REMOVED_KEYS: dict[str, Any] = {
     "train.mixup": 0.0,
     "train.speaker_adversarial": 0.0,
     "train.system_auxiliary": 0.0,
+    "augment.tones.p": 0.0,
+    "augment.dynamics.p": 0.0,
 }
 """Options removed because they did not help (BENCHMARKS.md, "What did not help"), with the value
 that meant "off". An old config or checkpoint that names one at that value loads (the key is
 ignored: the run did not use it); any other value is a :class:`ConfigError`, since the run it
-describes cannot be reproduced without the option."""
+describes cannot be reproduced without the option. A removed augmentation is listed by its ``p``:
+its whole section, as a saved config writes it, loads when ``p`` is 0, and its other parameters
+mean nothing then."""
 
 
 def _removed_key(key: str, value: Any, source: str) -> bool:
     """True when ``key`` is a removed option at its "off" value (ignore it); raise when it was on."""
+    if f"{key}.p" in REMOVED_KEYS and isinstance(value, dict):  # a removed augmentation's section
+        key, value = f"{key}.p", value.get("p")
+    elif f"{key.rpartition('.')[0]}.p" in REMOVED_KEYS and not key.endswith(".p"):  # one of its parameters
+        return True
     if key not in REMOVED_KEYS:
         return False
     off = REMOVED_KEYS[key]

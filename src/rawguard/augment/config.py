@@ -209,22 +209,6 @@ class CompandingConfig(_Section):
 
 
 @dataclass
-class DynamicsConfig(_Section):
-    """Broadcast-style compression (:mod:`rawguard.augment.dynamics`): every 5 ms frame above a threshold
-    ``U(min_threshold_db, max_threshold_db)`` dB under the example's loudest frame is turned down by a
-    ratio ``U(min_ratio, max_ratio)``, recovering over ``release_ms``; the RMS is restored."""
-
-    p: float = _probability(0.0)
-    # At these defaults read speech (LibriSpeech, dev_v3) loses about a seventh of its frames' log-power
-    # spread, down to the broadcast talk shows' (2.96 against 3.36 natural-log units, 512-point frames).
-    min_threshold_db: float = _bounded(-35.0, -80.0, 0.0)
-    max_threshold_db: float = _bounded(-15.0, -80.0, 0.0)
-    min_ratio: float = _bounded(3.0, 1.0, 100.0)
-    max_ratio: float = _bounded(20.0, 1.0, 100.0)
-    release_ms: float = _bounded(50.0, 5.0, 2000.0)
-
-
-@dataclass
 class GainConfig(_Section):
     """Random gain ``U(min_db, max_db)`` dB; an example that would exceed full scale is scaled back
     to a peak of 1 (a limiter, not clipping, so no new distortion is created)."""
@@ -268,7 +252,6 @@ class AugmentConfig:
     codec: CodecConfig = field(default_factory=CodecConfig)
     telephone: TelephoneConfig = field(default_factory=TelephoneConfig)
     companding: CompandingConfig = field(default_factory=CompandingConfig)
-    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     gain: GainConfig = field(default_factory=GainConfig)
 
     def __post_init__(self) -> None:

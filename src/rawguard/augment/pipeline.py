@@ -8,7 +8,6 @@ import torch
 
 from rawguard.augment.channel import codec_simulation, companding, random_gain, telephone_band
 from rawguard.augment.config import AugmentConfig, AugmentConfigError
-from rawguard.augment.dynamics import dynamic_compression
 from rawguard.augment.filters import check_batch, uniform
 from rawguard.augment.rawboost import isd_additive_noise, lnl_convolutive_noise, ssi_additive_noise
 from rawguard.augment.speed import speed_perturbation
@@ -23,11 +22,10 @@ ORDER: tuple[tuple[str, AugmentFn], ...] = (
     ("codec", codec_simulation),
     ("telephone", telephone_band),
     ("companding", companding),
-    ("dynamics", dynamic_compression),
     ("gain", random_gain),
 )
 """Application order: the talker (speed), source-side noises (as RawBoost's series algorithms), then the channel
-(a codec or a phone line), a broadcaster's compressor, then the playback / recording level."""
+(a codec or a phone line), then the playback / recording level."""
 
 
 class Augmenter:
