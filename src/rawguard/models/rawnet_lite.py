@@ -54,7 +54,7 @@ class RawNetLiteConfig:
     REMOVED_FIELDS: ClassVar[dict[str, object]] = {
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
         "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0), "spectrum_detrend": 0,
-        "freq_mask": 0.0, "spectrum_coherence": False, "modulation_bands": 0,
+        "freq_mask": 0.0, "spectrum_coherence": False, "modulation_bands": 0, "spectrum_correlation": False,
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
@@ -95,11 +95,6 @@ class RawNetLiteConfig:
     # loudest frames dominate (a held vowel's harmonics stand out); "log": the mean of their log power
     # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows.
     spectrum_average: Literal["power", "log"] = "power"
-    # With spectrum_fft: also how the log power of 16 bands of 500 Hz moves together over the clip's
-    # frames (their 120 pairwise correlations), through a linear layer beside the spectrum's encoder.
-    # Blind to any fixed gain per band (a channel's colouring, loudness); a vocoder's bands may rise and
-    # fall together differently from a vocal tract's.
-    spectrum_correlation: bool = False
     # With spectrum_fft, while training: the share of clips that lose one of the two paths (the GRU
     # summary or the spectrum path, at random) before the classifier, so that each must decide on its
     # own and they cannot lean on each other (modality dropout); both are used at scoring time.
@@ -145,11 +140,6 @@ class RawNetLiteConfig:
             raise ValueError(
                 "rawnet-lite config: spectrum_average needs the spectrum path (spectrum_fft > 0); to turn the path "
                 "off, set spectrum_average=power as well"
-            )
-        if self.spectrum_correlation and not self.spectrum_fft:
-            raise ValueError(
-                "rawnet-lite config: spectrum_correlation needs the spectrum path (spectrum_fft > 0); to turn the "
-                "path off, set spectrum_correlation=false as well"
             )
         if not 0.0 <= self.path_dropout < 1.0:
             raise ValueError(f"rawnet-lite config: path_dropout must be in [0, 1), got {self.path_dropout}")
@@ -203,10 +193,8 @@ class LongTermSpectrum(nn.Module):
     dominate; its floor is relative to the clip's mean power, which keeps it blind to loudness.
     """
 
-    CORRELATION_BANDS, CORRELATION_OUT = 16, 32
-
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
-                 with_std: bool = False, average: str = "power", with_correlation: bool = False) -> None:
+                 with_std: bool = False, average: str = "power") -> None:
         super().__init__()
         if average not in ("power", "log"):
             raise ValueError(f"LongTermSpectrum: average must be 'power' or 'log', got {average!r}")
@@ -232,13 +220,6 @@ class LongTermSpectrum(nn.Module):
         bins = self.bins // 4 ** len(channels)
         self.fc = nn.Linear(c_in * bins, out)
         self.out_features = out
-        self.correlation = None
-        if with_correlation:
-            pairs = self.CORRELATION_BANDS * (self.CORRELATION_BANDS - 1) // 2
-            self.correlation = nn.Sequential(nn.Linear(pairs, self.CORRELATION_OUT), nn.LeakyReLU(negative_slope))
-            self.out_features += self.CORRELATION_OUT
-            self.register_buffer("pair_index", torch.triu_indices(self.CORRELATION_BANDS, self.CORRELATION_BANDS, 1),
-                                 persistent=False)
 
     def _power_frames(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` -> the power spectra of its Hann frames, ``[B, bins, N]``."""
@@ -248,22 +229,9 @@ class LongTermSpectrum(nn.Module):
         frames = torch.stft(x, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)
         return frames.real.pow(2) + frames.imag.pow(2)
 
-    def band_correlations(self, power: torch.Tensor) -> torch.Tensor:
-        """``[B, bins, N]`` frame powers -> the pairwise correlations over the frames of the log power of
-        ``CORRELATION_BANDS`` equal bands (DC left out), upper triangle, ``[B, pairs]``."""
-        bands = power[:, 1:].unflatten(1, (self.CORRELATION_BANDS, -1)).sum(dim=2)  # [B, bands, N]
-        floor = 1e-8 * bands.mean(dim=(1, 2), keepdim=True) + 1e-30  # 80 dB under the clip's mean
-        log_bands = torch.log(bands + floor)
-        centred = log_bands - log_bands.mean(dim=-1, keepdim=True)
-        # + 1e-6: a band that never moves (one frame, digital silence) correlates with nothing
-        unit = centred / (centred.pow(2).sum(dim=-1, keepdim=True) + 1e-6).sqrt()
-        matrix = unit @ unit.transpose(1, 2)  # [B, bands, bands]
-        return matrix[:, self.pair_index[0], self.pair_index[1]]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):  # a log of small powers wants fp32
             power = self._power_frames(x.float())  # [B, bins, N]
-            correlations = self.band_correlations(power) if self.correlation is not None else None
             if self.average == "log":
                 # A floor 80 dB under the clip's mean power: silent frames cannot drag a bin to log(0).
                 floor = 1e-8 * power.mean(dim=(1, 2), keepdim=True) + 1e-30  # [B, 1, 1]
@@ -277,10 +245,7 @@ class LongTermSpectrum(nn.Module):
                 spread = (deviation.pow(2).mean(dim=-1) + 1e-6).sqrt()  # [B, bins]
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)  # [B, bins]
         features = torch.stack([spectrum, spread], dim=1) if self.with_std else spectrum.unsqueeze(1)  # [B, C, bins]
-        encoded = self.fc(self.encoder(features).flatten(1))  # [B, out]
-        if correlations is None:
-            return encoded
-        return torch.cat([encoded, self.correlation(correlations)], dim=-1)  # [B, out + CORRELATION_OUT]
+        return self.fc(self.encoder(features).flatten(1))  # [B, out]
 
 
 @register_model("rawnet-lite", RawNetLiteConfig)
@@ -327,7 +292,7 @@ class RawNetLite(nn.Module):
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
         self.spectrum = (
             LongTermSpectrum(config.spectrum_fft, config.negative_slope, with_std=config.spectrum_std,
-                             average=config.spectrum_average, with_correlation=config.spectrum_correlation)
+                             average=config.spectrum_average)
             if config.spectrum_fft else None
         )
         if self.spectrum is not None:
