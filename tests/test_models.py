@@ -100,8 +100,6 @@ def test_unknown_override_key_error_lists_valid_keys():
         ({"spectrum_std": True}, "spectrum_std needs the spectrum path"),
         ({"spectrum_fft": 512, "spectrum_average": "median"}, r"spectrum_average.*\['power', 'log'\]"),
         ({"spectrum_average": "log"}, "spectrum_average needs the spectrum path"),
-        ({"path_dropout": 0.5}, "path_dropout needs the spectrum path"),
-        ({"spectrum_fft": 512, "path_dropout": 1.0}, r"path_dropout must be in \[0, 1\)"),
     ],
 )
 def test_bad_override_values_are_rejected_naming_the_key(overrides, pattern):
@@ -341,26 +339,6 @@ def test_rawnet_lite_spectrum_branch_trains_rebuilds_and_needs_one_fft_frame(rea
     rebuilt.load_state_dict(model.state_dict())
     with torch.inference_mode():
         torch.testing.assert_close(rebuilt(batch), model(batch))
-
-
-def test_path_dropout_silences_one_path_per_dropped_clip_and_only_while_training(real_clips):
-    torch.manual_seed(0)
-    model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", spectrum_fft=512,
-                         path_dropout=0.5)
-    summary, spectrum = model._drop_a_path(torch.ones(4000, 256), torch.ones(4000, 64))
-    gru_off, spectrum_off = summary.sum(dim=1) == 0, spectrum.sum(dim=1) == 0
-    assert not (gru_off & spectrum_off).any()  # never both
-    assert 0.2 < gru_off.float().mean() < 0.3 and 0.2 < spectrum_off.float().mean() < 0.3
-    assert (summary[~gru_off] == 1).all() and (spectrum[~spectrum_off] == 1).all()  # kept as they were
-    # Training: a clip whose path was dropped scores from the other path alone; the gradient reaches both.
-    batch = torch.stack([torch.from_numpy(np.resize(w, 16_000)) for w in real_clips])
-    torch.nn.functional.cross_entropy(model.train()(batch), torch.tensor([1, 1, 0, 0])).backward()
-    assert model.spectrum.fc.weight.grad.abs().sum() > 0 and model.gru.weight_ih_l0.grad.abs().sum() > 0
-    # Scoring: both paths, every time, and the same model without the option gives the same logits.
-    plain = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", spectrum_fft=512).eval()
-    plain.load_state_dict(model.state_dict())
-    with torch.inference_mode():
-        torch.testing.assert_close(model.eval()(batch), plain(batch))
 
 
 def test_long_term_spectrum_resolves_a_steady_tone_the_front_end_bands_cannot():

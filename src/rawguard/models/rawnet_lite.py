@@ -55,6 +55,7 @@ class RawNetLiteConfig:
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
         "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0), "spectrum_detrend": 0,
         "freq_mask": 0.0, "spectrum_coherence": False, "modulation_bands": 0, "spectrum_correlation": False,
+        "path_dropout": 0.0,
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
