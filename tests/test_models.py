@@ -523,6 +523,23 @@ def test_rawnet_lite_exports_to_onnx_with_dynamic_batch_and_length(overrides, tm
         np.testing.assert_allclose(ort_session.run(None, {"waveform": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_a_removed_config_field_is_gone_and_loads_only_at_its_off_value(name):
+    # A field listed as removed must no longer be a field (else its code is still there), and a saved
+    # config naming it loads at the value that meant "off" and is refused at any other.
+    config_cls = get_config_class(name)
+    removed = getattr(config_cls, "REMOVED_FIELDS", {})
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    assert not removed.keys() & fields, removed.keys() & fields
+    saved = dataclasses.asdict(config_cls())
+    for key, off in removed.items():
+        create_model_from_saved(name, {**saved, key: off})
+        on = (not off) if isinstance(off, bool) else ("on" if isinstance(off, str) else 0.5 if off == 0 else None)
+        if on is not None:
+            with pytest.raises(ModelConfigError, match=f"'{key}' was removed"):
+                create_model_from_saved(name, {**saved, key: on})
+
+
 def test_checkpoints_saved_before_a_config_field_existed_still_load():
     """A rawnet-lite checkpoint written before ``summary`` / ``log_compression`` existed stores no
     such keys; it must be rebuilt with the old behaviour ("last", no log), which its weights fit."""

@@ -96,10 +96,6 @@ class RawNetLiteConfig:
     # loudest frames dominate (a held vowel's harmonics stand out); "log": the mean of their log power
     # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows.
     spectrum_average: Literal["power", "log"] = "power"
-    # With spectrum_fft, while training: the share of clips that lose one of the two paths (the GRU
-    # summary or the spectrum path, at random) before the classifier, so that each must decide on its
-    # own and they cannot lean on each other (modality dropout); both are used at scoring time.
-    path_dropout: float = 0.0
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -141,13 +137,6 @@ class RawNetLiteConfig:
             raise ValueError(
                 "rawnet-lite config: spectrum_average needs the spectrum path (spectrum_fft > 0); to turn the path "
                 "off, set spectrum_average=power as well"
-            )
-        if not 0.0 <= self.path_dropout < 1.0:
-            raise ValueError(f"rawnet-lite config: path_dropout must be in [0, 1), got {self.path_dropout}")
-        if self.path_dropout and not self.spectrum_fft:
-            raise ValueError(
-                "rawnet-lite config: path_dropout needs the spectrum path (spectrum_fft > 0): with one path there "
-                "is nothing to drop"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
@@ -303,14 +292,6 @@ class RawNetLite(nn.Module):
         self._pools = [config.frontend_pool, *config.block_pools]
         self.min_samples = max(min_input_length(kernel, config.frontend_stride, self._pools), config.spectrum_fft)
 
-    def _drop_a_path(self, summary: torch.Tensor, spectrum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero the GRU summary ``[B, S]`` or the spectrum path's output ``[B, P]`` of a random
-        ``path_dropout`` share of the clips (which one, at random; never both)."""
-        batch = summary.shape[0]
-        dropped = torch.rand(batch, 1, device=summary.device) < self.config.path_dropout
-        gru_side = torch.rand(batch, 1, device=summary.device) < 0.5
-        return summary * ~(dropped & gru_side), spectrum * ~(dropped & ~gru_side)
-
     def gru_steps(self, num_samples: int) -> int:
         """Number of GRU time steps for an input of ``num_samples`` (112 for 64,600 by default)."""
         return output_length(num_samples, self._kernel, self.config.frontend_stride, self._pools)
@@ -341,8 +322,5 @@ class RawNetLite(nn.Module):
         else:
             summary = torch.cat([outputs.mean(dim=1), outputs.amax(dim=1)], dim=-1)  # [B, 4H]
         if self.spectrum is not None:
-            spectrum = self.spectrum(waveform)  # [B, 64]
-            if self.training and self.config.path_dropout:
-                summary, spectrum = self._drop_a_path(summary, spectrum)
-            summary = torch.cat([summary, spectrum], dim=-1)  # [B, 4H + 64]
+            summary = torch.cat([summary, self.spectrum(waveform)], dim=-1)  # [B, 4H + 64]
         return self.fc(self.dropout(summary))  # [B, 2]
