@@ -100,8 +100,6 @@ def test_unknown_override_key_error_lists_valid_keys():
         ({"spectrum_std": True}, "spectrum_std needs the spectrum path"),
         ({"spectrum_fft": 512, "spectrum_average": "median"}, r"spectrum_average.*\['power', 'log'\]"),
         ({"spectrum_average": "log"}, "spectrum_average needs the spectrum path"),
-        ({"frames_crop": 16_000}, "frames_crop needs the spectrum path"),
-        ({"spectrum_fft": 512, "frames_crop": -1}, "frames_crop must be >= 0"),
     ],
 )
 def test_bad_override_values_are_rejected_naming_the_key(overrides, pattern):
@@ -341,27 +339,6 @@ def test_rawnet_lite_spectrum_branch_trains_rebuilds_and_needs_one_fft_frame(rea
     rebuilt.load_state_dict(model.state_dict())
     with torch.inference_mode():
         torch.testing.assert_close(rebuilt(batch), model(batch))
-
-
-def test_frames_crop_gives_the_filter_bank_a_window_of_each_clip_and_the_spectrum_the_whole_clip(real_clips):
-    model = create_model("rawnet-lite", spectrum_fft=512, frames_crop=16_000)
-    seen = {}
-    model.frontend.register_forward_hook(lambda module, args, out: seen.__setitem__("frames", args[0][:, 0]))
-    model.spectrum.register_forward_hook(lambda module, args, out: seen.__setitem__("spectrum", args[0]))
-    batch = torch.stack([torch.from_numpy(np.resize(w, 32_000)) for w in real_clips])  # [4, 32000]
-    torch.manual_seed(0)
-    model.train()(batch)
-    assert seen["spectrum"].shape == (4, 32_000) and seen["frames"].shape == (4, 16_000)
-    starts = []
-    for clip, window in zip(batch, seen["frames"]):  # each window is a slice of its own clip
-        heads = torch.nonzero((clip.unfold(0, 64, 1)[: 32_000 - 16_000 + 1] == window[:64]).all(dim=1))[:, 0]
-        starts.append(next(int(h) for h in heads if torch.equal(clip[h : h + 16_000], window)))
-    assert len(set(starts)) > 1  # drawn per clip
-    with torch.inference_mode():
-        model.eval()(batch)
-    assert seen["frames"].shape == (4, 32_000)  # scoring reads the whole window, as before
-    model.train()(batch[:, :12_000])  # shorter than the crop: read whole
-    assert seen["frames"].shape == (4, 12_000)
 
 
 def test_long_term_spectrum_resolves_a_steady_tone_the_front_end_bands_cannot():

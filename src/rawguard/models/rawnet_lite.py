@@ -55,7 +55,7 @@ class RawNetLiteConfig:
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
         "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0), "spectrum_detrend": 0,
         "freq_mask": 0.0, "spectrum_coherence": False, "modulation_bands": 0, "spectrum_correlation": False,
-        "path_dropout": 0.0,
+        "path_dropout": 0.0, "frames_crop": 0,
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
@@ -96,10 +96,6 @@ class RawNetLiteConfig:
     # loudest frames dominate (a held vowel's harmonics stand out); "log": the mean of their log power
     # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows.
     spectrum_average: Literal["power", "log"] = "power"
-    # With spectrum_fft, while training only (0 = off): the filter-bank path reads a random window of this
-    # many samples of each clip and the spectrum path the whole clip, so with data.window twice this the
-    # spectrum is averaged over as much speech as when scoring (eval.window) while the GRU's crop stays.
-    frames_crop: int = 0
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -141,13 +137,6 @@ class RawNetLiteConfig:
             raise ValueError(
                 "rawnet-lite config: spectrum_average needs the spectrum path (spectrum_fft > 0); to turn the path "
                 "off, set spectrum_average=power as well"
-            )
-        if self.frames_crop < 0:
-            raise ValueError(f"rawnet-lite config: frames_crop must be >= 0, got {self.frames_crop}")
-        if self.frames_crop and not self.spectrum_fft:
-            raise ValueError(
-                "rawnet-lite config: frames_crop needs the spectrum path (spectrum_fft > 0); without it the "
-                "whole model reads the crop, so set data.window instead"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
@@ -249,14 +238,6 @@ class LongTermSpectrum(nn.Module):
         return self.fc(self.encoder(features).flatten(1))  # [B, out]
 
 
-def random_windows(x: torch.Tensor, length: int) -> torch.Tensor:
-    """A random window of ``length`` samples of each clip, drawn per clip. ``[B, T]`` -> ``[B, min(T, length)]``."""
-    if x.shape[-1] <= length:
-        return x
-    starts = torch.randint(0, x.shape[-1] - length + 1, (x.shape[0], 1), device=x.device)  # [B, 1]
-    return x.gather(1, starts + torch.arange(length, device=x.device))  # [B, length]
-
-
 @register_model("rawnet-lite", RawNetLiteConfig)
 class RawNetLite(nn.Module):
     """The seed's network with a strided front-end and pooling. ``[B, T]`` -> ``[B, 2]`` logits."""
@@ -319,8 +300,6 @@ class RawNetLite(nn.Module):
         """``[B, T]`` float waveform in [-1, 1], ``T >= min_samples`` -> ``[B, 2]`` logits."""
         check_waveform(x, self.min_samples, "rawnet-lite")
         waveform = x
-        if self.training and self.config.frames_crop:
-            x = random_windows(x, max(self.config.frames_crop, self.min_samples))  # [B, frames_crop]
         x = self.frontend(x.unsqueeze(1)).abs()  # [B, C0, F]
         x = self.frontend_pool(x)  # [B, C0, F / pool]
         if self.config.log_compression:
