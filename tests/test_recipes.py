@@ -197,7 +197,8 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
         # the second model of the ensemble: 2-D blocks over the fixed bank's [bands x frames] map
         f"rawguard train --train {out}/caches/train_v3 --dev {out}/caches/dev_v3 --out {out}/run_2d --config "
         "shared_corpus --set model.encoder=2d model.frontend_channels=32 model.frontend_pool=12 "
-        "'model.block_pools=[1,3]' 'model.block_channels=[8,16]' model.gru_hidden=64",
+        "'model.block_pools=[1,3]' 'model.block_channels=[8,16]' model.gru_hidden=64 data.window=16000 "
+        "data.batch_size=32",
         # both models in one file, which is what is evaluated (and what the recipe ships)
         f"rawguard ensemble {out}/run/best.pt {out}/run_2d/best.pt --out {out}/ensemble.pt",
         *(f"rawguard evaluate --checkpoint {out}/ensemble.pt "
@@ -215,6 +216,8 @@ def test_ensemble_members_train_beside_the_first_model_and_take_the_users_overri
     models = [create_model(c.model.name, **c.model.overrides).config for c in configs]
     assert [(m.encoder, m.gru_hidden, c.train.seed) for m, c in zip(models, configs)] == [("1d", 32, 3), ("2d", 32, 3)]
     assert models[1].block_channels == (8, 16) and models[1].frontend == models[0].frontend == "fixed_sinc"
+    # the 1-D model trains on 0.5 s crops at batch 64, the 2-D one on 1 s crops at batch 32
+    assert [(c.data.window, c.data.batch_size) for c in configs] == [(8000, 64), (16000, 32)]
     # --single-model: the first model alone, evaluated alone
     assert cli_main(["recipe", "shared-corpus", "--root", str(root), "--out", str(out), "--dry-run",
                      "--stages", "train,evaluate", "--single-model"]) == 0
@@ -237,7 +240,7 @@ def test_shared_corpus_v2_protocols_keep_the_v2_recipe_and_its_budget(tmp_path, 
     assert lines[-2:] == [
         f"rawguard train --train {out}/caches/train --dev {out}/caches/dev --out {out}/run --config shared_corpus "
         "--set train.max_steps=13000 train.max_minutes=15 model.frontend=conv model.frontend_scale=mel "
-        "model.spectrum_fft=0 train.seed=3",  # the user's --set comes last and wins
+        "model.spectrum_fft=0 data.window=16000 data.batch_size=32 train.seed=3",  # the user's --set comes last
         f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev --out {out}/eval/dev",
     ]
     recipe = with_protocols(get_recipe("shared-corpus"), "v2")
