@@ -35,15 +35,37 @@ from leave_family_out import GROUPS, SUBSETS, bonafide_rejection  # noqa: E402
 from leave_systems_out import ROOT, eer_breakdown  # noqa: E402
 
 
-def load_runs(runs: Path, sweep: str) -> dict[tuple[str, int], tuple[dict, dict]]:
-    """``{(group, seed): (lfo_result record, scores npz as a dict)}`` of a sweep's finished runs."""
-    found = {}
-    for path in sorted((runs / sweep).glob("*/lfo_result.json")):
-        record = json.loads(path.read_text())
-        with np.load(path.parent / "lso_scores.npz") as z:
-            found[(record["group"], record["seed"])] = (record, {k: z[k] for k in z.files})
-    if not found:
-        raise SystemExit(f"no finished runs under {runs / sweep}")
+def parse_member(spec: str) -> tuple[str, list[str]]:
+    """``"[LABEL=]SWEEP[,SWEEP...]"`` -> (label, sweeps); the label defaults to the spec itself."""
+    label, _, sweeps = spec.rpartition("=")
+    names = [name for name in sweeps.split(",") if name]
+    if not names:
+        raise SystemExit(f"member {spec!r}: no sweep named")
+    return label or sweeps, names
+
+
+def load_runs(runs: Path, sweeps: str | list[str]) -> dict[tuple[str, int], tuple[dict, dict]]:
+    """``{(group, seed): (lfo_result record, scores npz as a dict)}`` of the finished runs of one or
+    several sweeps (a model's seeds or groups run under separate names).
+
+    Raises:
+        SystemExit: a sweep with no finished run, or a (group, seed) run in two of the sweeps.
+    """
+    found: dict[tuple[str, int], tuple[dict, dict]] = {}
+    origin: dict[tuple[str, int], str] = {}
+    for sweep in [sweeps] if isinstance(sweeps, str) else sweeps:
+        paths = sorted((runs / sweep).glob("*/lfo_result.json"))
+        if not paths:
+            raise SystemExit(f"no finished runs under {runs / sweep}")
+        for path in paths:
+            record = json.loads(path.read_text())
+            fold = (record["group"], record["seed"])
+            if fold in found:
+                raise SystemExit(f"{fold[0]} seed {fold[1]} is in both {origin[fold]} and {sweep}: "
+                                 "one run per fold and member")
+            with np.load(path.parent / "lso_scores.npz") as z:
+                found[fold] = (record, {k: z[k] for k in z.files})
+            origin[fold] = sweep
     return found
 
 
@@ -92,23 +114,26 @@ def fuse_fold(members: list[tuple[dict, dict]], speakers: list[str]) -> dict[str
 
 def summarise(rows: list[dict], member_names: list[str], reference: str | None) -> str:
     """Markdown table: per group, means over its seeds of each member alone, the three fusions and the
-    reference; a last row of means over groups (groups weigh equally)."""
+    reference; then rows of means over groups (groups weigh equally), over all seeds and per seed
+    that every group has."""
     fusions = ("mean", "logistic", "calibrated")
     columns = [*member_names, *(f"fused: {f}" for f in fusions)] + ([f"reference: {reference}"] if reference else [])
     lines = ["| held-out group | seeds | " + " | ".join(f"{c}: unseen / seen EER %" for c in columns)
              + " | fused (logistic): " + " | ".join(f"bona fide rejected %: {s}" for s in SUBSETS) + " |",
              "|---|---:|" + "---:|" * (len(columns) + len(SUBSETS))]
 
-    def cells_of(folds: list[dict]) -> list[tuple[float, float] | None]:
-        """Each column's (unseen, seen) EER %, means over ``folds``; ``None`` where none has it."""
+    def cells_of(folds: list[dict]) -> list[tuple[float, float, float | None] | None]:
+        """Each column's (unseen mean, seen mean, unseen spread) EER % over ``folds`` (the spread ``None``
+        for one fold); ``None`` where no fold has the column."""
         picks = [lambda r, n=name: r["members"][n] for name in member_names]
         picks += [lambda r, f=fusion: r["fused"].get(f) for fusion in fusions]
         picks += [lambda r: r["reference"]] if reference else []
         out = []
         for pick in picks:
             values = [pick(r) for r in folds if pick(r) is not None]
-            out.append((100 * np.mean([v["unseen_eer"] for v in values]), 100 * np.mean([v["seen_eer"] for v in values]))
-                       if values else None)
+            unseen = [100 * v["unseen_eer"] for v in values]
+            out.append((float(np.mean(unseen)), 100 * float(np.mean([v["seen_eer"] for v in values])),
+                        float(np.std(unseen)) if len(unseen) > 1 else None) if values else None)
         return out
 
     per_group, reference_folds = {}, {}
@@ -122,13 +147,26 @@ def summarise(rows: list[dict], member_names: list[str], reference: str | None) 
             values = [r["fused"]["logistic"]["bonafide_rejection"][subset] for r in mine]
             values = [v for v in values if v is not None]
             rejection.append(f"{100 * np.mean(values):.1f}" if values else "-")
-        lines.append(f"| {group} | {len(mine)} | " + " | ".join(
-            f"{c[0]:.1f} / {c[1]:.1f}" if c else "-" for c in cells) + " | " + " | ".join(rejection) + " |")
+        lines.append(f"| {group} | {len(mine)} | " + " | ".join(_cell(c) for c in cells)
+                     + " | " + " | ".join(rejection) + " |")
     if len(per_group) > 1:
         lines.append(_mean_row("**mean over groups**", per_group, len(columns)))
+        seeds = sorted(set.intersection(*({r["seed"] for r in rows if r["group"] == g} for g in per_group)))
+        for seed in seeds if len(seeds) > 1 else []:  # does a difference between columns hold in every seed?
+            lines.append(_mean_row(f"mean over groups, seed {seed}", {
+                g: cells_of([r for r in rows if r["group"] == g and r["seed"] == seed]) for g in per_group},
+                len(columns)))
         if reference and any(c[-1] is not None for c in reference_folds.values()):
             lines.append(_mean_row("mean over groups, on the reference's folds only", reference_folds, len(columns)))
     return "\n".join(lines)
+
+
+def _cell(cell: tuple[float, float, float | None] | None) -> str:
+    """``unseen ± spread / seen`` (the spread left out for one seed); ``-`` for a missing column."""
+    if cell is None:
+        return "-"
+    unseen, seen, spread = cell
+    return f"{unseen:.1f}" + (f" ± {spread:.1f}" if spread is not None else "") + f" / {seen:.1f}"
 
 
 def _mean_row(label: str, per_group: dict[str, list], n_columns: int) -> str:
@@ -144,8 +182,9 @@ def _mean_row(label: str, per_group: dict[str, list], n_columns: int) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", nargs="+", required=True, help="sweep names (their --name), 2 or more")
-    parser.add_argument("--reference", help="sweep of one model with the members' total compute")
+    parser.add_argument("--members", nargs="+", required=True,
+                        help="2 or more members, each [LABEL=]SWEEP[,SWEEP...] (sweep names: their --name)")
+    parser.add_argument("--reference", help="[LABEL=]SWEEP[,SWEEP...] of one model with the members' total compute")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "lfo", help="the sweeps' --runs")
     parser.add_argument("--work", type=Path, default=ROOT / "caches" / "lfo", help="the sweeps' --work")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generalisation")
@@ -160,22 +199,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from rawguard.data.cache import Cache
 
-    sweeps = {name: load_runs(args.runs, name) for name in args.members}
-    reference = load_runs(args.runs, args.reference) if args.reference else {}
+    members = dict(parse_member(spec) for spec in args.members)
+    if len(members) != len(args.members):
+        raise SystemExit("two members share a label: name them LABEL=SWEEP,...")
+    names = list(members)
+    sweeps = {name: load_runs(args.runs, members[name]) for name in names}
+    reference_name, reference_sweeps = parse_member(args.reference) if args.reference else (None, [])
+    reference = load_runs(args.runs, reference_sweeps) if args.reference else {}
     folds = sorted(set.intersection(*(set(runs) for runs in sweeps.values())),
                    key=lambda fold: (list(GROUPS).index(fold[0]), fold[1]))
     if not folds:
-        raise SystemExit(f"the sweeps {', '.join(args.members)} share no (group, seed) run")
+        raise SystemExit(f"the members {', '.join(names)} share no (group, seed) run")
     speakers = list(Cache.open(args.work / "dev_v3").speakers)
     rows = []
     for fold in folds:
-        members = [sweeps[name][fold] for name in args.members]
-        record = members[0][0]
-        labels, systems = members[0][1]["labels"], members[0][1]["systems"]
+        fold_members = [sweeps[name][fold] for name in names]
+        record = fold_members[0][0]
+        labels, systems = fold_members[0][1]["labels"], fold_members[0][1]["systems"]
         row = {"group": fold[0], "seed": fold[1], "held_out": record["held_out"],
                "members": {name: score_run(sweeps[name][fold][1]["scores"], labels, systems, speakers,
-                                           record["held_out"]) for name in args.members},
-               "fused": fuse_fold(members, speakers),
+                                           record["held_out"]) for name in names},
+               "fused": fuse_fold(fold_members, speakers),
                "reference": (score_run(reference[fold][1]["scores"], labels, systems, speakers, record["held_out"])
                              if fold in reference else None)}
         rows.append(row)
@@ -183,18 +227,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * m['unseen_eer']:.1f}" for m in row["members"].values())
             + "; fused " + ", ".join(f"{name} {100 * fused['unseen_eer']:.1f}" for name, fused in row["fused"].items())
             + " % unseen EER", flush=True)
-    header = (f"Fusion of {len(args.members)} different models ({', '.join(f'`{m}`' for m in args.members)}) on the "
-              f"leave-family-out folds they share ({len(folds)}), dev_v3; each cell the mean over the group's "
-              "seeds, unseen / seen EER %." + (f" Reference: `{args.reference}`, on the folds it has." if args.reference
-                                               else ""))
-    table = summarise(rows, args.members, args.reference)
+    described = ", ".join(f"`{name}`" + (f" ({', '.join(f'`{s}`' for s in members[name])})"
+                                         if members[name] != [name] else "") for name in names)
+    header = (f"Fusion of {len(names)} different models ({described}) on the leave-family-out folds they share "
+              f"({len(folds)}), dev_v3; each cell the mean over the group's seeds (± their spread where there are "
+              "several), unseen / seen EER %." + (f" Reference: `{reference_name}`, on the folds it has."
+                                                   if args.reference else ""))
+    table = summarise(rows, names, reference_name)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text(header + "\n\n" + table + "\n")
-    (args.out / f"{args.name}.json").write_text(json.dumps({"members": args.members, "reference": args.reference,
+    (args.out / f"{args.name}.json").write_text(json.dumps({"members": members, "reference": args.reference,
                                                             "folds": rows}, indent=2))
     print(header + "\n\n" + table)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,6 +3,7 @@ protocols: family grouping, held-out splits, bona fide subsets, and the table's 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -188,3 +189,46 @@ def test_model_fusion_refuses_members_scored_on_different_trials():
     # Two members differing by a constant: the plain mean ranks trials as either member does.
     alone = fuse.score_run(a["scores"], a["labels"], a["systems"], speakers, ["S29"])
     assert fused["mean"]["unseen_eer"] == pytest.approx(alone["unseen_eer"])
+
+
+def _write_fold(runs: Path, sweep: str, group: str, seed: int, scores: dict) -> None:
+    """A finished leave-family-out run as ``leave_family_out.py`` leaves it: record and scores."""
+    run = runs / sweep / f"{group}_seed{seed}"
+    run.mkdir(parents=True)
+    (run / "lfo_result.json").write_text(json.dumps({"group": group, "seed": seed, "held_out": ["S29"]}))
+    np.savez(run / "lso_scores.npz", **scores)
+
+
+def test_model_fusion_gathers_a_members_seeds_from_several_sweeps(tmp_path):
+    import lfo_fuse_models as fuse
+
+    rng = np.random.default_rng(2)
+    for seed, sweep in enumerate(["one", "one_seed1"]):
+        _write_fold(tmp_path, sweep, "lm-tts", seed, _fold_scores(rng, 2.0))
+    _write_fold(tmp_path, "two", "lm-tts", 0, _fold_scores(rng, 1.0))
+    gathered = fuse.load_runs(tmp_path, fuse.parse_member("a=one,one_seed1")[1])
+    assert sorted(gathered) == [("lm-tts", 0), ("lm-tts", 1)]
+    assert fuse.parse_member("a=one,one_seed1") == ("a", ["one", "one_seed1"])
+    assert fuse.parse_member("one") == ("one", ["one"])
+    with pytest.raises(SystemExit, match="lm-tts seed 0 is in both one and two"):
+        fuse.load_runs(tmp_path, ["one", "two"])
+    with pytest.raises(SystemExit, match="no finished runs under .*missing"):
+        fuse.load_runs(tmp_path, ["one", "missing"])
+    with pytest.raises(SystemExit, match="no sweep named"):
+        fuse.parse_member("a=")
+
+
+def test_model_fusion_table_gives_the_spread_over_seeds_and_each_seeds_mean():
+    import lfo_fuse_models as fuse
+
+    def result(unseen: float) -> dict:
+        return {"unseen_eer": unseen, "seen_eer": 0.1,
+                "bonafide_rejection": {subset: 0.0 for subset in fuse.SUBSETS}}
+
+    rows = [{"group": group, "seed": seed, "members": {"a": result(base + 0.02 * seed)},
+             "fused": {f: result(base) for f in ("mean", "logistic", "calibrated")}, "reference": None}
+            for group, base in (("lm-tts", 0.2), ("neural-vc", 0.3)) for seed in (0, 1)]
+    table = fuse.summarise(rows, ["a"], None)
+    assert "| lm-tts | 2 | 21.0 ± 1.0 / 10.0 | 20.0 ± 0.0 / 10.0 |" in table
+    assert "| mean over groups, seed 0 | | **25.0** / 10.0 |" in table
+    assert "| mean over groups, seed 1 | | **27.0** / 10.0 |" in table
