@@ -68,6 +68,7 @@ YARDSTICK_SWEEPS: dict[str, str] = {
     "leave_family_out_spectrum512_quarter_second_crops": "fixed sinc + spectrum branch, 0.25 s crops",
     "leave_family_out_spectrum512_std_half_second_crops": "fixed sinc + spectrum branch with spread, 0.5 s crops",
     "leave_family_out_spectrum512_half_second_crops_batch128_2000_steps": "fixed sinc + spectrum branch, 0.5 s crops, batch 128, half the steps",
+    "leave_family_out_spectrum512_half_second_crops_batch32_8000_steps": "fixed sinc + spectrum branch, 0.5 s crops, batch 32, twice the steps",
     "leave_family_out_2d_encoder_spectrum512_std": "2-D encoder + spectrum branch with spread",
     "leave_family_out_high_band": "fixed sinc over 4-8 kHz only",
     "leave_family_out_low_band": "fixed sinc over 0-4 kHz only",
