@@ -19,6 +19,17 @@ runs are listed beside. Nothing is retrained.
 
     python benchmarks/lfo_fuse_models.py --members leave_family_out leave_family_out_2s_crops \\
         leave_family_out_recipe_width --reference leave_family_out_12k_steps --name lfo_fused_three_models
+
+A member (or the reference) may gather several sweeps, ``[LABEL=]SWEEP[,SWEEP...]``: the same model's
+seeds or held-out groups run under separate names, e.g. (two sweeps of each member shown)::
+
+    python benchmarks/lfo_fuse_models.py --name lfo_recipe_pair_half_second_crops_3seeds --members \\
+        1d=leave_family_out_recipe_spectrum512_half_second_crops,leave_family_out_recipe_spectrum512_half_second_crops_seed1 \\
+        2d=leave_family_out_recipe_2d_encoder_spectrum512_lm_tts,leave_family_out_recipe_2d_encoder_spectrum512_seed1
+
+Each cell then gives the spread over the seeds too (sample standard deviation, as the sweeps' own
+tables). The bona fide rejection columns are the calibrated fusion's, as the recipe's ensemble scores
+(the logistic fusion's in the tables written before the three-seed ones of 2026-12-06).
 """
 
 from __future__ import annotations
@@ -134,7 +145,7 @@ def summarise(rows: list[dict], member_names: list[str], reference: str | None) 
             values = [pick(r) for r in folds if pick(r) is not None]
             unseen = [100 * v["unseen_eer"] for v in values]
             out.append((float(np.mean(unseen)), 100 * float(np.mean([v["seen_eer"] for v in values])),
-                        float(np.std(unseen)) if len(unseen) > 1 else None) if values else None)
+                        float(np.std(unseen, ddof=1)) if len(unseen) > 1 else None) if values else None)
         return out
 
     per_group, reference_folds = {}, {}

@@ -229,6 +229,6 @@ def test_model_fusion_table_gives_the_spread_over_seeds_and_each_seeds_mean():
              "fused": {f: result(base) for f in ("mean", "logistic", "calibrated")}, "reference": None}
             for group, base in (("lm-tts", 0.2), ("neural-vc", 0.3)) for seed in (0, 1)]
     table = fuse.summarise(rows, ["a"], None)
-    assert "| lm-tts | 2 | 21.0 ± 1.0 / 10.0 | 20.0 ± 0.0 / 10.0 |" in table
+    assert "| lm-tts | 2 | 21.0 ± 1.4 / 10.0 | 20.0 ± 0.0 / 10.0 |" in table
     assert "| mean over groups, seed 0 | | **25.0** / 10.0 |" in table
     assert "| mean over groups, seed 1 | | **27.0** / 10.0 |" in table
