@@ -55,7 +55,7 @@ def parse_member(spec: str) -> tuple[str, list[str]]:
     return label or sweeps, names
 
 
-def load_runs(runs: Path, sweeps: str | list[str]) -> dict[tuple[str, int], tuple[dict, dict]]:
+def load_runs(runs: Path, sweeps: list[str]) -> dict[tuple[str, int], tuple[dict, dict]]:
     """``{(group, seed): (lfo_result record, scores npz as a dict)}`` of the finished runs of one or
     several sweeps (a model's seeds or groups run under separate names).
 
@@ -64,7 +64,7 @@ def load_runs(runs: Path, sweeps: str | list[str]) -> dict[tuple[str, int], tupl
     """
     found: dict[tuple[str, int], tuple[dict, dict]] = {}
     origin: dict[tuple[str, int], str] = {}
-    for sweep in [sweeps] if isinstance(sweeps, str) else sweeps:
+    for sweep in sweeps:
         paths = sorted((runs / sweep).glob("*/lfo_result.json"))
         if not paths:
             raise SystemExit(f"no finished runs under {runs / sweep}")
