@@ -1,10 +1,10 @@
 """Context at scoring time: a leave-family-out sweep's models rescored with other windows.
 
 The models of a finished ``leave_family_out.py`` sweep (its ``lfo_result.json`` runs) score the
-whole ``dev_v3.txt`` again with each scoring window: 1 s windows (the training crop), 2 s (the
-recipe's ``eval.window``), 4 s, and the whole utterance in one pass (``window None``); clip score =
-mean over its windows, hop half a window. Nothing is retrained: the lever is how much of a clip the
-model sees at once, for models trained on 1 s crops. Reported per window, means over the sweep's
+whole ``dev_v3.txt`` again with each scoring window: 0.5 s and 1 s windows (the training crops of
+the recipe's two models), 2 s (the recipe's ``eval.window``), 4 s, and the whole utterance in one
+pass (``window None``); clip score = mean over its windows, hop half a window. Nothing is retrained:
+the lever is how much of a clip the model sees at once. Reported per window, means over the sweep's
 groups and seeds: unseen-group EER, seen EER and bona fide rejection at the run's dev threshold.
 
     python benchmarks/lfo_scoring_windows.py --name leave_family_out
@@ -24,10 +24,19 @@ from leave_family_out import GROUPS, SUBSETS, bonafide_rejection  # noqa: E402
 from leave_systems_out import ROOT, eer_breakdown, load_weights  # noqa: E402
 
 WINDOWS: dict[str, tuple[int | None, int | None]] = {
-    "1 s": (16_000, 8_000), "2 s": (32_000, 16_000), "4 s": (64_000, 32_000), "whole utterance": (None, None),
+    "0.5 s": (8_000, 4_000), "1 s": (16_000, 8_000), "2 s": (32_000, 16_000), "4 s": (64_000, 32_000), "whole utterance": (None, None),
 }
 """Label -> (window, hop) in samples."""
 MODERN = ("lm-tts", "diffusion-flow-tts", "neural-vc")
+
+
+def training_crop(run_dir: Path) -> float:
+    """Seconds of audio per training crop of a run (``data.window`` of its ``config.yaml``)."""
+    from rawguard.config import load_config
+    from rawguard.conventions import SAMPLE_RATE
+    from rawguard.train import CONFIG_FILE
+
+    return load_config(run_dir / CONFIG_FILE).data.window / SAMPLE_RATE
 
 
 def rescore(run_dir: Path, dev, record: dict) -> dict[str, dict]:
@@ -87,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{record['group']} seed {record['seed']}: " + ", ".join(
             f"{label} {100 * s['unseen_eer']:.1f} %" for label, s in results[-1][1].items()), flush=True)
     groups = sorted({r["group"] for r, _ in results}, key=list(GROUPS).index)
+    crops = " / ".join(f"{c:g} s" for c in sorted({training_crop(path.parent) for path in runs}))
     header = (f"Scoring windows on the models of the `{args.name}` sweep ({len(results)} runs: groups "
-              f"{', '.join(groups)}; trained on 1 s crops), dev_v3; means over runs.")
+              f"{', '.join(groups)}; trained on {crops} crops), dev_v3; means over runs.")
     table = summarise(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}_scoring_windows.md").write_text(header + "\n\n" + table + "\n")

@@ -232,3 +232,19 @@ def test_model_fusion_table_gives_the_spread_over_seeds_and_each_seeds_mean():
     assert "| lm-tts | 2 | 21.0 ± 1.4 / 10.0 | 20.0 ± 0.0 / 10.0 |" in table
     assert "| mean over groups, seed 0 | | **25.0** / 10.0 |" in table
     assert "| mean over groups, seed 1 | | **27.0** / 10.0 |" in table
+
+
+def test_scoring_windows_name_each_runs_training_crop_from_its_config(tmp_path):
+    import lfo_scoring_windows as windows
+
+    from rawguard.config import load_config
+    from rawguard.train import CONFIG_FILE
+
+    assert windows.WINDOWS["0.5 s"] == (8_000, 4_000) and windows.WINDOWS["whole utterance"] == (None, None)
+    for name, window in (("half", 8000), ("one", 16000)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / CONFIG_FILE).write_text(load_config("shared_corpus", [f"data.window={window}"]).to_yaml())
+        assert windows.training_crop(run) == window / 16000
+    with pytest.raises(Exception, match="config.yaml"):
+        windows.training_crop(tmp_path / "missing")
