@@ -198,7 +198,7 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
         f"rawguard train --train {out}/caches/train_v3 --dev {out}/caches/dev_v3 --out {out}/run_2d --config "
         "shared_corpus --set model.encoder=2d model.frontend_channels=32 model.frontend_pool=12 "
         "'model.block_pools=[1,3]' 'model.block_channels=[8,16]' model.gru_hidden=64 data.window=16000 "
-        "data.batch_size=32",
+        "data.batch_size=32 train.compile=true",
         # both models in one file, which is what is evaluated (and what the recipe ships)
         f"rawguard ensemble {out}/run/best.pt {out}/run_2d/best.pt --out {out}/ensemble.pt",
         *(f"rawguard evaluate --checkpoint {out}/ensemble.pt "

@@ -120,6 +120,23 @@ def test_selection_starts_at_select_from_and_a_run_stopped_before_it_ships_its_l
         tiny("eval.select_from=1.0")
 
 
+def test_early_every_thins_the_curve_before_select_from_and_changes_neither_training_nor_selection(toy, tmp_path):
+    base = ("optim.lr=3e-3", "train.max_steps=12", "eval.select_from=0.5", "train.threads=1")
+    dense = train(tiny(*base, "eval.every=2"), toy, toy, tmp_path / "dense", progress=False)
+    sparse = train(tiny(*base, "eval.every=2", "eval.early_every=4"), toy, toy, tmp_path / "sparse", progress=False)
+    logs = {name: [r for r in read_metrics(tmp_path / name / "metrics.jsonl") if r["type"] == "dev"]
+            for name in ("dense", "sparse")}
+    assert [r["step"] for r in logs["dense"]] == [2, 4, 6, 8, 10, 12]
+    assert [r["step"] for r in logs["sparse"]] == [4, 6, 8, 10, 12]  # step 2 skipped: before select_from
+    # the same weights at every step both evaluated, and the same selected model
+    assert [r["dev_eer"] for r in logs["sparse"]] == [r["dev_eer"] for r in logs["dense"][1:]]
+    assert (sparse.best_step, sparse.best_dev_eer) == (dense.best_step, dense.best_dev_eer)
+    assert [r["loss"] for r in read_metrics(tmp_path / "sparse" / "metrics.jsonl") if r["type"] == "train"] == \
+        [r["loss"] for r in read_metrics(tmp_path / "dense" / "metrics.jsonl") if r["type"] == "train"]
+    with pytest.raises(ConfigError, match="eval.early_every"):
+        tiny("eval.early_every=-1")
+
+
 def test_corrupt_last_checkpoint_names_the_file(toy, tmp_path):
     run = tmp_path / "r"
     train(tiny("train.max_steps=2", "eval.every=0"), toy, toy, run, progress=False)

@@ -153,6 +153,10 @@ class EvalConfig:
     """Fraction of ``train.max_steps`` before which dev evaluations are logged but never select
     ``best.pt`` (nor count for patience): the high-learning-rate start of the cosine is not shipped
     for a lucky dev EER. A run that stops before it selects its last evaluated weights."""
+    early_every: int = 0
+    """Evaluate every N steps before ``select_from`` instead of every ``every`` (0 = ``every``):
+    those evaluations only draw the dev curve, so a sparser curve there saves their time. It changes
+    neither the training (evaluation draws no training randomness) nor which weights are selected."""
 
 
 
@@ -544,6 +548,7 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.checkpoint_minutes", config.train.checkpoint_minutes >= 0, "must be >= 0"),
         ("train.ema_decay", 0 <= config.train.ema_decay < 1, "must be in [0, 1) (0 = off)"),
         ("eval.every", config.eval.every >= 0, "must be >= 0 (0 = only at the end)"),
+        ("eval.early_every", config.eval.early_every >= 0, "must be >= 0 (0 = eval.every)"),
         ("eval.window", config.eval.window > 0, "must be > 0"),
         ("eval.hop", config.eval.hop > 0, "must be > 0"),
         ("eval.batch_size", config.eval.batch_size > 0, "must be > 0"),

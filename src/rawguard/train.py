@@ -13,9 +13,9 @@ Read top to bottom, :func:`train` does this:
    forward, (scaled) backward over ``train.grad_accum`` micro-batches, optionally a SAM step,
    gradient clipping, step, and (``train.ema_decay``) an update of the weights' moving average;
 5. every ``train.log_every`` steps write the mean loss to ``metrics.jsonl``;
-6. every ``eval.every`` steps score the dev cache, keep ``best.pt`` by dev EER (with the EER
-   threshold and a logistic calibration in its ``selection``), count patience
-   (:mod:`rawguard.training.selection`);
+6. every ``eval.every`` steps (``eval.early_every`` before ``eval.select_from``) score the dev
+   cache, keep ``best.pt`` by dev EER (with the EER threshold and a logistic calibration in its
+   ``selection``), count patience (:mod:`rawguard.training.selection`);
 7. write ``last.pt`` every ``train.checkpoint_every`` steps (or ``train.checkpoint_minutes``), at
    every dev evaluation, on SIGTERM/SIGINT and at the end; plot the curves; print one summary line.
 
@@ -48,7 +48,9 @@ from rawguard.training.distributed import DistContext, any_rank, init_distribute
 from rawguard.training.errors import RunExistsError, TrainingError
 from rawguard.training.log import MetricsLog, truncate_metrics
 from rawguard.training.precision import autocast
-from rawguard.training.selection import DevSelection, check_dev_cache, evaluate_dev, open_monitor_sets
+from rawguard.training.selection import (
+    DevSelection, check_dev_cache, evaluate_dev, evaluation_due, open_monitor_sets,
+)
 from rawguard.training.signals import StopSignals
 from rawguard.training.state import Checkpointer, RunState, Throughput, data_fingerprint, restore_run
 
@@ -224,7 +226,7 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
                     ctx,
                 )
                 save_due = save_due or bool(cfg_t.checkpoint_every) and run.step % cfg_t.checkpoint_every == 0
-                evaluated = bool(config.eval.every) and run.step % config.eval.every == 0
+                evaluated = evaluation_due(run.step, config)
                 if evaluated and evaluate(run):
                     stop_reason = "early_stopping"
                 if save_due and not evaluated:

@@ -30,6 +30,15 @@ MONITOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 RESERVED_MONITOR_NAMES = {"dev", "best_dev"}  # their "<name>_eer" would overwrite the dev log's own fields
 
 
+def evaluation_due(step: int, config: RunConfig) -> bool:
+    """Whether the loop scores dev after optimizer step ``step``: every ``eval.every`` steps, or every
+    ``eval.early_every`` before ``eval.select_from`` (the end of a run is evaluated regardless)."""
+    every = config.eval.every
+    if config.eval.early_every and step < config.eval.select_from * config.train.max_steps:
+        every = config.eval.early_every
+    return bool(every) and step % every == 0
+
+
 def check_dev_cache(dev) -> None:
     """A cache to compute an EER on needs both classes (TrainingError otherwise)."""
     labels = np.asarray(dev.labels)
