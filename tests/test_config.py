@@ -107,6 +107,15 @@ def test_bad_yaml_files_name_the_file(tmp_path):
     typo.write_text("train:\n  max_stesp: 3\n")
     with pytest.raises(ConfigError, match=r"typo.yaml: unknown config key 'train.max_stesp' \(did you mean train.max_steps"):
         load_config(typo)
+    twice = tmp_path / "twice.yaml"  # PyYAML alone would keep the second value without a word
+    twice.write_text("eval:\n  every: 500\n  select_from: 0.5\n  every: 100\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: invalid YAML: key 'every' appears twice in one mapping \(lines 2 and 4\)"):
+        load_config(twice)
+    sections = tmp_path / "sections.yaml"  # a section written twice would drop the first one's keys
+    sections.write_text("train:\n  max_steps: 3\ntrain:\n  seed: 1\n")
+    with pytest.raises(ConfigError, match="key 'train' appears twice"):
+        load_config(sections)
+    assert load_config("shared_corpus").eval.early_every == 1000  # the packaged configs load
 
 
 def test_parse_override_keeps_strings_and_lists():

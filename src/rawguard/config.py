@@ -220,6 +220,23 @@ def resolve_config_path(name: str | os.PathLike) -> Path:
     raise ConfigError(f"{path}: config file not found (packaged recipes: {known})")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key written twice in one mapping (PyYAML keeps the last one
+    silently, so an edited config could train with a value its reader never saw)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line})",
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(
     yaml_path: str | os.PathLike | list | tuple | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> RunConfig:
@@ -250,7 +267,7 @@ def load_config(
         except OSError as error:
             raise ConfigError(f"{path}: cannot read config file: {error.strerror or error}") from error
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: invalid YAML: {error}") from error
         if data is None:

@@ -178,7 +178,9 @@ RECIPES: dict[str, Recipe] = {
             # on the classical systems and neural vocoders it trained on. It keeps 1 s crops: 0.5 s gained
             # the 1-D model 2.1 points on the yardstick and the 2-D model none (21.2 against 21.5 %).
             # BENCHMARKS.md. Its training step is compiled (train.compile): 1.14x the eager clips/s on 2
-            # threads in fp32, 18 s to compile (the 1-D model gains 1.05x, which its compile time eats).
+            # threads in fp32 over 300 steps, about a minute of its 12 in the recipe, which keeps the whole
+            # recipe within 45 minutes on a slow 2-core VM (the 1-D model gains 1.05x, which its compile
+            # time eats).
             members=(Member("run_2d", ("model.encoder=2d", "model.frontend_channels=32", "model.frontend_pool=12",
                                        "model.block_pools=[1,3]", "model.block_channels=[8,16]",
                                        "model.gru_hidden=64", "data.window=16000", "data.batch_size=32",
