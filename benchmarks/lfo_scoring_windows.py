@@ -24,7 +24,8 @@ from leave_family_out import GROUPS, SUBSETS, bonafide_rejection  # noqa: E402
 from leave_systems_out import ROOT, eer_breakdown, load_weights  # noqa: E402
 
 WINDOWS: dict[str, tuple[int | None, int | None]] = {
-    "0.5 s": (8_000, 4_000), "1 s": (16_000, 8_000), "2 s": (32_000, 16_000), "4 s": (64_000, 32_000), "whole utterance": (None, None),
+    "0.5 s": (8_000, 4_000), "1 s": (16_000, 8_000), "2 s": (32_000, 16_000), "4 s": (64_000, 32_000),
+    "whole utterance": (None, None),
 }
 """Label -> (window, hop) in samples."""
 MODERN = ("lm-tts", "diffusion-flow-tts", "neural-vc")
