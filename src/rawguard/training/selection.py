@@ -30,11 +30,16 @@ MONITOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 RESERVED_MONITOR_NAMES = {"dev", "best_dev"}  # their "<name>_eer" would overwrite the dev log's own fields
 
 
+def can_select(step: int, config: RunConfig) -> bool:
+    """Whether the weights of ``step`` may become ``best.pt`` (from ``eval.select_from`` on)."""
+    return step >= config.eval.select_from * config.train.max_steps
+
+
 def evaluation_due(step: int, config: RunConfig) -> bool:
     """Whether the loop scores dev after optimizer step ``step``: every ``eval.every`` steps, or every
     ``eval.early_every`` before ``eval.select_from`` (the end of a run is evaluated regardless)."""
     every = config.eval.every
-    if config.eval.early_every and step < config.eval.select_from * config.train.max_steps:
+    if config.eval.early_every and not can_select(step, config):
         every = config.eval.early_every
     return bool(every) and step % every == 0
 
@@ -127,7 +132,7 @@ class DevSelection:
         started = time.monotonic()
         result, monitored = self._score_on_main()
         run.selection = result
-        eligible = run.step >= config.eval.select_from * config.train.max_steps
+        eligible = can_select(run.step, config)
         improved = run.early.record(run.step, result["dev_eer"], eligible or (final and run.early.best_step is None))
         self.log.write({
             "type": "dev", "step": run.step, "epoch": run.epoch, "dev_eer": result["dev_eer"],
