@@ -59,20 +59,7 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path, extra):
     cache = tmp_path / "smoke"
     smoke_cache(cache)
     ddp_run = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "rawguard.cli", "train", "--train", str(cache), "--dev", str(cache), "--out", str(ddp_run),
-               "--no-progress", "--set", *overrides]
-    for attempt in range(3):
-        done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                              timeout=300)
-        if done.returncode == 0 or not _gloo_abort(done.stderr, ddp_run):
-            break
-        # gloo's TCP transport on a busy machine: an exception in its device thread aborts the rank
-        # ("terminate called without an active exception", SIGABRT; pytorch/gloo#162), not this
-        # code. Seen once before the ranks waited for each other at exit (shutdown_distributed);
-        # kept as a guard. Launch again from a clean folder; a failure of any other kind fails the test.
-        shutil.rmtree(ddp_run, ignore_errors=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _train_two_ranks(cache, ddp_run, overrides)
     assert done.stdout.count("done (max_steps)") == 1  # rank 0 alone reports
 
     last = load_checkpoint(ddp_run / "last.pt")
@@ -103,6 +90,40 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path, extra):
     assert max(d.max().item() for d in drift) <= bound * 1.01
     mean_drift = torch.cat([d.flatten() for d in drift]).mean().item()
     assert mean_drift < 0.25 * bound, mean_drift
+
+
+def test_ranks_share_one_fitted_schedule(tmp_path):
+    # Each rank's clock measures its own speed; rank 0's plan must hold for both, or they would
+    # stop at different steps and the last all-reduce would hang.
+    cache = tmp_path / "smoke"
+    smoke_cache(cache)
+    run = tmp_path / "ddp"
+    _train_two_ranks(cache, run, TINY + ["train.max_steps=100000", "train.max_minutes=0.1", "train.fit_schedule=true",
+                                         "eval.every=20", "train.log_every=10", "train.checkpoint_every=0"])
+    plans = [r for r in read_metrics(run / "metrics.jsonl") if r["type"] == "plan"]
+    assert len(plans) == 1 and plans[0]["step"] == 20 and 20 < plans[0]["max_steps"] < 100000
+    last = load_checkpoint(run / "last.pt")
+    assert last["planned_steps"] == plans[0]["max_steps"] and last["step"] <= last["planned_steps"]
+    assert last["rank_fingerprints"][0] == last["rank_fingerprints"][1]  # both ranks stopped at the same step
+
+
+def _train_two_ranks(cache: Path, run: Path, overrides: list[str]) -> subprocess.CompletedProcess:
+    """``rawguard train`` under torchrun with 2 gloo ranks; fails the test unless it finished."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "rawguard.cli", "train", "--train", str(cache), "--dev", str(cache), "--out", str(run),
+               "--no-progress", "--set", *overrides]
+    for attempt in range(3):
+        done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                              timeout=300)
+        if done.returncode == 0 or not _gloo_abort(done.stderr, run):
+            break
+        # gloo's TCP transport on a busy machine: an exception in its device thread aborts the rank
+        # ("terminate called without an active exception", SIGABRT; pytorch/gloo#162), not this
+        # code. Seen once before the ranks waited for each other at exit (shutdown_distributed);
+        # kept as a guard. Launch again from a clean folder; a failure of any other kind fails the test.
+        shutil.rmtree(run, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 def _init_params() -> dict[str, torch.Tensor]:

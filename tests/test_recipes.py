@@ -182,7 +182,7 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
     assert lines == [
         f"rawguard prepare {root}/protocols/train_v3.txt --out {out}/caches/train_v3_corpus --audio-dir {root}/flac "
         "--format asvspoof2019",
-        f"rawguard train-vocoder {out}/caches/train_v3_corpus --out {out}/vocoder --max-steps 5000 --minutes 15",
+        f"rawguard train-vocoder {out}/caches/train_v3_corpus --out {out}/vocoder --max-steps 5000 --minutes 9",
         *(f"rawguard synth-spoof --protocol {root}/protocols/train_v3.txt --audio-dir {root}/flac --format asvspoof2019 "
           f"{out}/synth/{m} --method {m}{vocoder[m]}" for m in methods),
         f"rawguard prepare {root}/protocols/train_v3.txt "
@@ -198,7 +198,7 @@ def test_shared_corpus_dry_run_resynthesises_train_bona_fide_before_preparing(tm
         f"rawguard train --train {out}/caches/train_v3 --dev {out}/caches/dev_v3 --out {out}/run_2d --config "
         "shared_corpus --set model.encoder=2d model.frontend_channels=32 model.frontend_pool=12 "
         "'model.block_pools=[1,3]' 'model.block_channels=[8,16]' model.gru_hidden=64 data.window=16000 "
-        "data.batch_size=32 train.compile=true",
+        "data.batch_size=32 train.compile=true train.max_minutes=12",
         # both models in one file, which is what is evaluated (and what the recipe ships)
         f"rawguard ensemble {out}/run/best.pt {out}/run_2d/best.pt --out {out}/ensemble.pt",
         *(f"rawguard evaluate --checkpoint {out}/ensemble.pt "
@@ -239,7 +239,8 @@ def test_shared_corpus_v2_protocols_keep_the_v2_recipe_and_its_budget(tmp_path, 
     assert "_v3" not in "\n".join(lines)
     assert lines[-2:] == [
         f"rawguard train --train {out}/caches/train --dev {out}/caches/dev --out {out}/run --config shared_corpus "
-        "--set train.max_steps=13000 train.max_minutes=15 model.frontend=conv model.frontend_scale=mel "
+        "--set train.max_steps=13000 train.max_minutes=15 train.fit_schedule=false model.frontend=conv "
+        "model.frontend_scale=mel "
         "model.spectrum_fft=0 data.window=16000 data.batch_size=32 train.seed=3",  # the user's --set comes last
         f"rawguard evaluate --checkpoint {out}/run/best.pt --data {out}/caches/dev --out {out}/eval/dev",
     ]

@@ -7,7 +7,6 @@ run takes about a second.
 from __future__ import annotations
 
 import math
-import os
 import signal
 
 import numpy as np
@@ -20,7 +19,7 @@ from rawguard.data.protocols import read_protocol
 from rawguard.training.log import read_metrics
 from rawguard.train import RunExistsError, TrainingError, train
 
-from helpers.training import make_toy_cache, tiny
+from helpers.training import make_toy_cache, tiny, train_until_sigterm
 
 
 def test_loss_falls_and_run_files_are_written(toy, tmp_path):
@@ -185,30 +184,10 @@ def test_cosine_without_length_is_refused(toy, tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_and_stops_cleanly(toy, tmp_path):
-    import threading
-    import time
-
     run = tmp_path / "r"
     config = tiny("train.max_steps=100000", "optim.schedule=constant", "eval.every=0", "train.log_every=1",
                   "train.checkpoint_every=0", "train.checkpoint_minutes=0")
-    finished = threading.Event()
-
-    def terminate_once_training() -> None:
-        # Only signal once the loop runs (its handler installed), else SIGTERM would end pytest.
-        deadline = time.monotonic() + 120
-        while not finished.is_set() and time.monotonic() < deadline:
-            if len(read_metrics(run / "metrics.jsonl")) >= 3:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            time.sleep(0.01)
-
-    sender = threading.Thread(target=terminate_once_training, daemon=True)
-    sender.start()
-    try:
-        result = train(config, toy, toy, run, progress=False)
-    finally:
-        finished.set()
-        sender.join()
+    result = train_until_sigterm(config, toy, toy, run, lambda records: len(records) >= 3)
     assert result.stop_reason == "signal:SIGTERM" and result.exit_code == 128 + signal.SIGTERM
     assert 3 <= result.step < 100000
     last = load_checkpoint(run / "last.pt")

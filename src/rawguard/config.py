@@ -93,6 +93,12 @@ class TrainConfig:
     """Stop after this many passes over the train cache (0 = no epoch limit)."""
     max_minutes: float = 0.0
     """Wall-clock budget in minutes, summed over a run's resumed stretches (0 = none). Not reproducible."""
+    fit_schedule: bool = False
+    """Fit the schedule into ``max_minutes``: at the first dev evaluation, from the speed measured so
+    far, shorten ``max_steps`` (and the cosine, and ``eval.select_from``'s boundary with it) once, if
+    the run would not end within 95 % of ``max_minutes``; a fast enough machine keeps every step.
+    Without it ``max_minutes`` cuts the schedule wherever the time runs out. Needs ``max_steps``,
+    ``max_minutes`` and ``eval.every``; see :mod:`rawguard.training.budget`."""
     precision: str = "auto"
     """``fp32``, ``bf16`` (autocast, CPU or CUDA), ``fp16`` (autocast + grad scaler, CUDA only) or ``auto``."""
     device: str = "auto"
@@ -548,6 +554,13 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.max_steps", config.train.max_steps >= 0, "must be >= 0"),
         ("train.max_epochs", config.train.max_epochs >= 0, "must be >= 0"),
         ("train.max_minutes", config.train.max_minutes >= 0, "must be >= 0"),
+        ("train.fit_schedule", not config.train.fit_schedule or (config.train.max_steps > 0
+                                                               and config.train.max_minutes > 0),
+         "needs train.max_steps and train.max_minutes (it fits the first into the second)"),
+        ("train.fit_schedule", not config.train.fit_schedule or config.eval.every > 0,
+         "needs eval.every > 0 (the plan is made at the first dev evaluation, which it times)"),
+        ("train.fit_schedule", not config.train.fit_schedule or config.optim.decay_steps == 0,
+         "cannot shorten a schedule whose length optim.decay_steps fixes; set optim.decay_steps=0"),
         ("train.precision", config.train.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
         ("train.device", config.train.device == "auto" or config.train.device.split(":")[0] in ("cpu", "cuda"),
          "must be auto, cpu, cuda or cuda:N"),

@@ -16,7 +16,9 @@ Read top to bottom, :func:`train` does this:
 6. every ``eval.every`` steps (``eval.early_every`` before ``eval.select_from``) score the dev
    cache, keep ``best.pt`` by dev EER (with the EER threshold and a logistic calibration in its
    ``selection``), count patience (:mod:`rawguard.training.selection`);
-7. write ``last.pt`` every ``train.checkpoint_every`` steps (or ``train.checkpoint_minutes``), at
+7. with ``train.fit_schedule``, after the first dev evaluation, shorten ``train.max_steps`` once to
+   end within ``train.max_minutes`` at the measured speed (:mod:`rawguard.training.budget`);
+8. write ``last.pt`` every ``train.checkpoint_every`` steps (or ``train.checkpoint_minutes``), at
    every dev evaluation, on SIGTERM/SIGINT and at the end; plot the curves; print one summary line.
 
 Only rank 0 writes files. Dev evaluation and checkpointing never change the random stream that
@@ -43,8 +45,11 @@ from tqdm.auto import tqdm
 from rawguard.atomic import write_text_atomic
 from rawguard.config import RunConfig
 from rawguard.progress import progress_bar
+from rawguard.training.budget import Speed, SpeedProbe, fit_horizon, projected_seconds
 from rawguard.training.build import Parts, as_config, build_parts, configure_torch, open_cache, resolve_device
-from rawguard.training.distributed import DistContext, any_rank, init_distributed, shutdown_distributed
+from rawguard.training.distributed import (
+    DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed,
+)
 from rawguard.training.errors import RunExistsError, TrainingError
 from rawguard.training.log import MetricsLog, truncate_metrics
 from rawguard.training.precision import autocast
@@ -166,7 +171,7 @@ def _train(config: RunConfig, train_cache: Any, dev_cache: Any, out_dir: Path, r
     checkpoints = Checkpointer(parts, ctx, out_dir, fingerprint, LAST, BEST)
     evaluate = DevSelection(parts, ctx, device, dev_set, monitor_sets, checkpoints, log)
 
-    bar = progress_bar(total=_total_steps(config, parts.steps_per_epoch), initial=run.step, unit="step",
+    bar = progress_bar(total=_total_steps(parts.config, parts.steps_per_epoch), initial=run.step, unit="step",
                        dynamic_ncols=True, desc="train", disable=not (progress and ctx.is_main))
     run.started = time.monotonic()
     meter = Throughput()
@@ -199,8 +204,9 @@ def _train(config: RunConfig, train_cache: Any, dev_cache: Any, out_dir: Path, r
 def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection, checkpoints: Checkpointer,
           log: MetricsLog, signals: StopSignals, meter: Throughput, bar) -> str:
     """Train until a budget, patience or a signal stops the run; returns the stop reason."""
-    config = parts.config
+    config = parts.config  # re-read after a fitted schedule's plan: its max_steps is the plan's
     cfg_t = config.train
+    probe = SpeedProbe(config, run.step) if cfg_t.fit_schedule and run.planned_steps is None else None
     if run.batch_in_epoch >= parts.steps_per_epoch:
         run.next_epoch()
     stop_reason = _out_of_budget(run, config, ctx)
@@ -213,6 +219,8 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
             clips = x.shape[0] * ctx.world_size
             run.advance(loss, clips)
             meter.step_done(clips)
+            if probe is not None:
+                probe.step_done(run.step, run.elapsed())
             bar.update(1)
 
             if run.step % cfg_t.log_every == 0:
@@ -227,8 +235,14 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
                 )
                 save_due = save_due or bool(cfg_t.checkpoint_every) and run.step % cfg_t.checkpoint_every == 0
                 evaluated = evaluation_due(run.step, config)
+                eval_started = time.monotonic()
                 if evaluated and evaluate(run):
                     stop_reason = "early_stopping"
+                if evaluated and probe is not None and run.step == probe.plan_step:
+                    speed = probe.speed(time.monotonic() - eval_started)
+                    _plan_schedule(parts, run, ctx, log, bar, speed)
+                    checkpoints.save_last(run)  # the plan goes into last.pt before another step
+                    probe, config, cfg_t = None, parts.config, parts.config.train
                 if save_due and not evaluated:
                     checkpoints.save_last(run)  # (an evaluation has just written it)
             if not stop_reason:
@@ -242,6 +256,29 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
             if not stop_reason:
                 stop_reason = _out_of_budget(run, config, ctx)
     return stop_reason
+
+
+def _plan_schedule(parts: Parts, run: RunState, ctx: DistContext, log: MetricsLog, bar, speed: Speed) -> None:
+    """Fit ``train.max_steps`` into ``train.max_minutes`` at ``speed``, once (rank 0 decides for all)."""
+    config, elapsed = parts.config, run.elapsed()
+    requested = config.train.max_steps
+    steps = broadcast_object(fit_horizon(config, run.step, elapsed, speed) if ctx.is_main else None, ctx)
+    needed, planned = (projected_seconds(config, run.step, elapsed, speed, n) / 60 for n in (requested, steps))
+    run.planned_steps = steps
+    parts.set_horizon(steps)
+    log.write({
+        "type": "plan", "step": run.step, "max_steps": steps, "requested_steps": requested,
+        "step_s": round(speed.step_s, 5), "eval_s": round(speed.eval_s, 3),
+        "projected_minutes": round(planned, 2), "max_minutes": config.train.max_minutes,
+    })
+    if steps < requested and ctx.is_main:
+        bar.total = steps
+        bar.refresh()
+        tqdm.write(
+            f"train.fit_schedule: {requested} steps would take {needed:.1f} min at {1000 * speed.step_s:.0f} ms a "
+            f"step and {speed.eval_s:.1f} s an evaluation; the schedule now ends at step {steps}, in ~{planned:.1f} "
+            f"of train.max_minutes={config.train.max_minutes:g}", file=sys.stderr,
+        )
 
 
 def _optimizer_step(parts: Parts, x: torch.Tensor, y: torch.Tensor, run: RunState, ctx: DistContext) -> float:

@@ -4,6 +4,7 @@ shared corpus's smoke set as a cache (the ``toy`` fixture in conftest.py is buil
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -64,3 +65,35 @@ def smoke_cache(directory: Path) -> Cache:
 def tiny(*extra: str, window: int = 4000):
     sizes = [f"data.window={window}", f"eval.window={window}", f"eval.hop={window}"]
     return load_config(overrides=TINY + sizes + list(extra))
+
+
+def train_until_sigterm(config, train_cache, dev_cache, run: Path, ready) -> Any:
+    """``train(...)`` into ``run`` while a thread sends this process SIGTERM once ``ready(records)``
+    holds for the run's ``metrics.jsonl`` records; returns the TrainResult. Only signals once the
+    loop runs (its handler installed), else SIGTERM would end pytest."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from rawguard.train import train
+    from rawguard.training.log import read_metrics
+
+    finished = threading.Event()
+
+    def terminate_when_ready() -> None:
+        deadline = time.monotonic() + 120
+        while not finished.is_set() and time.monotonic() < deadline:
+            log = run / "metrics.jsonl"
+            if log.exists() and ready(read_metrics(log)):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.005)
+
+    sender = threading.Thread(target=terminate_when_ready, daemon=True)
+    sender.start()
+    try:
+        return train(config, train_cache, dev_cache, run, progress=False)
+    finally:
+        finished.set()
+        sender.join()

@@ -123,6 +123,11 @@ def build_augmenter(config: RunConfig):
     return build(config.augment)
 
 
+def with_horizon(config: RunConfig, steps: int) -> RunConfig:
+    """A copy of ``config`` with ``train.max_steps = steps``."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=int(steps)))
+
+
 @dataclass
 class Parts:
     """What a run trains with (built by :func:`build_parts`)."""
@@ -148,6 +153,12 @@ class Parts:
     precision: str
     micro_batch: int
     """Clips per forward/backward: the global batch over ranks and ``train.grad_accum``."""
+
+    def set_horizon(self, steps: int) -> None:
+        """End the run at optimizer step ``steps`` (a fitted schedule, :mod:`rawguard.training.budget`):
+        ``train.max_steps``, the cosine's length and ``eval.select_from``'s boundary follow."""
+        self.config = with_horizon(self.config, steps)
+        self.decay_steps = steps
 
     def lr_at(self, step: int) -> float:
         """The learning rate of optimizer step ``step`` (warm-up, then cosine or constant)."""

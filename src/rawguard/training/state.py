@@ -73,6 +73,8 @@ class RunState:
     """Seconds trained before this process resumed the run (0 for a fresh run)."""
     selection: dict[str, Any] | None = None
     """Dev selection of the current weights, when they were evaluated at this step."""
+    planned_steps: int | None = None
+    """The step the run ends at, once ``train.fit_schedule`` has planned it (None: not yet, or off)."""
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -181,6 +183,7 @@ class Checkpointer:
             "world_size": ctx.world_size,
             "precision": parts.precision,
             "train_data_fingerprint": self.train_fingerprint,
+            "planned_steps": run.planned_steps,
         }
         if ctx.enabled:
             state.update(self._gather_ranks(rng, run.step))
@@ -264,6 +267,9 @@ def restore_run(path: Path, parts: Parts, ctx: DistContext, train_fingerprint: s
         rawguard.checkpoint.CheckpointError: the file is corrupt (names it).
     """
     saved = load_checkpoint(path)
+    planned = saved.get("planned_steps")
+    if planned and parts.config.train.fit_schedule:
+        parts.set_horizon(planned)  # the fitted schedule goes on where it was, not re-planned
     check_resume(saved, parts.config, path, ctx.world_size, train_fingerprint)
     # With an EMA, "model" holds the average and "raw_model" the weights being trained.
     parts.module.load_state_dict(saved.get("raw_model", saved["model"]))
@@ -283,4 +289,5 @@ def restore_run(path: Path, parts: Parts, ctx: DistContext, train_fingerprint: s
         step=int(saved["step"]), epoch=int(saved["sampler"]["epoch"]), batch_in_epoch=int(saved["sampler"]["batch"]),
         early=EarlyStopping(**saved["early_stopping"]), log_window=dict(saved["log_window"]),
         elapsed_before=float(saved.get("elapsed_s", 0.0)), selection=saved.get("selection_last"),
+        planned_steps=parts.config.train.max_steps if planned and parts.config.train.fit_schedule else None,
     )

@@ -1,0 +1,141 @@
+"""train.fit_schedule: the schedule shortened once, at the first dev evaluation, to end within
+train.max_minutes; a resumed run keeps its plan and continues bit for bit."""
+
+from __future__ import annotations
+
+import pytest
+
+import rawguard.train as train_module
+from rawguard.checkpoint import load_checkpoint
+from rawguard.config import ConfigError
+from rawguard.training.budget import FIT_MARGIN, Speed, SpeedProbe, fit_horizon, projected_seconds
+from rawguard.training.log import read_metrics
+from rawguard.training.state import RunState
+from rawguard.train import train
+
+from helpers.training import tiny, train_until_sigterm
+
+
+def test_projection_counts_the_steps_and_the_evaluations_of_the_horizons_cadence():
+    config = tiny("train.max_steps=1000", "eval.every=100")
+    speed = Speed(step_s=0.1, eval_s=2.0)
+    # from step 100 after 10 s: 900 steps, evaluations at 200 ... 1000
+    assert projected_seconds(config, 100, 10.0, speed, 1000) == pytest.approx(10 + 90 + 9 * 2)
+    # early_every before select_from: 200, 400 (every 200 below 500), then 500 ... 1000 every 100
+    sparse = tiny("train.max_steps=1000", "eval.every=100", "eval.early_every=200", "eval.select_from=0.5")
+    assert projected_seconds(sparse, 100, 10.0, speed, 1000) == pytest.approx(10 + 90 + 8 * 2)
+    # a horizon off the cadence adds the final evaluation of the last weights
+    assert projected_seconds(config, 100, 10.0, speed, 950) == pytest.approx(10 + 85 + (8 + 1) * 2)
+
+
+def test_fit_keeps_a_schedule_that_fits_and_shortens_one_that_does_not():
+    config = tiny("train.max_steps=1000", "train.max_minutes=10", "eval.every=100", "train.log_every=10",
+                  "train.fit_schedule=true")
+    assert fit_horizon(config, 100, 10.0, Speed(0.1, 2.0)) == 1000  # 118 s of 570
+    slow = Speed(step_s=1.0, eval_s=5.0)
+    steps = fit_horizon(config, 100, 10.0, slow)
+    budget = 600 * (1 - FIT_MARGIN)
+    assert 100 < steps < 1000 and steps % 10 == 0
+    assert projected_seconds(config, 100, 10.0, slow, steps) <= budget  # ends in time...
+    assert projected_seconds(config, 100, 10.0, slow, steps + 10) > budget  # ...with no 10 steps to spare
+    # out of time already: one more step, the smallest schedule that still moves
+    assert fit_horizon(config, 100, 590.0, slow) == 101
+
+
+def test_speed_probe_times_the_second_half_of_the_steps_before_the_first_evaluation():
+    probe = SpeedProbe(tiny("train.max_steps=100", "eval.every=20"), start_step=0)
+    assert (probe.plan_step, probe.from_step) == (20, 10)
+    for step in range(1, 21):  # a slow first (compiled) step, then 0.1 s each
+        probe.step_done(step, 5.0 + 0.1 * (step - 1))
+    assert probe.speed(eval_s=3.0) == Speed(pytest.approx(0.1), 3.0)
+    resumed = SpeedProbe(tiny("train.max_steps=100", "eval.every=20"), start_step=30)
+    assert (resumed.plan_step, resumed.from_step) == (40, 35)
+
+
+def test_fit_schedule_needs_a_step_budget_a_time_budget_and_evaluations():
+    for missing in (("train.max_minutes=0", "train.max_steps=100", "eval.every=10"),
+                    ("train.max_minutes=1", "train.max_steps=0", "train.max_epochs=2", "eval.every=10"),
+                    ("train.max_minutes=1", "train.max_steps=100", "eval.every=0"),
+                    ("train.max_minutes=1", "train.max_steps=100", "eval.every=10", "optim.decay_steps=50")):
+        with pytest.raises(ConfigError, match="train.fit_schedule"):
+            tiny("train.fit_schedule=true", *missing)
+
+
+def test_a_run_that_cannot_finish_its_steps_in_time_ends_its_shortened_schedule_at_the_floor(toy, tmp_path,
+                                                                                             monkeypatch):
+    # A slow machine, simulated: the run's clock advances 0.5 s per optimizer step (evaluations
+    # cost what they really cost, milliseconds), so the plan is exact and the test does not
+    # depend on this machine's load.
+    clock = {"seconds": 0.0}
+    real_step = train_module._optimizer_step
+
+    def slow_step(*args, **kwargs):
+        clock["seconds"] += 0.5
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_optimizer_step", slow_step)
+    monkeypatch.setattr(RunState, "elapsed", lambda self: self.elapsed_before + clock["seconds"])
+    run = tmp_path / "fit"
+    config = tiny("optim.lr=3e-3", "optim.warmup_steps=5", "optim.min_lr_ratio=0.01", "train.max_steps=100000",
+                  "train.max_minutes=5", "train.fit_schedule=true", "eval.every=100", "train.log_every=10")
+    result = train(config, toy, toy, run, progress=False)
+    records = read_metrics(run / "metrics.jsonl")
+    plans = [r for r in records if r["type"] == "plan"]
+    assert len(plans) == 1 and plans[0]["step"] == 100 and plans[0]["requested_steps"] == 100000
+    assert plans[0]["step_s"] == pytest.approx(0.5)
+    # 285 s (95 % of 5 min) less the 50 s spent, at 0.5 s a step: 470 steps more, 570 in all, but the
+    # evaluations' milliseconds push 570 just over, and the plan rounds down to train.log_every
+    planned = plans[0]["max_steps"]
+    assert planned == 560 and plans[0]["projected_minutes"] <= 5 * (1 - FIT_MARGIN)
+    # the run ended where the plan put it, with the cosine run down, inside the time budget
+    assert (result.stop_reason, result.step) == ("max_steps", planned)
+    lrs = [r["lr"] for r in records if r["type"] == "train"]
+    assert lrs[-1] < 0.02 * 3e-3 and max(lrs) == pytest.approx(3e-3)
+    dev_steps = [r["step"] for r in records if r["type"] == "dev"]
+    assert dev_steps == [100, 200, 300, 400, 500, 560]  # the last weights evaluated at the plan's end
+    # the checkpoints follow the plan; config.yaml keeps what was asked for
+    last = load_checkpoint(run / "last.pt")
+    assert last["planned_steps"] == planned and last["config"]["train"]["max_steps"] == planned
+    assert last["scheduler"]["decay_steps"] == planned
+    assert "max_steps: 100000" in (run / "config.yaml").read_text()
+
+
+def test_select_from_follows_the_plan(toy, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "fit_horizon", lambda config, step, elapsed, speed: 40)
+    config = tiny("optim.lr=3e-3", "train.max_steps=1000", "train.max_minutes=30", "train.fit_schedule=true",
+                  "eval.every=4", "eval.early_every=8", "eval.select_from=0.5")
+    result = train(config, toy, toy, tmp_path / "r", progress=False)
+    dev = [r for r in read_metrics(tmp_path / "r" / "metrics.jsonl") if r["type"] == "dev"]
+    # planned at the first evaluation (step 8); then every 8 steps until step 20 (half of 40), every 4 after
+    assert [r["step"] for r in dev] == [8, 16, 20, 24, 28, 32, 36, 40]
+    assert [r["best_dev_eer"] for r in dev[:2]] == [None, None] and result.best_step >= 20
+
+
+def test_a_fast_enough_machine_keeps_every_step(toy, tmp_path):
+    config = tiny("train.max_steps=30", "train.max_minutes=5", "train.fit_schedule=true", "eval.every=10")
+    result = train(config, toy, toy, tmp_path / "r", progress=False)
+    plans = [r for r in read_metrics(tmp_path / "r" / "metrics.jsonl") if r["type"] == "plan"]
+    assert [p["max_steps"] for p in plans] == [30] and (result.stop_reason, result.step) == ("max_steps", 30)
+
+
+def test_a_fitted_run_resumes_with_its_plan_bit_for_bit(toy, tmp_path, monkeypatch):
+    # The plan depends on the clock; fix it at 40 steps so both runs plan the same.
+    monkeypatch.setattr(train_module, "fit_horizon", lambda config, step, elapsed, speed: 40)
+    config = tiny("optim.lr=3e-3", "train.max_steps=1000", "train.max_minutes=30", "train.fit_schedule=true",
+                  "eval.every=4", "train.log_every=1", "train.checkpoint_every=0", "train.checkpoint_minutes=0")
+    whole = train(config, toy, toy, tmp_path / "whole", progress=False)
+    assert (whole.stop_reason, whole.step) == ("max_steps", 40)
+
+    run = tmp_path / "cut"
+    cut = train_until_sigterm(config, toy, toy, run,
+                              lambda records: any(r["type"] == "plan" for r in records) and len(records) >= 14)
+    assert cut.stop_reason == "signal:SIGTERM" and 4 <= cut.step < 40
+    assert load_checkpoint(run / "last.pt")["planned_steps"] == 40
+    monkeypatch.setattr(train_module, "fit_horizon", lambda *args: pytest.fail("a planned run planned again"))
+    resumed = train(config, toy, toy, run, progress=False)
+    assert (resumed.stop_reason, resumed.step) == ("max_steps", 40)
+    curves = {name: [(r["step"], r["loss"], r["lr"]) for r in read_metrics(tmp_path / name / "metrics.jsonl")
+                     if r["type"] == "train"] for name in ("whole", "cut")}
+    assert curves["cut"] == curves["whole"]
+    weights = [load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("whole", "cut")]
+    assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
