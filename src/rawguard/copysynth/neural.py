@@ -26,6 +26,11 @@ unseen systems. An iSTFT last stage (iSTFTNet) and adversarial fine-tuning with 
 discriminator were tried and removed: neither moved unseen systems (BENCHMARKS.md, what did not
 help); checkpoints that use them are refused with an error naming the field. A BigVGAN-style
 snake activation was tried and removed too: its copies did not help either.
+
+``analysis="codec"`` (``rawguard train-vocoder --analysis codec``) puts a learned encoder with residual
+vector quantisation in front of the same generator (:mod:`rawguard.copysynth.codec`): a small neural
+audio codec, trained end to end on the same loss plus the quantiser's, whose copies carry what a
+codec language-model TTS's token decoder leaves.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from rawguard.progress import progress_bar
 
 CHECKPOINT_KIND = "rawguard-vocoder"
 UPSAMPLERS = ("transposed", "nearest")
+ANALYSES = ("mel", "codec")
 REMOVED_UPSAMPLERS = ("istft",)  # removed variants; their checkpoints are refused by name
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (n_fft, hop, window): Parallel WaveGAN's
 
@@ -72,6 +78,12 @@ class VocoderConfig:
     # "nearest": sample repetition + conv ("resize-convolution"), which leaves other traces
     # (no checkerboard pattern, images of the frame rate instead).
     upsample: str = "transposed"
+    # "mel": the generator reads a log-mel (a vocoder); "codec": it reads the residual-vector-quantised
+    # latent of a learned encoder trained with it (a neural audio codec, rawguard.copysynth.codec).
+    analysis: str = "mel"
+    latent: int = 64  # codec: latent channels at the frame rate
+    codebooks: int = 4  # codec: residual codebooks ...
+    codebook_size: int = 256  # ... of this many entries each (4 x 8 bits at 62.5 Hz: 2 kbit/s)
 
     def __post_init__(self) -> None:
         self.upsample_rates = tuple(int(r) for r in self.upsample_rates)
@@ -86,6 +98,8 @@ class VocoderConfig:
                                f"from rawguard; upsample is one of {', '.join(UPSAMPLERS)}")
         if self.upsample not in UPSAMPLERS:
             raise VocoderError(f"vocoder config: upsample must be one of {', '.join(UPSAMPLERS)}, got {self.upsample!r}")
+        if self.analysis not in ANALYSES:
+            raise VocoderError(f"vocoder config: analysis must be one of {', '.join(ANALYSES)}, got {self.analysis!r}")
 
 
 class LogMel(nn.Module):
@@ -125,13 +139,24 @@ class MultiReceptiveField(nn.Module):
 
 
 class Generator(nn.Module):
-    """Log-mel ``[B, n_mels, F]`` -> waveform ``[B, F * hop]`` in (-1, 1)."""
+    """Log-mel ``[B, n_mels, F]`` (or a codec's latent ``[B, latent, F]``) -> waveform ``[B, F * hop]`` in (-1, 1).
+
+    With ``analysis="codec"`` it owns its :class:`~rawguard.copysynth.codec.CodecEncoder` (``encoder``):
+    :meth:`analyse` is then encode + quantise, else the log-mel.
+    """
 
     def __init__(self, config: VocoderConfig) -> None:
         super().__init__()
         self.config = config
         c = config.channels
-        self.pre = nn.Conv1d(config.n_mels, c, 7, padding=3)
+        self.mel = LogMel(config)  # no weights: checkpoints of mel vocoders keep their keys
+        self.encoder = None
+        if config.analysis == "codec":
+            from rawguard.copysynth.codec import CodecEncoder
+
+            self.encoder = CodecEncoder(tuple(reversed(config.upsample_rates)), config.latent, config.codebooks,
+                                        config.codebook_size)
+        self.pre = nn.Conv1d(config.n_mels if self.encoder is None else config.latent, c, 7, padding=3)
         ups, mrfs = [], []
         for rate in config.upsample_rates:
             if config.upsample == "nearest":  # repeat each sample r times, then a conv spanning 2 input steps
@@ -145,6 +170,14 @@ class Generator(nn.Module):
                                             config.negative_slope))
         self.ups, self.mrfs = nn.ModuleList(ups), nn.ModuleList(mrfs)
         self.post = nn.Conv1d(c, 1, 7, padding=3)
+
+    def analyse(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveform ``[B, T]`` -> what :meth:`forward` reads ``[B, channels, F]`` and the quantiser's loss
+        (0 for a mel vocoder)."""
+        if self.encoder is None:
+            return self.mel(wave), wave.new_zeros(())
+        latent, vq_loss, _ = self.encoder(wave)
+        return latent, vq_loss
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.pre(mel)  # [B, C, F]
@@ -272,7 +305,7 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
         raise VocoderError(f"device {config.device!r}: CUDA is not available")
     torch.manual_seed(config.seed)
     clips = bonafide_waveforms(cache_dir, config.segment)
-    generator, mel = Generator(config.model).to(device), LogMel(config.model).to(device)
+    generator = Generator(config.model).to(device)
     optimizer = torch.optim.AdamW(generator.parameters(), lr=config.lr, betas=(0.8, 0.99), weight_decay=0.0)
     path = out_dir / "vocoder.pt"
     step, spent, loss_value = 0, 0.0, float("nan")
@@ -303,14 +336,16 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
             for group in optimizer.param_groups:
                 group["lr"] = lr
             real = _segments(clips, config.batch_size, config.segment, rng).to(device)  # [B, S]
-            fake = generator(mel(real))[:, : config.segment]  # [B, S]
-            loss = stft_loss(fake, real)
+            features, vq_loss = generator.analyse(real)  # [B, n_mels or latent, F]
+            fake = generator(features)[:, : config.segment]  # [B, S]
+            spectral = stft_loss(fake, real)
+            loss = spectral + vq_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(generator.parameters(), 10.0)
             optimizer.step()
             step += 1
-            loss_value = loss.item()
+            loss_value = spectral.item()  # the spectral loss: comparable between mel vocoders and codecs
             bar.update()
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.1e}", refresh=False)
             if step % 50 == 0:
@@ -327,7 +362,7 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
         save_checkpoint(_state(generator, optimizer, step, elapsed, loss_value), path)
     elif path.exists():
         loss_value = float(load_checkpoint(path).get("loss", loss_value))
-    _plot_copy(generator.cpu(), mel.cpu(), clips[0], out_dir / "vocoder.png")
+    _plot_copy(generator.cpu(), clips[0], out_dir / "vocoder.png")
     return VocoderSummary(path=path, steps=step, minutes=elapsed / 60, loss=loss_value, clips=len(clips),
                           new_steps=step - first_step)
 
@@ -337,7 +372,6 @@ class NeuralVocoder:
 
     def __init__(self, generator: Generator) -> None:
         self.generator = generator.eval()
-        self.mel = LogMel(generator.config)
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralVocoder:
@@ -364,11 +398,11 @@ class NeuralVocoder:
         """``wave`` float [T] at 16 kHz -> its copy, float [T] (deterministic; ``rng`` unused)."""
         x = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None]  # [1, T]
         scale = float(x.abs().max().clamp(min=1e-4))
-        y = self.generator(self.mel(x / scale * 0.9))[0, : x.shape[1]] * (scale / 0.9)  # [T]
+        y = self.generator(self.generator.analyse(x / scale * 0.9)[0])[0, : x.shape[1]] * (scale / 0.9)  # [T]
         return y.numpy().astype(np.float64)
 
 
-def _plot_copy(generator: Generator, mel: LogMel, clip: np.ndarray, path: Path) -> None:
+def _plot_copy(generator: Generator, clip: np.ndarray, path: Path) -> None:
     """Log-mel spectrograms of a bona fide clip and of its copy, one above the other."""
     import matplotlib
 
@@ -379,8 +413,9 @@ def _plot_copy(generator: Generator, mel: LogMel, clip: np.ndarray, path: Path) 
     real = clip.astype(np.float32) / INT16_SCALE
     fake = vocoder(real).astype(np.float32)
     figure, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    for axis, wave, title in zip(axes, (real, fake), ("bona fide", "neural copy")):
-        image = mel(torch.from_numpy(wave)[None])[0].numpy()
+    copy_title = "codec copy" if generator.encoder is not None else "neural copy"
+    for axis, wave, title in zip(axes, (real, fake), ("bona fide", copy_title)):
+        image = generator.mel(torch.from_numpy(wave)[None])[0].numpy()
         axis.imshow(image, origin="lower", aspect="auto", cmap="magma")
         axis.set_title(title)
         axis.set_ylabel("mel band")
