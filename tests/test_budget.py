@@ -1,5 +1,5 @@
-"""train.fit_schedule: the schedule shortened once, at the first dev evaluation, to end within
-train.max_minutes; a resumed run keeps its plan and continues bit for bit."""
+"""train.fit_schedule: the schedule fitted at the first dev evaluation and at each before
+eval.select_from to end within train.max_minutes; a resumed run keeps its plan and continues bit for bit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import rawguard.train as train_module
 from rawguard.checkpoint import load_checkpoint
 from rawguard.config import ConfigError
-from rawguard.training.budget import FIT_MARGIN, Speed, SpeedProbe, fit_horizon, projected_seconds
+from rawguard.training.budget import FIT_MARGIN, Speed, SpeedMeter, fit_horizon, projected_seconds
 from rawguard.training.log import read_metrics
 from rawguard.training.state import RunState
 from rawguard.train import train
@@ -31,25 +31,33 @@ def test_projection_counts_the_steps_and_the_evaluations_of_the_horizons_cadence
 def test_fit_keeps_a_schedule_that_fits_and_shortens_one_that_does_not():
     config = tiny("train.max_steps=1000", "train.max_minutes=10", "eval.every=100", "train.log_every=10",
                   "train.fit_schedule=true")
-    assert fit_horizon(config, 100, 10.0, Speed(0.1, 2.0)) == 1000  # 118 s of 570
+    assert fit_horizon(config, 1000, 100, 10.0, Speed(0.1, 2.0)) == 1000  # 118 s of 570
     slow = Speed(step_s=1.0, eval_s=5.0)
-    steps = fit_horizon(config, 100, 10.0, slow)
+    steps = fit_horizon(config, 1000, 100, 10.0, slow)
     budget = 600 * (1 - FIT_MARGIN)
     assert 100 < steps < 1000 and steps % 10 == 0
     assert projected_seconds(config, 100, 10.0, slow, steps) <= budget  # ends in time...
     assert projected_seconds(config, 100, 10.0, slow, steps + 10) > budget  # ...with no 10 steps to spare
+    # a planned run (max_steps now 500) that turns out faster gets its steps back, never more than asked
+    assert fit_horizon(tiny("train.max_steps=500", "train.max_minutes=10", "eval.every=100"), 1000, 100, 10.0,
+                       Speed(0.1, 2.0)) == 1000
     # out of time already: one more step, the smallest schedule that still moves
-    assert fit_horizon(config, 100, 590.0, slow) == 101
+    assert fit_horizon(config, 1000, 100, 590.0, slow) == 101
 
 
-def test_speed_probe_times_the_second_half_of_the_steps_before_the_first_evaluation():
-    probe = SpeedProbe(tiny("train.max_steps=100", "eval.every=20"), start_step=0)
-    assert (probe.plan_step, probe.from_step) == (20, 10)
-    for step in range(1, 21):  # a slow first (compiled) step, then 0.1 s each
-        probe.step_done(step, 5.0 + 0.1 * (step - 1))
-    assert probe.speed(eval_s=3.0) == Speed(pytest.approx(0.1), 3.0)
-    resumed = SpeedProbe(tiny("train.max_steps=100", "eval.every=20"), start_step=30)
-    assert (resumed.plan_step, resumed.from_step) == (40, 35)
+def test_speed_meter_times_steps_from_half_way_to_the_first_evaluation_without_the_evaluations():
+    meter = SpeedMeter(tiny("train.max_steps=100", "eval.every=20"), start_step=0)
+    assert meter.from_step == 10
+    elapsed = 5.0  # a slow first (compiled) step, then 0.1 s each and a 3 s evaluation every 20 steps
+    for step in range(1, 41):
+        elapsed += 0.1
+        meter.step_done(step, elapsed)
+        assert (meter.speed() is None) == (step <= 20)  # needs an evaluation's time too
+        if step % 20 == 0:
+            meter.evaluation_done(3.0)
+            elapsed += 3.0
+    assert meter.speed() == Speed(pytest.approx(0.1), 3.0)
+    assert SpeedMeter(tiny("train.max_steps=100", "eval.every=20"), start_step=30).from_step == 35  # resumed
 
 
 def test_fit_schedule_needs_a_step_budget_a_time_budget_and_evaluations():
@@ -100,8 +108,33 @@ def test_a_run_that_cannot_finish_its_steps_in_time_ends_its_shortened_schedule_
     assert "max_steps: 100000" in (run / "config.yaml").read_text()
 
 
+def test_a_run_that_speeds_up_gets_its_steps_back_until_select_from(toy, tmp_path, monkeypatch):
+    # The simulated machine: 0.5 s a step for the first 150 steps, then 0.1 s (the 2-core VMs'
+    # speed doubled within a run's first minutes).
+    clock = {"seconds": 0.0, "steps": 0}
+    real_step = train_module._optimizer_step
+
+    def step_that_speeds_up(*args, **kwargs):
+        clock["steps"] += 1
+        clock["seconds"] += 0.5 if clock["steps"] <= 150 else 0.1
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_optimizer_step", step_that_speeds_up)
+    monkeypatch.setattr(RunState, "elapsed", lambda self: self.elapsed_before + clock["seconds"])
+    config = tiny("train.max_steps=2000", "train.max_minutes=5", "train.fit_schedule=true", "eval.every=100",
+                  "eval.select_from=0.5", "train.log_every=10")
+    result = train(config, toy, toy, tmp_path / "r", progress=False)
+    plans = [r for r in read_metrics(tmp_path / "r" / "metrics.jsonl") if r["type"] == "plan"]
+    horizons = [p["max_steps"] for p in plans]
+    assert horizons[0] == 560  # planned at step 100 at 0.5 s a step, as a slow machine would be
+    assert horizons == sorted(horizons) and horizons[-1] > 1000  # faster: the steps come back, plan by plan
+    assert all(p["step"] < 0.5 * p["max_steps"] for p in plans[1:])  # re-planned only before select_from
+    assert (result.stop_reason, result.step) == ("max_steps", horizons[-1])
+    assert clock["seconds"] <= 5 * 60 * (1 - FIT_MARGIN)
+
+
 def test_select_from_follows_the_plan(toy, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "fit_horizon", lambda config, step, elapsed, speed: 40)
+    monkeypatch.setattr(train_module, "fit_horizon", lambda config, requested, step, elapsed, speed: 40)
     config = tiny("optim.lr=3e-3", "train.max_steps=1000", "train.max_minutes=30", "train.fit_schedule=true",
                   "eval.every=4", "eval.early_every=8", "eval.select_from=0.5")
     result = train(config, toy, toy, tmp_path / "r", progress=False)
@@ -120,7 +153,7 @@ def test_a_fast_enough_machine_keeps_every_step(toy, tmp_path):
 
 def test_a_fitted_run_resumes_with_its_plan_bit_for_bit(toy, tmp_path, monkeypatch):
     # The plan depends on the clock; fix it at 40 steps so both runs plan the same.
-    monkeypatch.setattr(train_module, "fit_horizon", lambda config, step, elapsed, speed: 40)
+    monkeypatch.setattr(train_module, "fit_horizon", lambda config, requested, step, elapsed, speed: 40)
     config = tiny("optim.lr=3e-3", "train.max_steps=1000", "train.max_minutes=30", "train.fit_schedule=true",
                   "eval.every=4", "train.log_every=1", "train.checkpoint_every=0", "train.checkpoint_minutes=0")
     whole = train(config, toy, toy, tmp_path / "whole", progress=False)

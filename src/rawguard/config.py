@@ -94,11 +94,12 @@ class TrainConfig:
     max_minutes: float = 0.0
     """Wall-clock budget in minutes, summed over a run's resumed stretches (0 = none). Not reproducible."""
     fit_schedule: bool = False
-    """Fit the schedule into ``max_minutes``: at the first dev evaluation, from the speed measured so
-    far, shorten ``max_steps`` (and the cosine, and ``eval.select_from``'s boundary with it) once, if
-    the run would not end within 95 % of ``max_minutes``; a fast enough machine keeps every step.
-    Without it ``max_minutes`` cuts the schedule wherever the time runs out. Needs ``max_steps``,
-    ``max_minutes`` and ``eval.every``; see :mod:`rawguard.training.budget`."""
+    """Fit the schedule into ``max_minutes``: at the first dev evaluation and at each before
+    ``eval.select_from``'s boundary, from the speed measured so far, set ``max_steps`` (and the
+    cosine, and the boundary with it) to the most steps, up to the configured ones, that end within
+    95 % of ``max_minutes``; a fast enough machine keeps every step. Without it ``max_minutes`` cuts
+    the schedule wherever the time runs out. Needs ``max_steps``, ``max_minutes`` and ``eval.every``;
+    see :mod:`rawguard.training.budget`."""
     precision: str = "auto"
     """``fp32``, ``bf16`` (autocast, CPU or CUDA), ``fp16`` (autocast + grad scaler, CUDA only) or ``auto``."""
     device: str = "auto"

@@ -16,8 +16,9 @@ Read top to bottom, :func:`train` does this:
 6. every ``eval.every`` steps (``eval.early_every`` before ``eval.select_from``) score the dev
    cache, keep ``best.pt`` by dev EER (with the EER threshold and a logistic calibration in its
    ``selection``), count patience (:mod:`rawguard.training.selection`);
-7. with ``train.fit_schedule``, after the first dev evaluation, shorten ``train.max_steps`` once to
-   end within ``train.max_minutes`` at the measured speed (:mod:`rawguard.training.budget`);
+7. with ``train.fit_schedule``, at the first dev evaluation and at each before ``eval.select_from``,
+   fit ``train.max_steps`` to end within ``train.max_minutes`` at the measured speed
+   (:mod:`rawguard.training.budget`);
 8. write ``last.pt`` every ``train.checkpoint_every`` steps (or ``train.checkpoint_minutes``), at
    every dev evaluation, on SIGTERM/SIGINT and at the end; plot the curves; print one summary line.
 
@@ -45,7 +46,7 @@ from tqdm.auto import tqdm
 from rawguard.atomic import write_text_atomic
 from rawguard.config import RunConfig
 from rawguard.progress import progress_bar
-from rawguard.training.budget import Speed, SpeedProbe, fit_horizon, projected_seconds
+from rawguard.training.budget import Speed, SpeedMeter, fit_horizon, projected_seconds
 from rawguard.training.build import Parts, as_config, build_parts, configure_torch, open_cache, resolve_device
 from rawguard.training.distributed import (
     DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed,
@@ -54,7 +55,7 @@ from rawguard.training.errors import RunExistsError, TrainingError
 from rawguard.training.log import MetricsLog, truncate_metrics
 from rawguard.training.precision import autocast
 from rawguard.training.selection import (
-    DevSelection, check_dev_cache, evaluate_dev, evaluation_due, open_monitor_sets,
+    DevSelection, can_select, check_dev_cache, evaluate_dev, evaluation_due, open_monitor_sets,
 )
 from rawguard.training.signals import StopSignals
 from rawguard.training.state import Checkpointer, RunState, Throughput, data_fingerprint, restore_run
@@ -206,7 +207,7 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
     """Train until a budget, patience or a signal stops the run; returns the stop reason."""
     config = parts.config  # re-read after a fitted schedule's plan: its max_steps is the plan's
     cfg_t = config.train
-    probe = SpeedProbe(config, run.step) if cfg_t.fit_schedule and run.planned_steps is None else None
+    speed = SpeedMeter(config, run.step) if cfg_t.fit_schedule else None
     if run.batch_in_epoch >= parts.steps_per_epoch:
         run.next_epoch()
     stop_reason = _out_of_budget(run, config, ctx)
@@ -219,8 +220,8 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
             clips = x.shape[0] * ctx.world_size
             run.advance(loss, clips)
             meter.step_done(clips)
-            if probe is not None:
-                probe.step_done(run.step, run.elapsed())
+            if speed is not None:
+                speed.step_done(run.step, run.elapsed())
             bar.update(1)
 
             if run.step % cfg_t.log_every == 0:
@@ -238,11 +239,13 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
                 eval_started = time.monotonic()
                 if evaluated and evaluate(run):
                     stop_reason = "early_stopping"
-                if evaluated and probe is not None and run.step == probe.plan_step:
-                    speed = probe.speed(time.monotonic() - eval_started)
-                    _plan_schedule(parts, run, ctx, log, bar, speed)
-                    checkpoints.save_last(run)  # the plan goes into last.pt before another step
-                    probe, config, cfg_t = None, parts.config, parts.config.train
+                if evaluated and speed is not None:
+                    speed.evaluation_done(time.monotonic() - eval_started)
+                    # At the first evaluation, then at each before select_from's boundary; fixed from there.
+                    if (run.planned_steps is None or not can_select(run.step, config)) and speed.speed():
+                        _plan_schedule(parts, run, ctx, log, bar, speed.speed())
+                        checkpoints.save_last(run)  # the plan goes into last.pt before another step
+                        config, cfg_t = parts.config, parts.config.train
                 if save_due and not evaluated:
                     checkpoints.save_last(run)  # (an evaluation has just written it)
             if not stop_reason:
@@ -259,19 +262,19 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
 
 
 def _plan_schedule(parts: Parts, run: RunState, ctx: DistContext, log: MetricsLog, bar, speed: Speed) -> None:
-    """Fit ``train.max_steps`` into ``train.max_minutes`` at ``speed``, once (rank 0 decides for all)."""
-    config, elapsed = parts.config, run.elapsed()
-    requested = config.train.max_steps
-    steps = broadcast_object(fit_horizon(config, run.step, elapsed, speed) if ctx.is_main else None, ctx)
+    """Fit ``train.max_steps`` (at most the configured steps) into ``train.max_minutes`` at ``speed``
+    (rank 0 decides for all)."""
+    config, elapsed, requested = parts.config, run.elapsed(), parts.requested_steps
+    steps = broadcast_object(fit_horizon(config, requested, run.step, elapsed, speed) if ctx.is_main else None, ctx)
     needed, planned = (projected_seconds(config, run.step, elapsed, speed, n) / 60 for n in (requested, steps))
-    run.planned_steps = steps
+    before, run.planned_steps = config.train.max_steps, steps
     parts.set_horizon(steps)
     log.write({
         "type": "plan", "step": run.step, "max_steps": steps, "requested_steps": requested,
         "step_s": round(speed.step_s, 5), "eval_s": round(speed.eval_s, 3),
         "projected_minutes": round(planned, 2), "max_minutes": config.train.max_minutes,
     })
-    if steps < requested and ctx.is_main:
+    if steps != before and ctx.is_main:
         bar.total = steps
         bar.refresh()
         tqdm.write(

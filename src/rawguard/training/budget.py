@@ -3,14 +3,18 @@
 ``train.max_minutes`` alone is a hard stop: on a machine slower than the one a config was sized
 on, it cuts a cosine schedule short at a high learning rate, and the run ships weights that the
 schedule's low-rate end never settled (the v3 corpus at 15 minutes stopped at step 10,629 of
-13,000 with dev EER still falling). With ``fit_schedule`` the run measures its own speed up to its
-first dev evaluation and, once, shortens the schedule (``train.max_steps``, and with it the cosine's
-length, ``eval.select_from``'s boundary and the evaluation cadence) so that it ends within
-``max_minutes`` less a margin for drift. A machine fast enough keeps the configured steps, so the
-run is the same run there. ``max_minutes`` stays the hard stop behind the plan.
+13,000 with dev EER still falling). With ``fit_schedule`` the run measures its own speed and, at
+its dev evaluations, fits the schedule (``train.max_steps``, and with it the cosine's length,
+``eval.select_from``'s boundary and the evaluation cadence) to end within ``max_minutes`` less a
+margin: at the first evaluation, and again at each one before the boundary, from the speed
+measured since the middle of the steps before the first one (a shared VM's speed moved 2x within
+the first minutes of a run, so one early measurement is not enough). From the boundary on the plan
+is fixed, so the weights that can be selected come from one schedule. A machine fast enough keeps
+the configured steps at every plan, so the run is the same run there. ``max_minutes`` stays the
+hard stop behind the plan.
 
-The plan is made on rank 0, shared with every rank and stored in ``last.pt``: a resumed run keeps
-its horizon, so it continues bit for bit as the run it resumes would have.
+Plans are made on rank 0, shared with every rank and stored in ``last.pt``: a resumed run goes on
+with the horizon it had.
 """
 
 from __future__ import annotations
@@ -49,11 +53,11 @@ def projected_seconds(config: RunConfig, step: int, elapsed_s: float, speed: Spe
     return elapsed_s + (horizon - step) * speed.step_s + evaluations * speed.eval_s
 
 
-def fit_horizon(config: RunConfig, step: int, elapsed_s: float, speed: Speed, margin: float = FIT_MARGIN) -> int:
-    """The most steps (``<= train.max_steps``, a multiple of ``train.log_every`` when shortened)
-    that end within ``(1 - margin) * train.max_minutes``; at least ``step + 1``."""
+def fit_horizon(config: RunConfig, requested: int, step: int, elapsed_s: float, speed: Speed,
+                margin: float = FIT_MARGIN) -> int:
+    """The most steps (``<= requested``, a multiple of ``train.log_every`` when fewer) that end within
+    ``(1 - margin) * train.max_minutes``; at least ``step + 1``."""
     budget_s = 60.0 * config.train.max_minutes * (1.0 - margin)
-    requested = config.train.max_steps
     if projected_seconds(config, step, elapsed_s, speed, requested) <= budget_s:
         return requested
     low, high = step + 1, requested  # projected time grows with the horizon: bisect on it
@@ -67,29 +71,37 @@ def fit_horizon(config: RunConfig, step: int, elapsed_s: float, speed: Speed, ma
     return max(rounded, step + 1)
 
 
-class SpeedProbe:
-    """Measures :class:`Speed` up to the first dev evaluation after ``start_step``.
-
-    Seconds per step are wall-clock seconds over the second half of those steps (the first half holds
-    start-up and a compiled step's compilation), so logging, data waits and checkpoints count; the
-    evaluation's cost is that first evaluation's own.
+class SpeedMeter:
+    """The run's :class:`Speed`: wall-clock seconds per optimizer step since ``from_step`` (half-way to
+    the first dev evaluation after ``start_step``: the first half holds start-up and a compiled step's
+    compilation), evaluations not counted, logging, data waits and checkpoints counted; and the mean
+    seconds of an evaluation.
     """
 
     def __init__(self, config: RunConfig, start_step: int) -> None:
-        plan_step = start_step + 1  # eval.every > 0 with fit_schedule (validated): a step is due
-        while not evaluation_due(plan_step, config):
-            plan_step += 1
-        self.plan_step = plan_step
-        self.from_step = start_step + (plan_step - start_step) // 2
-        self._elapsed: dict[int, float] = {}
+        first_evaluation = start_step + 1  # eval.every > 0 with fit_schedule (validated): a step is due
+        while not evaluation_due(first_evaluation, config):
+            first_evaluation += 1
+        self.from_step = start_step + (first_evaluation - start_step) // 2
+        self._eval_seconds, self._evaluations = 0.0, 0
+        self._start: tuple[int, float, float] | None = None  # (step, elapsed, evaluation seconds so far)
+        self._last: tuple[int, float, float] | None = None
 
     def step_done(self, step: int, elapsed_s: float) -> None:
-        """Record that optimizer step ``step`` ended ``elapsed_s`` seconds into the run."""
-        if step in (self.from_step, self.plan_step):
-            self._elapsed[step] = elapsed_s
+        """Optimizer step ``step`` ended ``elapsed_s`` seconds into the run."""
+        mark = (step, elapsed_s, self._eval_seconds)
+        if step == self.from_step:
+            self._start = mark
+        self._last = mark
 
-    def speed(self, eval_s: float) -> Speed:
-        """The speed measured once :attr:`plan_step` is done, with its evaluation of ``eval_s`` seconds."""
-        end = self._elapsed[self.plan_step]
-        start = self._elapsed.get(self.from_step, 0.0)  # (a run resumed at its from_step: since the start)
-        return Speed((end - start) / max(1, self.plan_step - self.from_step), eval_s)
+    def evaluation_done(self, seconds: float) -> None:
+        self._eval_seconds += seconds
+        self._evaluations += 1
+
+    def speed(self) -> Speed | None:
+        """The speed so far (None until a step after ``from_step`` and an evaluation are done)."""
+        if self._start is None or self._last is None or self._last[0] <= self._start[0] or not self._evaluations:
+            return None
+        (step0, elapsed0, evals0), (step1, elapsed1, evals1) = self._start, self._last
+        return Speed((elapsed1 - elapsed0 - (evals1 - evals0)) / (step1 - step0),
+                     self._eval_seconds / self._evaluations)

@@ -153,6 +153,8 @@ class Parts:
     precision: str
     micro_batch: int
     """Clips per forward/backward: the global batch over ranks and ``train.grad_accum``."""
+    requested_steps: int = 0
+    """``train.max_steps`` as configured; a fitted schedule (:meth:`set_horizon`) never goes beyond it."""
 
     def set_horizon(self, steps: int) -> None:
         """End the run at optimizer step ``steps`` (a fitted schedule, :mod:`rawguard.training.budget`):
@@ -225,6 +227,7 @@ def build_parts(config: RunConfig, train_set: Any, device: torch.device, ctx: Di
         forward=CompiledForward(model, cfg_t.compile, warn=lambda message: tqdm.write(message, file=sys.stderr)),
         decay_steps=decay_steps,
         device=device, precision=precision, micro_batch=config.data.batch_size // (ctx.world_size * cfg_t.grad_accum),
+        requested_steps=cfg_t.max_steps,
     )
     parts.lr_at(0)  # fail now, not after the first checkpoint, if the schedule has no length
     return parts

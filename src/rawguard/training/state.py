@@ -269,7 +269,7 @@ def restore_run(path: Path, parts: Parts, ctx: DistContext, train_fingerprint: s
     saved = load_checkpoint(path)
     planned = saved.get("planned_steps")
     if planned and parts.config.train.fit_schedule:
-        parts.set_horizon(planned)  # the fitted schedule goes on where it was, not re-planned
+        parts.set_horizon(planned)  # the fitted schedule goes on with the horizon it had
     check_resume(saved, parts.config, path, ctx.world_size, train_fingerprint)
     # With an EMA, "model" holds the average and "raw_model" the weights being trained.
     parts.module.load_state_dict(saved.get("raw_model", saved["model"]))
