@@ -97,62 +97,6 @@ def test_training_writes_a_loadable_vocoder_and_resumes(bonafide_cache, tmp_path
     assert copy.shape == wave.shape and np.all(np.isfinite(copy)) and not np.allclose(copy, wave, atol=1e-3)
 
 
-def test_residual_quantiser_starts_from_the_data_restarts_dead_codes_and_passes_gradients():
-    from rawguard.copysynth.codec import ResidualVQ
-
-    torch.manual_seed(0)
-    quantiser = ResidualVQ(dim=4, codebooks=2, size=8)
-    z = torch.randn(2, 4, 16, requires_grad=True)  # [B, D, F]: 32 vectors
-    quantised, loss, codes = quantiser(z)
-    assert quantised.shape == z.shape and codes.shape == (2, 2, 16) and bool(quantiser.initialised)
-    first = quantiser.books[0].detach()
-    assert all(any(torch.allclose(entry, row) for row in z.detach().transpose(1, 2).reshape(-1, 4)) for entry in first)
-    # two codebooks quantise better than one: the second takes what the first left
-    one = first[codes[:, 0].flatten()]
-    two = one + quantiser.books[1].detach()[codes[:, 1].flatten()]
-    flat = z.detach().transpose(1, 2).reshape(-1, 4)
-    assert (flat - two).pow(2).mean() < (flat - one).pow(2).mean()
-    (quantised.sum() + loss).backward()  # straight-through: every latent gets a gradient
-    assert z.grad is not None and bool((z.grad != 0).all())
-    # a code never chosen for long enough is moved onto the data
-    quantiser.books[0].data[3] = 1e3
-    for _ in range(400):
-        quantiser(torch.randn(2, 4, 16))
-    assert quantiser.books[0].detach()[3].abs().max() < 100
-    quantiser.eval()
-    before = [book.detach().clone() for book in quantiser.books]
-    quantiser(torch.randn(2, 4, 16))  # scoring changes nothing
-    assert all(torch.equal(a, b.detach()) for a, b in zip(before, quantiser.books))
-
-
-def test_codec_generator_encodes_to_a_frame_per_hop_and_decodes_back():
-    config = VocoderConfig(**TINY, analysis="codec")
-    generator = Generator(config)
-    latent, vq_loss = generator.analyse(torch.randn(2, 4000) * 0.1)  # padded to 4096: 16 frames
-    assert latent.shape == (2, config.latent, 16) and vq_loss.ndim == 0
-    assert generator(latent).shape == (2, 16 * 256)
-    with pytest.raises(VocoderError, match="analysis must be one of mel, codec"):
-        VocoderConfig(analysis="lpc")
-
-
-@needs_corpus
-def test_a_trained_codec_makes_copies_through_synth_spoof(bonafide_cache, tmp_path, capsys):
-    cache, protocol = bonafide_cache
-    out = tmp_path / "codec"
-    assert cli_main(["train-vocoder", str(cache), "--out", str(out), "--analysis", "codec", "--max-steps", "2",
-                     "--batch-size", "2", "--quiet"]) == 0
-    state = torch.load(out / "vocoder.pt", weights_only=True)
-    assert json.loads(state["config"])["analysis"] == "codec" and any(k.startswith("encoder.") for k in state["model"])
-    copies = tmp_path / "synth" / "codec"
-    assert cli_main(["synth-spoof", "--protocol", str(protocol), "--audio-dir", str(FLAC), str(copies),
-                     "--method", "neural", "--vocoder", str(out / "vocoder.pt"), "--system", "synth-codec",
-                     "--workers", "1", "--quiet"]) == 0
-    rows = (copies / "protocol.csv").read_text().splitlines()
-    assert len(rows) == 5 and all(row.endswith(",synth-codec") for row in rows[1:])
-    for path in copies.glob("*.flac"):
-        assert sf.info(path).frames == sf.info(FLAC / path.name).frames
-
-
 @needs_corpus
 def test_a_cache_without_bona_fide_clips_is_refused(tmp_path):
     protocol = tmp_path / "spoofs.txt"
@@ -246,6 +190,14 @@ def test_old_checkpoints_of_removed_variants_are_refused_naming_the_field(tmp_pa
         NeuralVocoder.load(files["istft"])
     with pytest.raises(VocoderError, match=r"field 'discriminator'.*adversarially.*removed"):
         NeuralVocoder.load(files["adversarial"])
+    codec = {**json.loads(json.dumps(dataclasses.asdict(VocoderConfig(**TINY)))), "analysis": "codec", "latent": 64,
+             "codebooks": 4, "codebook_size": 256}
+    with pytest.raises(VocoderError, match=r"codec.*vocoder\.pt: field 'analysis': 'codec' .*was removed"):
+        NeuralVocoder.load(save_checkpoint({**torch.load(files["istft"], weights_only=True),
+                                            "config": json.dumps(codec)}, tmp_path / "codec" / "vocoder.pt"))
+    mel = json.dumps({**codec, "analysis": "mel"})  # a mel vocoder written while codecs existed loads
+    assert NeuralVocoder.load(save_checkpoint({**torch.load(files["istft"], weights_only=True), "config": mel},
+                                              tmp_path / "mel.pt")).generator.config == VocoderConfig(**TINY)
     # Without the removed field, the same generator file loads.
     state = torch.load(files["adversarial"], weights_only=True)
     del state["discriminator"], state["discriminator_optimizer"]

@@ -25,9 +25,6 @@ def register(subparsers, name: str, help: str) -> None:
     parser.add_argument("--upsample", choices=["transposed", "nearest"], default="transposed",
                         help="generator upsampling: transposed convolutions (HiFi-GAN-like, default) or sample "
                              "repetition + convolution (learns more slowly; see BENCHMARKS.md)")
-    parser.add_argument("--analysis", choices=["mel", "codec"], default="mel",
-                        help="what the generator reads: a log-mel (a vocoder, default) or the residual-vector-"
-                             "quantised latent of an encoder trained with it (a neural audio codec: 2 kbit/s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu); vocoder.pt loads on either")
@@ -43,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--minutes, --max-steps and --batch-size must be positive")
     config = VocoderTrainConfig(minutes=args.minutes, max_steps=args.max_steps, batch_size=args.batch_size,
                                 seed=args.seed, threads=args.threads, device=args.device,
-                                model=VocoderConfig(upsample=args.upsample, analysis=args.analysis))
+                                model=VocoderConfig(upsample=args.upsample))
     try:
         summary = train_vocoder(args.cache, args.out, config, progress=not args.quiet)
     except (VocoderError, CacheError) as error:

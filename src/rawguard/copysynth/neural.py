@@ -25,12 +25,10 @@ predicted from magnitudes), not fool a listener. See docs/recipes.md for what th
 unseen systems. An iSTFT last stage (iSTFTNet) and adversarial fine-tuning with a multi-period
 discriminator were tried and removed: neither moved unseen systems (BENCHMARKS.md, what did not
 help); checkpoints that use them are refused with an error naming the field. A BigVGAN-style
-snake activation was tried and removed too: its copies did not help either.
-
-``analysis="codec"`` (``rawguard train-vocoder --analysis codec``) puts a learned encoder with residual
-vector quantisation in front of the same generator (:mod:`rawguard.copysynth.codec`): a small neural
-audio codec, trained end to end on the same loss plus the quantiser's, whose copies carry what a
-codec language-model TTS's token decoder leaves.
+snake activation was tried and removed too: its copies did not help either, nor did a small neural
+audio codec (a learned encoder with residual vector quantisation in front of this generator,
+``--analysis codec``), whose copies as a seventh set left held-out LM-based TTS where the six sets
+leave it.
 """
 
 from __future__ import annotations
@@ -53,8 +51,8 @@ from rawguard.progress import progress_bar
 
 CHECKPOINT_KIND = "rawguard-vocoder"
 UPSAMPLERS = ("transposed", "nearest")
-ANALYSES = ("mel", "codec")
 REMOVED_UPSAMPLERS = ("istft",)  # removed variants; their checkpoints are refused by name
+REMOVED_CODEC_FIELDS = ("analysis", "latent", "codebooks", "codebook_size")
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (n_fft, hop, window): Parallel WaveGAN's
 
 
@@ -78,12 +76,6 @@ class VocoderConfig:
     # "nearest": sample repetition + conv ("resize-convolution"), which leaves other traces
     # (no checkerboard pattern, images of the frame rate instead).
     upsample: str = "transposed"
-    # "mel": the generator reads a log-mel (a vocoder); "codec": it reads the residual-vector-quantised
-    # latent of a learned encoder trained with it (a neural audio codec, rawguard.copysynth.codec).
-    analysis: str = "mel"
-    latent: int = 64  # codec: latent channels at the frame rate
-    codebooks: int = 4  # codec: residual codebooks ...
-    codebook_size: int = 256  # ... of this many entries each (4 x 8 bits at 62.5 Hz: 2 kbit/s)
 
     def __post_init__(self) -> None:
         self.upsample_rates = tuple(int(r) for r in self.upsample_rates)
@@ -98,8 +90,6 @@ class VocoderConfig:
                                f"from rawguard; upsample is one of {', '.join(UPSAMPLERS)}")
         if self.upsample not in UPSAMPLERS:
             raise VocoderError(f"vocoder config: upsample must be one of {', '.join(UPSAMPLERS)}, got {self.upsample!r}")
-        if self.analysis not in ANALYSES:
-            raise VocoderError(f"vocoder config: analysis must be one of {', '.join(ANALYSES)}, got {self.analysis!r}")
 
 
 class LogMel(nn.Module):
@@ -139,24 +129,13 @@ class MultiReceptiveField(nn.Module):
 
 
 class Generator(nn.Module):
-    """Log-mel ``[B, n_mels, F]`` (or a codec's latent ``[B, latent, F]``) -> waveform ``[B, F * hop]`` in (-1, 1).
-
-    With ``analysis="codec"`` it owns its :class:`~rawguard.copysynth.codec.CodecEncoder` (``encoder``):
-    :meth:`analyse` is then encode + quantise, else the log-mel.
-    """
+    """Log-mel ``[B, n_mels, F]`` -> waveform ``[B, F * hop]`` in (-1, 1)."""
 
     def __init__(self, config: VocoderConfig) -> None:
         super().__init__()
         self.config = config
         c = config.channels
-        self.mel = LogMel(config)  # no weights: checkpoints of mel vocoders keep their keys
-        self.encoder = None
-        if config.analysis == "codec":
-            from rawguard.copysynth.codec import CodecEncoder
-
-            self.encoder = CodecEncoder(tuple(reversed(config.upsample_rates)), config.latent, config.codebooks,
-                                        config.codebook_size)
-        self.pre = nn.Conv1d(config.n_mels if self.encoder is None else config.latent, c, 7, padding=3)
+        self.pre = nn.Conv1d(config.n_mels, c, 7, padding=3)
         ups, mrfs = [], []
         for rate in config.upsample_rates:
             if config.upsample == "nearest":  # repeat each sample r times, then a conv spanning 2 input steps
@@ -170,14 +149,6 @@ class Generator(nn.Module):
                                             config.negative_slope))
         self.ups, self.mrfs = nn.ModuleList(ups), nn.ModuleList(mrfs)
         self.post = nn.Conv1d(c, 1, 7, padding=3)
-
-    def analyse(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waveform ``[B, T]`` -> what :meth:`forward` reads ``[B, channels, F]`` and the quantiser's loss
-        (0 for a mel vocoder)."""
-        if self.encoder is None:
-            return self.mel(wave), wave.new_zeros(())
-        latent, vq_loss, _ = self.encoder(wave)
-        return latent, vq_loss
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.pre(mel)  # [B, C, F]
@@ -273,7 +244,13 @@ def _held_config(state: dict, path: Path) -> VocoderConfig:
         raise VocoderError(f"{path}: field 'discriminator': this vocoder was fine-tuned adversarially (train-vocoder "
                            "--adversarial), a variant removed from rawguard; train a new one")
     try:
-        return VocoderConfig(**json.loads(state["config"]))
+        held = json.loads(state["config"])
+        if held.get("analysis", "mel") != "mel":
+            raise VocoderError(f"field 'analysis': {held['analysis']!r} (a neural codec, train-vocoder --analysis "
+                               "codec) was removed from rawguard; train a new vocoder")
+        # written by the version that had codecs: its mel vocoders' extra fields are the codec's, unused
+        fields = {key: value for key, value in held.items() if key not in REMOVED_CODEC_FIELDS}
+        return VocoderConfig(**fields)
     except VocoderError as error:
         raise VocoderError(f"{path}: {error}") from None
     except (KeyError, TypeError, ValueError) as error:
@@ -305,7 +282,7 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
         raise VocoderError(f"device {config.device!r}: CUDA is not available")
     torch.manual_seed(config.seed)
     clips = bonafide_waveforms(cache_dir, config.segment)
-    generator = Generator(config.model).to(device)
+    generator, mel = Generator(config.model).to(device), LogMel(config.model).to(device)
     optimizer = torch.optim.AdamW(generator.parameters(), lr=config.lr, betas=(0.8, 0.99), weight_decay=0.0)
     path = out_dir / "vocoder.pt"
     step, spent, loss_value = 0, 0.0, float("nan")
@@ -336,16 +313,14 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
             for group in optimizer.param_groups:
                 group["lr"] = lr
             real = _segments(clips, config.batch_size, config.segment, rng).to(device)  # [B, S]
-            features, vq_loss = generator.analyse(real)  # [B, n_mels or latent, F]
-            fake = generator(features)[:, : config.segment]  # [B, S]
-            spectral = stft_loss(fake, real)
-            loss = spectral + vq_loss
+            fake = generator(mel(real))[:, : config.segment]  # [B, S]
+            loss = stft_loss(fake, real)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(generator.parameters(), 10.0)
             optimizer.step()
             step += 1
-            loss_value = spectral.item()  # the spectral loss: comparable between mel vocoders and codecs
+            loss_value = loss.item()
             bar.update()
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.1e}", refresh=False)
             if step % 50 == 0:
@@ -362,7 +337,7 @@ def train_vocoder(cache_dir: str | Path, out_dir: str | Path, config: VocoderTra
         save_checkpoint(_state(generator, optimizer, step, elapsed, loss_value), path)
     elif path.exists():
         loss_value = float(load_checkpoint(path).get("loss", loss_value))
-    _plot_copy(generator.cpu(), clips[0], out_dir / "vocoder.png")
+    _plot_copy(generator.cpu(), mel.cpu(), clips[0], out_dir / "vocoder.png")
     return VocoderSummary(path=path, steps=step, minutes=elapsed / 60, loss=loss_value, clips=len(clips),
                           new_steps=step - first_step)
 
@@ -372,6 +347,7 @@ class NeuralVocoder:
 
     def __init__(self, generator: Generator) -> None:
         self.generator = generator.eval()
+        self.mel = LogMel(generator.config)
 
     @classmethod
     def load(cls, path: str | Path) -> NeuralVocoder:
@@ -398,11 +374,11 @@ class NeuralVocoder:
         """``wave`` float [T] at 16 kHz -> its copy, float [T] (deterministic; ``rng`` unused)."""
         x = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None]  # [1, T]
         scale = float(x.abs().max().clamp(min=1e-4))
-        y = self.generator(self.generator.analyse(x / scale * 0.9)[0])[0, : x.shape[1]] * (scale / 0.9)  # [T]
+        y = self.generator(self.mel(x / scale * 0.9))[0, : x.shape[1]] * (scale / 0.9)  # [T]
         return y.numpy().astype(np.float64)
 
 
-def _plot_copy(generator: Generator, clip: np.ndarray, path: Path) -> None:
+def _plot_copy(generator: Generator, mel: LogMel, clip: np.ndarray, path: Path) -> None:
     """Log-mel spectrograms of a bona fide clip and of its copy, one above the other."""
     import matplotlib
 
@@ -413,9 +389,8 @@ def _plot_copy(generator: Generator, clip: np.ndarray, path: Path) -> None:
     real = clip.astype(np.float32) / INT16_SCALE
     fake = vocoder(real).astype(np.float32)
     figure, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    copy_title = "codec copy" if generator.encoder is not None else "neural copy"
-    for axis, wave, title in zip(axes, (real, fake), ("bona fide", copy_title)):
-        image = generator.mel(torch.from_numpy(wave)[None])[0].numpy()
+    for axis, wave, title in zip(axes, (real, fake), ("bona fide", "neural copy")):
+        image = mel(torch.from_numpy(wave)[None])[0].numpy()
         axis.imshow(image, origin="lower", aspect="auto", cmap="magma")
         axis.set_title(title)
         axis.set_ylabel("mel band")
