@@ -45,18 +45,22 @@ def test_fit_keeps_a_schedule_that_fits_and_shortens_one_that_does_not():
     assert fit_horizon(config, 1000, 100, 590.0, slow) == 101
 
 
-def test_speed_meter_times_steps_from_half_way_to_the_first_evaluation_without_the_evaluations():
+def test_speed_meter_times_steps_from_half_way_to_the_first_evaluation_then_from_it_on():
     meter = SpeedMeter(tiny("train.max_steps=100", "eval.every=20"), start_step=0)
     assert meter.from_step == 10
-    elapsed = 5.0  # a slow first (compiled) step, then 0.1 s each and a 3 s evaluation every 20 steps
-    for step in range(1, 41):
-        elapsed += 0.1
+    elapsed = 5.0  # a slow first (compiled) step, then 0.2 s a step until step 20, 0.1 s after;
+    for step in range(1, 41):  # a 3 s evaluation every 20 steps
+        elapsed += 0.2 if step <= 20 else 0.1
         meter.step_done(step, elapsed)
         assert (meter.speed() is None) == (step <= 20)  # needs an evaluation's time too
-        if step % 20 == 0:
+        if step == 20:
             meter.evaluation_done(3.0)
+            assert meter.speed() == Speed(pytest.approx(0.2), 3.0)  # the first plan: steps 10-20
             elapsed += 3.0
-    assert meter.speed() == Speed(pytest.approx(0.1), 3.0)
+        if step == 40:
+            meter.evaluation_done(1.0)
+            elapsed += 1.0
+    assert meter.speed() == Speed(pytest.approx(0.1), 2.0)  # later plans: the steps since the first evaluation
     assert SpeedMeter(tiny("train.max_steps=100", "eval.every=20"), start_step=30).from_step == 35  # resumed
 
 
