@@ -289,5 +289,5 @@ def restore_run(path: Path, parts: Parts, ctx: DistContext, train_fingerprint: s
         step=int(saved["step"]), epoch=int(saved["sampler"]["epoch"]), batch_in_epoch=int(saved["sampler"]["batch"]),
         early=EarlyStopping(**saved["early_stopping"]), log_window=dict(saved["log_window"]),
         elapsed_before=float(saved.get("elapsed_s", 0.0)), selection=saved.get("selection_last"),
-        planned_steps=parts.config.train.max_steps if planned and parts.config.train.fit_schedule else None,
+        planned_steps=int(planned) if planned and parts.config.train.fit_schedule else None,
     )
