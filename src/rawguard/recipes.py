@@ -162,9 +162,9 @@ RECIPES: dict[str, Recipe] = {
                 "v2": Protocols(train=DataSet("train", "protocols/train.txt", "flac", "asvspoof2019"),
                                 dev=_SHARED_DEV_V2,
                                 overrides=("train.max_steps=13000", "train.max_minutes=15",
-                                           "train.fit_schedule=false", "model.frontend=conv", "model.frontend_scale=mel",
-                                           "model.spectrum_fft=0", "data.window=16000",
-                                           "data.batch_size=32")),
+                                           "train.fit_schedule=false", "model.frontend=conv",
+                                           "model.frontend_scale=mel", "model.spectrum_fft=0",
+                                           "data.window=16000", "data.batch_size=32")),
             },
             config="shared_corpus",
             # Copies of train bona fide. Leave-systems-out: the signal-processing ones made an unseen

@@ -35,7 +35,7 @@ class Speed:
     """What a run costs, as measured so far (:class:`SpeedMeter`)."""
 
     step_s: float
-    """Seconds per optimizer step, data wait included, evaluation and checkpoints not."""
+    """Wall-clock seconds per optimizer step: data waits, logging and checkpoints included, evaluations not."""
     eval_s: float
     """Seconds of one dev evaluation, its checkpoints included."""
 
