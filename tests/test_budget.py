@@ -64,9 +64,8 @@ def test_speed_meter_times_steps_from_half_way_to_the_first_evaluation_then_from
     assert SpeedMeter(tiny("train.max_steps=100", "eval.every=20"), start_step=30).from_step == 35  # resumed
 
 
-def test_fit_schedule_needs_a_step_budget_a_time_budget_and_evaluations():
-    for missing in (("train.max_minutes=0", "train.max_steps=100", "eval.every=10"),
-                    ("train.max_minutes=1", "train.max_steps=0", "train.max_epochs=2", "eval.every=10"),
+def test_fit_schedule_needs_a_step_budget_and_evaluations():
+    for missing in (("train.max_minutes=1", "train.max_steps=0", "train.max_epochs=2", "eval.every=10"),
                     ("train.max_minutes=1", "train.max_steps=100", "eval.every=0"),
                     ("train.max_minutes=1", "train.max_steps=100", "eval.every=10", "optim.decay_steps=50")):
         with pytest.raises(ConfigError, match="train.fit_schedule"):
@@ -153,6 +152,17 @@ def test_a_fast_enough_machine_keeps_every_step(toy, tmp_path):
     result = train(config, toy, toy, tmp_path / "r", progress=False)
     plans = [r for r in read_metrics(tmp_path / "r" / "metrics.jsonl") if r["type"] == "plan"]
     assert [p["max_steps"] for p in plans] == [30] and (result.stop_reason, result.step) == ("max_steps", 30)
+
+
+def test_without_a_time_budget_a_fitted_config_runs_every_step(toy, tmp_path, monkeypatch):
+    # `--set train.max_minutes=0` on a config that fits its schedule (the recipe's, the demo's) lifts
+    # the time limit: nothing is planned, the configured cosine runs to its end.
+    monkeypatch.setattr(train_module, "fit_horizon", lambda *args: pytest.fail("planned without a time budget"))
+    config = tiny("train.max_steps=30", "train.max_minutes=0", "train.fit_schedule=true", "eval.every=10")
+    result = train(config, toy, toy, tmp_path / "r", progress=False)
+    records = read_metrics(tmp_path / "r" / "metrics.jsonl")
+    assert not [r for r in records if r["type"] == "plan"] and (result.stop_reason, result.step) == ("max_steps", 30)
+    assert load_checkpoint(tmp_path / "r" / "last.pt").get("planned_steps") is None
 
 
 def test_a_fitted_run_resumes_with_its_plan_bit_for_bit(toy, tmp_path, monkeypatch):

@@ -98,8 +98,8 @@ class TrainConfig:
     ``eval.select_from``'s boundary, from the speed measured so far, set ``max_steps`` (and the
     cosine, and the boundary with it) to the most steps, up to the configured ones, that end within
     95 % of ``max_minutes``; a fast enough machine keeps every step. Without it ``max_minutes`` cuts
-    the schedule wherever the time runs out. Needs ``max_steps``, ``max_minutes`` and ``eval.every``;
-    see :mod:`rawguard.training.budget`."""
+    the schedule wherever the time runs out. Needs ``max_steps`` and ``eval.every``; with
+    ``max_minutes`` 0 there is nothing to fit and it does nothing. See :mod:`rawguard.training.budget`."""
     precision: str = "auto"
     """``fp32``, ``bf16`` (autocast, CPU or CUDA), ``fp16`` (autocast + grad scaler, CUDA only) or ``auto``."""
     device: str = "auto"
@@ -555,9 +555,10 @@ def validate(config: RunConfig) -> RunConfig:
         ("train.max_steps", config.train.max_steps >= 0, "must be >= 0"),
         ("train.max_epochs", config.train.max_epochs >= 0, "must be >= 0"),
         ("train.max_minutes", config.train.max_minutes >= 0, "must be >= 0"),
-        ("train.fit_schedule", not config.train.fit_schedule or (config.train.max_steps > 0
-                                                               and config.train.max_minutes > 0),
-         "needs train.max_steps and train.max_minutes (it fits the first into the second)"),
+        # Without train.max_minutes there is no budget to fit into and the option does nothing, so that
+        # `--set train.max_minutes=0` lifts the time limit of a config that fits its schedule.
+        ("train.fit_schedule", not config.train.fit_schedule or config.train.max_steps > 0,
+         "needs train.max_steps (the schedule it fits into train.max_minutes)"),
         ("train.fit_schedule", not config.train.fit_schedule or config.eval.every > 0,
          "needs eval.every > 0 (the plan is made at the first dev evaluation, which it times)"),
         ("train.fit_schedule", not config.train.fit_schedule or config.optim.decay_steps == 0,

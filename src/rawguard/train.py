@@ -207,7 +207,7 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
     """Train until a budget, patience or a signal stops the run; returns the stop reason."""
     config = parts.config  # re-read after a fitted schedule's plan: its max_steps is the plan's
     cfg_t = config.train
-    speed = SpeedMeter(config, run.step) if cfg_t.fit_schedule else None
+    speed = SpeedMeter(config, run.step) if cfg_t.fit_schedule and cfg_t.max_minutes else None
     if run.batch_in_epoch >= parts.steps_per_epoch:
         run.next_epoch()
     stop_reason = _out_of_budget(run, config, ctx)
