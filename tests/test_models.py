@@ -100,7 +100,6 @@ def test_unknown_override_key_error_lists_valid_keys():
         ({"spectrum_std": True}, "spectrum_std needs the spectrum path"),
         ({"spectrum_fft": 512, "spectrum_average": "median"}, r"spectrum_average.*\['power', 'log'\]"),
         ({"spectrum_average": "log"}, "spectrum_average needs the spectrum path"),
-        ({"spectrum_frames": True}, "spectrum_frames needs the spectrum path"),
     ],
 )
 def test_bad_override_values_are_rejected_naming_the_key(overrides, pattern):
@@ -404,45 +403,6 @@ def test_long_term_spectrum_log_average_is_not_ruled_by_the_loudest_frames():
         spectrum = captured[0]
         peaks[average] = float(spectrum[64] - spectrum[100:200].median()) * 10 / math.log(10)  # dB over the floor
     assert peaks["power"] > 40 and 3 < peaks["log"] < 10, peaks
-
-
-def test_frame_spectra_keep_what_each_frame_holds_where_the_average_mixes_it():
-    # A tone at 2 kHz for the first 0.25 s, then at 3 kHz: the average holds both peaks, each frame's
-    # shape only its own, at the same height whatever the loudness; the path joins 64 more features.
-    from rawguard.models.rawnet_lite import LongTermSpectrum
-
-    branch = LongTermSpectrum(512, 0.3, frames=True)
-    assert branch.out_features == 128
-    t = torch.arange(16_000) / SAMPLE_RATE
-    noise = 1e-3 * torch.randn(16_000, generator=torch.Generator().manual_seed(0))
-    clip = (noise + 0.05 * torch.sin(2 * torch.pi * torch.where(t < 0.25, 2000.0, 3000.0) * t)).unsqueeze(0)
-    captured = []
-    handle = branch.frames.encoder.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0][:, 0]))
-    assert branch(clip).shape == (1, 128)
-    branch(10 * clip)
-    handle.remove()
-    shapes = captured[0]  # [frames, bins]: non-overlapping 32 ms frames
-    assert shapes.shape == (31, 257)
-    assert int(shapes[2].argmax()) == 64 and int(shapes[-2].argmax()) == 96  # bin = Hz / 31.25
-    assert shapes[2, 96] < shapes[2].median() + 10 < shapes[2, 64]  # the later tone is not in an early frame
-    torch.testing.assert_close(captured[1], shapes, atol=1e-2, rtol=0)  # log powers up to ~13
-
-
-def test_rawnet_lite_frame_spectra_train_and_rebuild(real_clips):
-    torch.manual_seed(0)
-    model = create_model("rawnet-lite", frontend="fixed_sinc", frontend_scale="linear", spectrum_fft=512,
-                         spectrum_frames=True).train()
-    batch = torch.stack([torch.from_numpy(np.resize(w, 8_000)) for w in real_clips])
-    torch.nn.functional.cross_entropy(model(batch), torch.tensor([1, 1, 0, 0])).backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None and torch.isfinite(param.grad).all(), name
-    assert model.spectrum.frames.fc.weight.grad.abs().sum() > 0
-    model.eval()
-    rebuilt = create_model("rawnet-lite", **dataclasses.asdict(model.config)).eval()
-    rebuilt.load_state_dict(model.state_dict())
-    with torch.inference_mode():
-        torch.testing.assert_close(rebuilt(batch), model(batch))
-        assert model(batch[:, :model.min_samples]).shape == (4, 2)  # the shortest input the front-end takes
 
 
 def test_2d_encoder_shares_its_kernels_across_frequency():

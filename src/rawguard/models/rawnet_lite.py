@@ -55,7 +55,7 @@ class RawNetLiteConfig:
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
         "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0), "spectrum_detrend": 0,
         "freq_mask": 0.0, "spectrum_coherence": False, "modulation_bands": 0, "spectrum_correlation": False,
-        "path_dropout": 0.0, "frames_crop": 0,
+        "path_dropout": 0.0, "frames_crop": 0, "spectrum_frames": False,
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
@@ -96,11 +96,6 @@ class RawNetLiteConfig:
     # loudest frames dominate (a held vowel's harmonics stand out); "log": the mean of their log power
     # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows.
     spectrum_average: Literal["power", "log"] = "power"
-    # With spectrum_fft: also read each frame's fine spectrum, not only their average: the same convs over
-    # frequency applied frame by frame, then the mean and maximum over the frames. Only this view
-    # resolves single harmonics in time (the bands are ~1 kHz wide and the average blurs a moving pitch),
-    # where a vocoder's inter-harmonic noise and over-regular harmonics would show.
-    spectrum_frames: bool = False
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -142,11 +137,6 @@ class RawNetLiteConfig:
             raise ValueError(
                 "rawnet-lite config: spectrum_average needs the spectrum path (spectrum_fft > 0); to turn the path "
                 "off, set spectrum_average=power as well"
-            )
-        if self.spectrum_frames and not self.spectrum_fft:
-            raise ValueError(
-                "rawnet-lite config: spectrum_frames needs the spectrum path (spectrum_fft > 0); to turn the path "
-                "off, set spectrum_frames=false as well"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
@@ -194,7 +184,7 @@ class LongTermSpectrum(nn.Module):
     """
 
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
-                 with_std: bool = False, average: str = "power", frames: bool = False) -> None:
+                 with_std: bool = False, average: str = "power") -> None:
         super().__init__()
         if average not in ("power", "log"):
             raise ValueError(f"LongTermSpectrum: average must be 'power' or 'log', got {average!r}")
@@ -220,10 +210,6 @@ class LongTermSpectrum(nn.Module):
         bins = self.bins // 4 ** len(channels)
         self.fc = nn.Linear(c_in * bins, out)
         self.out_features = out
-        # Half the average path's channels: it runs once per frame (~15 frames per 0.5 s crop).
-        self.frames = FrameSpectra((4, 8), negative_slope, self.bins, out) if frames else None
-        if self.frames is not None:
-            self.out_features += out
 
     def _power_frames(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` -> the power spectra of its Hann frames, ``[B, bins, N]``."""
@@ -247,47 +233,9 @@ class LongTermSpectrum(nn.Module):
                 deviation = log_power - log_power.mean(dim=-1, keepdim=True)
                 # + 1e-6: a finite gradient when a bin is constant (one frame, digital silence)
                 spread = (deviation.pow(2).mean(dim=-1) + 1e-6).sqrt()  # [B, bins]
-            if self.frames is not None:
-                # Each frame's spectral shape: its log power less its own mean over frequency, with a floor
-                # 80 dB under the clip's mean power so that digital silence stays finite.
-                floor = 1e-8 * power.mean(dim=(1, 2), keepdim=True) + 1e-30  # [B, 1, 1]
-                shapes = torch.log(power + floor)
-                shapes = shapes - shapes.mean(dim=1, keepdim=True)  # [B, bins, N]
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)  # [B, bins]
         features = torch.stack([spectrum, spread], dim=1) if self.with_std else spectrum.unsqueeze(1)  # [B, C, bins]
-        encoded = self.fc(self.encoder(features).flatten(1))  # [B, out]
-        if self.frames is None:
-            return encoded
-        return torch.cat([encoded, self.frames(shapes)], dim=-1)  # [B, 2 out]
-
-
-class FrameSpectra(nn.Module):
-    """Frame-by-frame fine spectra, encoded over frequency and pooled over time. ``[B, bins, N]`` -> ``[B, out]``.
-
-    Convs over frequency, each frame alone (kernel 9, as :class:`LongTermSpectrum` reads the average),
-    max-pool 4 in frequency per block, then each feature's mean and maximum over the frames and a
-    linear layer that keeps where in frequency it was: a pattern in the harmonics of a few frames
-    counts, where the average over the clip would blur it with the moving pitch.
-    """
-
-    def __init__(self, channels: tuple[int, ...], negative_slope: float, bins: int, out: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 1
-        for c_out in channels:
-            layers += [nn.Conv1d(c_in, c_out, 9, padding=4, bias=False), nn.BatchNorm1d(c_out),
-                       nn.LeakyReLU(negative_slope), nn.MaxPool1d(4)]
-            c_in = c_out
-        self.encoder = nn.Sequential(*layers)
-        self.fc = nn.Linear(2 * c_in * (bins // 4 ** len(channels)), out)
-
-    def forward(self, shapes: torch.Tensor) -> torch.Tensor:
-        shapes = shapes[..., ::2]  # frames that do not overlap (hop n_fft): half the cost, nothing unseen
-        batch, bins, frames = shapes.shape
-        x = self.encoder(shapes.transpose(1, 2).reshape(batch * frames, 1, bins))  # [B N, C, bins / 16]
-        x = x.reshape(batch, frames, *x.shape[1:])  # [B, N, C, bins / 16]
-        pooled = torch.cat([x.mean(dim=1), x.amax(dim=1)], dim=1)  # [B, 2C, bins / 16]
-        return self.fc(pooled.flatten(1))  # [B, out]
+        return self.fc(self.encoder(features).flatten(1))  # [B, out]
 
 
 @register_model("rawnet-lite", RawNetLiteConfig)
@@ -334,7 +282,7 @@ class RawNetLite(nn.Module):
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
         self.spectrum = (
             LongTermSpectrum(config.spectrum_fft, config.negative_slope, with_std=config.spectrum_std,
-                             average=config.spectrum_average, frames=config.spectrum_frames)
+                             average=config.spectrum_average)
             if config.spectrum_fft else None
         )
         if self.spectrum is not None:
