@@ -13,7 +13,7 @@ import soundfile as sf
 from rawguard.conventions import SAMPLE_RATE
 from rawguard.copysynth import METHODS, SynthError, resynthesize
 from rawguard.copysynth.synth_spoof import MANIFEST, SynthFolderError, synth_spoof_folder
-from rawguard.copysynth.vocoders import _warp_frequency, world_like
+from rawguard.copysynth.vocoders import _sum_of_sinusoids, _warp_frequency, world_like
 from rawguard.demo_corpus import DemoCorpusSpec, finish_clip, generate_demo_corpus, random_speaker, synthesize_utterance
 from rawguard.dsp import (
     active_rms,
@@ -168,6 +168,24 @@ def test_resynthesis_of_real_speech(method):
     copy = resynthesize(wave, method, np.random.default_rng(0))
     assert copy.shape == wave.shape
     assert np.corrcoef(_log_spectrum(copy), _log_spectrum(wave.astype(np.float64)))[0, 1] > 0.8
+
+
+def test_sinusoidal_renders_only_the_kept_peaks_and_sums_them_per_frame():
+    """The kept-peaks rendering equals every slot rendered and masked, frame by frame, up
+    to rounding, with a frame that keeps nothing and kept peaks that are not a prefix of their row."""
+    rng = np.random.default_rng(3)
+    frames, peaks = 5, 7
+    amp, freq = rng.random((frames, peaks)), rng.uniform(50, 7900, (frames, peaks))
+    phase = rng.uniform(-3, 3, (frames, peaks))
+    keep = rng.random((frames, peaks)) < 0.6
+    keep[2] = False
+    n = np.arange(-16, 16)
+    dense = np.sum((amp * keep)[:, :, None] * np.cos(2 * np.pi * freq[:, :, None] * n / SAMPLE_RATE
+                                                     + phase[:, :, None]), axis=1)
+    sparse = _sum_of_sinusoids(amp * keep, freq, phase, keep, n)
+    np.testing.assert_array_equal(sparse[2], 0.0)
+    np.testing.assert_allclose(sparse, dense, rtol=0, atol=1e-12)
+    assert not np.any(_sum_of_sinusoids(amp, freq, phase, np.zeros_like(keep), n))
 
 
 def test_resynthesis_rejects_bad_input():
