@@ -33,6 +33,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from rawguard.conventions import DEFAULT_WINDOW
+from rawguard.parallel import one_thread_per_child
 
 __all__ = ["DecodePool", "DecoderCrashed", "default_decoders", "CHUNK_WINDOWS"]
 
@@ -175,20 +176,11 @@ class DecodePool:
             self._start(worker)
 
     def _start(self, worker: int) -> None:
-        env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # inherited by the spawned interpreter only
-        try:
+        with one_thread_per_child():  # inherited by the spawned interpreter only
             process = self._context.Process(target=_decoder_main, args=(worker, *self._args),
                                             name=f"rawguard-decoder-{worker}", daemon=True)
             process.start()
-            self._processes[worker] = process
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        self._processes[worker] = process
 
     def submit(self, index: int, path: str) -> None:
         """Queue file ``path`` as task ``index`` (blocks while ``2 * workers`` tasks wait)."""

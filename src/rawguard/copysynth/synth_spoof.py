@@ -46,6 +46,7 @@ import soundfile as sf
 from rawguard.atomic import atomic_open, fsync_directory
 from rawguard.conventions import BONAFIDE, COPY_SYSTEM_PREFIX, SAMPLE_RATE
 from rawguard.copysynth.vocoders import METHODS, SynthError, resynthesize
+from rawguard.parallel import one_thread_per_child
 from rawguard.progress import progress_bar
 
 NEURAL = "neural"
@@ -359,6 +360,7 @@ def synth_spoof(
             results = map(_spoof_one, (task for _, task in todo))
         else:
             spawn = multiprocessing.get_context("spawn")  # safe even if the caller runs threads
+            stack.enter_context(one_thread_per_child())  # one process per core is the parallelism
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=spawn))
             results = pool.map(_spoof_one, [task for _, task in todo], chunksize=4)
         for (i, task), (source, error) in zip(todo, results):

@@ -35,6 +35,7 @@ from rawguard.conventions import SAMPLE_RATE
 from rawguard.copysynth.vocoders import METHODS, resynthesize
 from rawguard.demo_corpus.voice import Speaker, random_speaker, synthesize_utterance
 from rawguard.dsp import active_rms
+from rawguard.parallel import one_thread_per_child
 from rawguard.progress import progress_bar
 
 SEEN_METHODS: tuple[str, ...] = ("griffin_lim", "lpc", "world")
@@ -195,7 +196,8 @@ def generate_demo_corpus(
                 bar.update()
         else:
             # spawn, not fork: the caller (the demo) may already run torch threads
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            spawn = multiprocessing.get_context("spawn")
+            with one_thread_per_child(), ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
                 for _ in pool.map(render_clip, jobs, chunksize=8):
                     bar.update()
     finally:
