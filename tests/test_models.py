@@ -101,6 +101,7 @@ def test_unknown_override_key_error_lists_valid_keys():
         ({"spectrum_fft": 512, "spectrum_average": "median"}, r"spectrum_average.*\['power', 'log'\]"),
         ({"spectrum_average": "log"}, "spectrum_average needs the spectrum path"),
         ({"spectrum_fft": 512, "spectrum_readout": "max"}, r"spectrum_readout.*\['position', 'anywhere'\]"),
+        ({"spectrum_readout": "anywhere"}, "spectrum_readout needs the spectrum path"),
     ],
 )
 def test_bad_override_values_are_rejected_naming_the_key(overrides, pattern):

@@ -147,6 +147,11 @@ class RawNetLiteConfig:
             raise ValueError(
                 f"rawnet-lite config: spectrum_readout must be 'position' or 'anywhere', got {self.spectrum_readout!r}"
             )
+        if self.spectrum_readout != "position" and not self.spectrum_fft:
+            raise ValueError(
+                "rawnet-lite config: spectrum_readout needs the spectrum path (spectrum_fft > 0); to turn the path "
+                "off, set spectrum_readout=position as well"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
