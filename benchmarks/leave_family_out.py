@@ -157,7 +157,7 @@ def prepare_group(work: Path, group: str, held_out: list[str], train_extra: list
     folders = {"train_seen": work / f"train_without_{group}{extra_tag}", "dev_seen": work / f"dev_without_{group}",
                "dev": work / "dev_v3", "dev_unseen": work / f"dev_bonafide_and_{group}"}
     for name, folder in folders.items():
-        prepare_cache(sets[name], folder, progress=False)
+        prepare_cache(sets[name], folder, progress=False, wait=True)  # a sweep beside this one may be writing it
     return folders
 
 

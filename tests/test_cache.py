@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,24 @@ def test_concurrent_prepare_into_one_folder_is_refused(tmp_path):
             prepare_cache(read_protocol(SMOKE, audio_dir=FLAC)[:2], out, workers=1, progress=False)
     assert prepare_cache(read_protocol(SMOKE, audio_dir=FLAC)[:2], out, workers=1, progress=False).clips == 2
 
+
+
+def test_prepare_with_wait_blocks_until_the_writer_is_done(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "cache"
+    out.mkdir()
+    items = read_protocol(SMOKE, audio_dir=FLAC)[:2]
+    done: list = []
+    with open(out / LOCK_FILE, "a") as held:  # what a running prepare holds
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        waiter = threading.Thread(target=lambda: done.append(prepare_cache(items, out, workers=1, progress=False,
+                                                                            wait=True)))
+        waiter.start()
+        waiter.join(timeout=0.5)
+        assert waiter.is_alive() and not done  # still waiting for the lock, nothing written
+        assert not (out / COMPLETE_FILE).exists()
+    waiter.join(timeout=60)
+    assert done and done[0].clips == 2 and Cache.open(out).ids == [i.utt_id for i in items]
 
 def test_item_fields_with_tabs_are_refused(tmp_path):
     item = Item("a\tb", FLAC / "RG_D_000004.flac", 1, "spk", "-", {})

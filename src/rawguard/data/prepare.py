@@ -254,10 +254,11 @@ def _tally(labels: np.ndarray, systems: Sequence[str], lengths: np.ndarray, samp
 
 
 @contextlib.contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
+def _exclusive(out_dir: Path, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on ``out_dir`` (POSIX ``flock``; released by the kernel on SIGKILL).
 
-    Two ``prepare`` runs appending to the same files would interleave clips; the second one fails.
+    Two ``prepare`` runs appending to the same files would interleave clips: the second one fails,
+    or with ``wait`` blocks until the first is done (and then finds its complete cache).
     """
     if fcntl is None:  # Windows: no advisory locks here, run one prepare per folder
         yield
@@ -267,7 +268,10 @@ def _exclusive(out_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CacheError(f"{out_dir}: another `rawguard prepare` is writing this cache folder") from None
+            if not wait:
+                raise CacheError(f"{out_dir}: another `rawguard prepare` is writing this cache folder") from None
+            _log.info("%s: another `rawguard prepare` is writing this cache folder; waiting for it", out_dir)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         # The empty lock file stays: deleting it would let two later runs lock two different inodes.
         try:
             yield
@@ -344,6 +348,7 @@ def prepare_cache(
     sample_rate: int = SAMPLE_RATE,
     max_duration: float | None = None,
     replace: bool = True,
+    wait: bool = False,
 ) -> PrepareSummary:
     """Decode every item once into a cache folder (atomic, resumable; see the module docstring).
 
@@ -357,20 +362,22 @@ def prepare_cache(
         max_duration: reject clips longer than this (seconds); ``None``: no limit.
         replace: when ``out_dir`` holds a cache of *other* items or options, delete it (with a
             logged warning) and start over; ``False`` raises :class:`CacheError` instead.
+        wait: when another ``prepare`` is writing ``out_dir``, wait for it to finish instead of
+            failing (runs that share caches, e.g. two benchmark sweeps started together).
 
     Returns:
         :class:`PrepareSummary` (``rejected > 0`` means see ``rejected.tsv``).
 
     Raises:
         CacheError: the folder holds a cache of other items/options (``replace=False``), another
-            ``prepare`` is writing it, an item has an unusable field, or no file at all could be
-            decoded (``rejected.tsv`` then lists why).
+            ``prepare`` is writing it (without ``wait``), an item has an unusable field, or no file
+            at all could be decoded (``rejected.tsv`` then lists why).
     """
     out_dir = Path(out_dir)
     _check_items(items)
     fingerprint = _fingerprint(items, sample_rate, max_duration)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out_dir):
+    with _exclusive(out_dir, wait):
         return _prepare(items, out_dir, fingerprint, workers, progress, sample_rate, max_duration, replace)
 
 
