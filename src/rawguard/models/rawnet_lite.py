@@ -55,7 +55,7 @@ class RawNetLiteConfig:
         "frontend_mean_norm": False, "head": "linear", "cosine_scale": 20.0, "mixstyle": 0.0, "mixstyle_alpha": 0.1,
         "frontend_analytic": False, "backend": "gru", "frontend_span_hz": (0.0, 0.0), "spectrum_detrend": 0,
         "freq_mask": 0.0, "spectrum_coherence": False, "modulation_bands": 0, "spectrum_correlation": False,
-        "path_dropout": 0.0, "frames_crop": 0, "spectrum_frames": False,
+        "path_dropout": 0.0, "frames_crop": 0, "spectrum_frames": False, "spectrum_readout": "position",
     }
 
     # "conv": a free learnable Conv1d; "sinc": band-pass filters with learnable edges (SincNet);
@@ -96,11 +96,6 @@ class RawNetLiteConfig:
     # loudest frames dominate (a held vowel's harmonics stand out); "log": the mean of their log power
     # (a geometric mean), where every frame counts alike and the quiet frames' noise floor shows.
     spectrum_average: Literal["power", "log"] = "power"
-    # With spectrum_fft: how the encoded spectrum reaches the classifier. "position": a linear layer over
-    # every channel at every frequency, so it knows where a peak is; "anywhere": each channel's mean and
-    # maximum over frequency, so a pattern counts wherever it lies (an unseen vocoder's traces sit at
-    # other frequencies than a seen one's).
-    spectrum_readout: Literal["position", "anywhere"] = "position"
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -143,15 +138,6 @@ class RawNetLiteConfig:
                 "rawnet-lite config: spectrum_average needs the spectrum path (spectrum_fft > 0); to turn the path "
                 "off, set spectrum_average=power as well"
             )
-        if self.spectrum_readout not in ("position", "anywhere"):
-            raise ValueError(
-                f"rawnet-lite config: spectrum_readout must be 'position' or 'anywhere', got {self.spectrum_readout!r}"
-            )
-        if self.spectrum_readout != "position" and not self.spectrum_fft:
-            raise ValueError(
-                "rawnet-lite config: spectrum_readout needs the spectrum path (spectrum_fft > 0); to turn the path "
-                "off, set spectrum_readout=position as well"
-            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rawnet-lite config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -191,25 +177,20 @@ class LongTermSpectrum(nn.Module):
     Power spectra of Hann frames (``n_fft`` samples, hop ``n_fft / 2``) are averaged over the clip, so
     what stands out is what keeps its frequency through the clip (a vocoder's tones and ripples), while
     the speech's moving harmonics blur. The log spectrum loses its clip mean (loudness), then two conv
-    blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is
-    (``readout="position"``), or reads each channel's mean and maximum over frequency, wherever the
-    pattern lies (``readout="anywhere"``). With ``with_std`` each bin's spread over the frames (std of
-    its log power) is a second input channel.
+    blocks over frequency (kernel 9, max-pool 4) and a linear layer that keeps where a peak is. With
+    ``with_std`` each bin's spread over the frames (std of its log power) is a second input channel.
     ``average="log"`` averages the frames' log power instead of their power, so loud frames do not
     dominate; its floor is relative to the clip's mean power, which keeps it blind to loudness.
     """
 
     def __init__(self, n_fft: int, negative_slope: float, channels: tuple[int, int] = (8, 16), out: int = 64,
-                 with_std: bool = False, average: str = "power", readout: str = "position") -> None:
+                 with_std: bool = False, average: str = "power") -> None:
         super().__init__()
         if average not in ("power", "log"):
             raise ValueError(f"LongTermSpectrum: average must be 'power' or 'log', got {average!r}")
-        if readout not in ("position", "anywhere"):
-            raise ValueError(f"LongTermSpectrum: readout must be 'position' or 'anywhere', got {readout!r}")
         self.n_fft = n_fft
         self.with_std = with_std
         self.average = average
-        self.readout = readout
         self.hop = n_fft // 2
         self.bins = n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
@@ -227,7 +208,7 @@ class LongTermSpectrum(nn.Module):
             c_in = c_out
         self.encoder = nn.Sequential(*layers)
         bins = self.bins // 4 ** len(channels)
-        self.fc = nn.Linear(c_in * bins if readout == "position" else 2 * c_in, out)
+        self.fc = nn.Linear(c_in * bins, out)
         self.out_features = out
 
     def _power_frames(self, x: torch.Tensor) -> torch.Tensor:
@@ -254,10 +235,7 @@ class LongTermSpectrum(nn.Module):
                 spread = (deviation.pow(2).mean(dim=-1) + 1e-6).sqrt()  # [B, bins]
         spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)  # [B, bins]
         features = torch.stack([spectrum, spread], dim=1) if self.with_std else spectrum.unsqueeze(1)  # [B, C, bins]
-        encoded = self.encoder(features)  # [B, C, bins / 16]
-        if self.readout == "anywhere":
-            return self.fc(torch.cat([encoded.mean(dim=-1), encoded.amax(dim=-1)], dim=1))  # [B, out]
-        return self.fc(encoded.flatten(1))  # [B, out]
+        return self.fc(self.encoder(features).flatten(1))  # [B, out]
 
 
 @register_model("rawnet-lite", RawNetLiteConfig)
@@ -304,7 +282,7 @@ class RawNetLite(nn.Module):
         summary_size = 2 * config.gru_hidden * (2 if config.summary == "meanmax" else 1)
         self.spectrum = (
             LongTermSpectrum(config.spectrum_fft, config.negative_slope, with_std=config.spectrum_std,
-                             average=config.spectrum_average, readout=config.spectrum_readout)
+                             average=config.spectrum_average)
             if config.spectrum_fft else None
         )
         if self.spectrum is not None:
