@@ -211,19 +211,36 @@ def test_cli_reports_bad_file(tmp_path, capsys):
 
 
 def test_resampled_eers_are_the_eers_of_the_resampled_sets():
-    from rawguard.metrics import _resampled_eers, compute_eer
+    from rawguard.metrics import resampled_eers, compute_eer
 
     rng = np.random.default_rng(3)
     bona = np.round(rng.normal(1.0, 1.0, 60), 1)  # rounded: many tied scores, across classes too
     spoof = np.round(rng.normal(-1.0, 1.0, 90), 1)
-    ones = _resampled_eers(bona, spoof, np.ones((1, bona.size)), np.ones((1, spoof.size)))
+    ones = resampled_eers(bona, spoof, np.ones((1, bona.size)), np.ones((1, spoof.size)))
     assert ones[0] == compute_eer(bona, spoof)[0]
     picks_b = rng.integers(0, bona.size, (5, bona.size))
     picks_s = rng.integers(0, spoof.size, (5, spoof.size))
     counts_b = np.stack([np.bincount(p, minlength=bona.size) for p in picks_b])
     counts_s = np.stack([np.bincount(p, minlength=spoof.size) for p in picks_s])
     expected = [compute_eer(bona[pb], spoof[ps])[0] for pb, ps in zip(picks_b, picks_s)]
-    np.testing.assert_allclose(_resampled_eers(bona, spoof, counts_b, counts_s), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(resampled_eers(bona, spoof, counts_b, counts_s), expected, rtol=0, atol=1e-12)
+
+
+def test_resampled_eers_take_rows_of_any_total_as_whole_speakers_drawn():
+    from rawguard.metrics import compute_eer, resampled_eers
+
+    rng = np.random.default_rng(4)
+    bona, spoof = rng.normal(1.0, 1.0, 40), rng.normal(-1.0, 1.0, 50)
+    speaker = np.repeat(np.arange(8), 5)  # 8 bona fide speakers of 5 clips each
+    drawn = np.array([3, 3, 0, 5, 1, 1, 7, 7])  # speakers drawn with replacement: 4 distinct, 2 twice
+    counts_b = np.bincount(drawn, minlength=8)[speaker][None, :]  # [1, 40], total 40 but uneven
+    picks = np.concatenate([np.flatnonzero(speaker == s) for s in drawn])
+    twice = np.full((1, 50), 2.0)  # every spoof twice: total 100
+    got = resampled_eers(bona, spoof, counts_b, twice)
+    assert got[0] == compute_eer(bona[picks], np.repeat(spoof, 2))[0]
+    fewer = np.bincount([0, 0, 2], minlength=8)[speaker][None, :]  # 3 speakers drawn: total 15, not 40
+    assert resampled_eers(bona, spoof, fewer, np.ones((1, 50)))[0] == compute_eer(
+        bona[np.concatenate([np.flatnonzero(speaker == s) for s in (0, 0, 2)])], spoof)[0]
 
 
 def test_eer_interval_brackets_the_eer_and_narrows_with_more_trials():

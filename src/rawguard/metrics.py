@@ -158,7 +158,8 @@ def _weighted_rates(bona: np.ndarray, spoof: np.ndarray, bona_counts: np.ndarray
     Args:
         bona, spoof: ``[N_b]``, ``[N_s]`` scores.
         bona_counts, spoof_counts: ``[R, N_b]``, ``[R, N_s]`` multiplicity of each trial (all ones:
-            the set itself; a bootstrap resample otherwise). Each row sums to its class's size.
+            the set itself; a bootstrap resample otherwise). A row may sum to any positive total (a
+            resample of whole speakers draws a varying number of trials); rates are shares of it.
 
     Returns:
         ``(distinct [K], frr [R, K + 1], far [R, K + 1])``: the sorted distinct scores, and the rates
@@ -175,8 +176,10 @@ def _weighted_rates(bona: np.ndarray, spoof: np.ndarray, bona_counts: np.ndarray
     bona_rejected = np.cumsum(np.where(is_bona, counts, 0.0), axis=1)[:, last_of_run]
     spoof_rejected = np.cumsum(np.where(is_bona, 0.0, counts), axis=1)[:, last_of_run]
     rows = counts.shape[0]
-    frr = np.concatenate([np.zeros((rows, 1)), bona_rejected / bona.size], axis=1)
-    far = np.concatenate([np.ones((rows, 1)), (spoof.size - spoof_rejected) / spoof.size], axis=1)
+    bona_total = np.asarray(bona_counts, dtype=np.float64).sum(axis=1, keepdims=True)  # [R, 1]
+    spoof_total = np.asarray(spoof_counts, dtype=np.float64).sum(axis=1, keepdims=True)
+    frr = np.concatenate([np.zeros((rows, 1)), bona_rejected / bona_total], axis=1)
+    far = np.concatenate([np.ones((rows, 1)), (spoof_total - spoof_rejected) / spoof_total], axis=1)
     return sorted_scores[last_of_run], frr, far
 
 
@@ -241,7 +244,7 @@ def eer_confidence_interval(bonafide_scores, spoof_scores, level: float = 0.95, 
     chunk = max(1, 4_000_000 // (bona.size + spoof.size))  # resamples per vectorised pass: bounded memory
     for first in range(0, resamples, chunk):
         rows = min(chunk, resamples - first)
-        eers[first:first + rows] = _resampled_eers(
+        eers[first:first + rows] = resampled_eers(
             bona, spoof,
             rng.multinomial(bona.size, np.full(bona.size, 1 / bona.size), size=rows),
             rng.multinomial(spoof.size, np.full(spoof.size, 1 / spoof.size), size=rows),
@@ -256,11 +259,12 @@ def default_resamples(trials: int) -> int:
     return 1000 if trials <= 20_000 else max(100, 20_000_000 // trials)
 
 
-def _resampled_eers(bona: np.ndarray, spoof: np.ndarray, bona_counts: np.ndarray, spoof_counts: np.ndarray) -> np.ndarray:
+def resampled_eers(bona: np.ndarray, spoof: np.ndarray, bona_counts: np.ndarray, spoof_counts: np.ndarray) -> np.ndarray:
     """EERs ``[R]`` of ``R`` resamples given as trial multiplicities ``[R, N_b]`` and ``[R, N_s]``.
 
-    :func:`_eer_from_curve`'s rule on :func:`_weighted_rates`: resample ``r`` holds trial ``i``
-    ``counts[r, i]`` times.
+    :func:`compute_eer`'s rule, resample ``r`` holding trial ``i`` ``counts[r, i]`` times (every row
+    needs a positive total in each class). One call scores many resamples of the same trials, so a
+    paired bootstrap passes the same counts for two systems' scores of those trials.
     """
     _, frr, far = _weighted_rates(bona, spoof, bona_counts, spoof_counts)
     index = np.argmin(np.abs(frr - far), axis=1)  # first minimum, as _eer_from_curve
