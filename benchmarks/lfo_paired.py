@@ -18,11 +18,12 @@ sides have:
 The same bootstrap gives each side's mean unseen EER an interval, for reading it against a target.
 Nothing is retrained.
 
-    python benchmarks/lfo_paired.py --name lfo_paired_readout_anywhere \\
-        --lever 1d=leave_family_out_recipe_spectrum512_half_second_crops_readout_anywhere,..._seed1 \\
-                2d=leave_family_out_recipe_2d_encoder_spectrum512_fp32,..._seed1 \\
-        --control 1d=leave_family_out_recipe_spectrum512_half_second_crops_fp32,..._seed1 \\
-                  2d=leave_family_out_recipe_2d_encoder_spectrum512_fp32,..._seed1
+    python benchmarks/lfo_paired.py --name yardstick_dropout03 --names dropout "the yardstick" \\
+        --lever leave_family_out_spectrum512_half_second_crops_dropout03 \\
+        --control leave_family_out_spectrum512_half_second_crops_fp32
+
+A side of several members, each ``[LABEL=]SWEEP[,SWEEP...]`` as in ``lfo_fuse_models.py``, is the
+recipe's pair, e.g. ``--lever 1d=A,A_seed1 2d=B,B_seed1 --control 1d=C,C_seed1 2d=B,B_seed1``.
 """
 
 from __future__ import annotations
