@@ -24,6 +24,9 @@ Nothing is retrained.
 
 A side of several members, each ``[LABEL=]SWEEP[,SWEEP...]`` as in ``lfo_fuse_models.py``, is the
 recipe's pair, e.g. ``--lever 1d=A,A_seed1 2d=B,B_seed1 --control 1d=C,C_seed1 2d=B,B_seed1``.
+A member ending ``@N`` takes, in each fold, its run of the group's N-th next seed (cyclically), so
+two seeds of one model can be fused against two different models: ``--lever 1d=A,A_seed1
+1d_next=A,A_seed1@1 --control 1d=A,A_seed1 2d=B,B_seed1``.
 """
 
 from __future__ import annotations
@@ -184,10 +187,28 @@ def summarise(result: dict, lever_name: str, control_name: str) -> str:
     return "\n".join(lines) + "\n\n" + verdict
 
 
+def next_seeds(runs: dict[tuple[str, int], tuple], shift: int) -> dict[tuple[str, int], tuple]:
+    """``runs`` re-keyed so that fold (group, seed) holds the run of the group's ``shift``-th next seed
+    (cyclically over the seeds that group has)."""
+    shifted = {}
+    for group in {group for group, _ in runs}:
+        seeds = sorted(seed for g, seed in runs if g == group)
+        for index, seed in enumerate(seeds):
+            shifted[(group, seed)] = runs[(group, seeds[(index + shift) % len(seeds)])]
+    return shifted
+
+
 def parse_side(specs: list[str], runs: Path, name: str | None) -> tuple[str, list[dict]]:
     """``(name, [member runs])`` of one side; the name defaults to its members' labels."""
-    members = [parse_member(spec) for spec in specs]
-    return name or " + ".join(label for label, _ in members), [load_runs(runs, sweeps) for _, sweeps in members]
+    labels, members = [], []
+    for spec in specs:
+        spec, _, shift = spec.partition("@")
+        if shift and not shift.isdigit():
+            raise SystemExit(f"member {spec}@{shift}: the seed shift after @ must be a whole number")
+        label, sweeps = parse_member(spec)
+        labels.append(label + (f"@{shift}" if shift else ""))
+        members.append(next_seeds(load_runs(runs, sweeps), int(shift or 0)))
+    return name or " + ".join(labels), members
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -84,3 +84,19 @@ def test_whole_speakers_are_drawn():
     assert counts.shape == (50, 6)
     assert (counts[:, 0] == counts[:, 1]).all() and (counts[:, 4] == counts[:, 5]).all()
     assert (counts[:, [0, 3, 4]].sum(axis=1) == 3).all()  # as many speakers drawn as there are
+
+
+def test_a_member_of_the_next_seed_is_the_same_model_trained_again():
+    rng = np.random.default_rng(5)
+    labels, systems, speakers = dev_trials(rng)
+    runs = member(labels, systems, [0, 1, 2], 1.0, rng)
+    shifted = lfo_paired.next_seeds(runs, 1)
+    assert shifted[("lm-tts", 0)] is runs[("lm-tts", 1)] and shifted[("lm-tts", 2)] is runs[("lm-tts", 0)]
+    assert lfo_paired.next_seeds(runs, 3) == runs
+    two_seeds = lfo_paired.compare([runs, shifted], [runs], speakers, resamples=200)
+    assert len(two_seeds["folds"]) == 6 and two_seeds["difference_mean"] != 0
+
+
+def test_a_bad_seed_shift_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="seed shift after @ must be a whole number"):
+        lfo_paired.parse_side(["a=one@x"], tmp_path, None)
