@@ -163,9 +163,16 @@ def compare(lever_members: list[dict], control_members: list[dict], speakers: li
     }
 
 
+def pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def span(pair: tuple[float, float]) -> str:
+    return f"{pct(pair[0])}-{pct(pair[1])}"
+
+
 def summarise(result: dict, lever_name: str, control_name: str) -> str:
-    pct = lambda value: f"{100 * value:.1f}"  # noqa: E731
-    span = lambda pair: f"{100 * pair[0]:.1f}-{100 * pair[1]:.1f}"  # noqa: E731
+    """The comparison as a markdown table (one row per fold, per seed, and over every fold) and a verdict line."""
     lines = ["| held-out group | seed | lever: unseen EER % | control: unseen EER % | difference (points) |",
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {GROUPS[r['group']][0]} | {r['seed']} | {pct(r['lever'])} | {pct(r['control'])} | "
