@@ -20,6 +20,7 @@ speakers in training would leak them.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -95,6 +96,8 @@ class Protocols:
     dev: DataSet
     evaluations: tuple[DataSet, ...] = ()
     overrides: tuple[str, ...] = ()
+    minutes: float = 0.0
+    """The whole recipe's wall-clock budget on this version (:attr:`Recipe.minutes`); 0: none."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,10 @@ class Recipe:
     """Wall-clock cap of that training (``--minutes``): a slow machine stops there, with fewer steps
     (its cosine runs over the time budget or the steps, whichever ends first). 5,000 steps took 5.3 to
     9.8 min on the 2-core VMs, so the slowest day keeps about 4,600 of them."""
+    minutes: float = 0.0
+    """Wall-clock budget of the whole recipe (``rawguard recipe --minutes``): the training stages
+    share what the data stages leave of it, each at most its own ``train.max_minutes``
+    (:mod:`rawguard.recipe_budget`); 0: none, each trains its own ``train.max_minutes``."""
 
     def __post_init__(self) -> None:
         # Checked here so that a typo in a recipe fails at import, not after hours of preparing.
@@ -167,6 +174,8 @@ RECIPES: dict[str, Recipe] = {
                                            "data.window=16000", "data.batch_size=32")),
             },
             config="shared_corpus",
+            # The project's target for the whole recipe from scratch on 2 CPU cores.
+            minutes=45.0,
             # Copies of train bona fide. Leave-systems-out: the signal-processing ones made an unseen
             # Griffin-Lim system trivial and cost seen neural systems; the neural ones (a vocoder
             # trained on train bona fide) took unseen neural vocoders 28.8 -> 24.0 % at no cost on
@@ -285,7 +294,7 @@ def with_protocols(recipe: Recipe, version: str | None) -> Recipe:
         known = ", ".join([recipe.protocols, *recipe.other_protocols])
         raise RecipeError(f"recipe {recipe.name} has no protocols {version!r}; it has {known}") from None
     return replace(recipe, train=other.train, dev=other.dev, evaluations=other.evaluations, protocols=version,
-                   other_protocols={}, overrides=other.overrides, members=())
+                   other_protocols={}, overrides=other.overrides, members=(), minutes=other.minutes)
 
 
 def _sets(recipe: Recipe) -> list[DataSet]:
@@ -392,6 +401,10 @@ class Step:
     argv: list[str]
     call: Callable[[], str]
     """Runs the step and returns a summary line; raises on failure."""
+    train_minutes: float = 0.0
+    """A training step's own ``train.max_minutes`` (0: not a training step, or no time limit)."""
+    with_minutes: Callable[[float], Step] | None = None
+    """The same training step with ``train.max_minutes`` set to the given minutes (a recipe budget's share)."""
 
     @property
     def command(self) -> str:
@@ -470,10 +483,22 @@ def _synth_spoof(protocol: Path, synth_dir: Path, method: str, audio_dir: Path |
 
 
 def _train_step(train_cache: Path, dev_cache: Path, run_dir: Path, config: str, overrides: tuple[str, ...]) -> Step:
-    """``train`` on ``train_cache``, selecting on ``dev_cache``; resumes ``run_dir``."""
+    """``train`` on ``train_cache``, selecting on ``dev_cache``; resumes ``run_dir``.
+
+    Raises:
+        RecipeError: a config or override that does not load (here, not hours later when it trains).
+    """
+    from rawguard.config import ConfigError, load_config
+
+    try:
+        own_minutes = load_config(config, list(overrides)).train.max_minutes
+    except (ConfigError, OSError) as error:
+        raise RecipeError(f"training config of {run_dir}: {error}") from error
     argv = ["train", "--train", str(train_cache), "--dev", str(dev_cache), "--out", str(run_dir), "--config", config]
     argv += ["--set", *overrides] if overrides else []
-    return Step(argv, partial(_train, train_cache, dev_cache, run_dir, config, overrides))
+    retimed = partial(_train_step, train_cache, dev_cache, run_dir, config)
+    return Step(argv, partial(_train, train_cache, dev_cache, run_dir, config, overrides), own_minutes,
+                lambda minutes: retimed((*overrides, f"train.max_minutes={minutes:.2f}")))
 
 
 def _train(train_cache: Path, dev_cache: Path, run_dir: Path, config: str, overrides: tuple[str, ...]) -> str:
@@ -530,16 +555,39 @@ def step_errors() -> tuple[type[BaseException], ...]:
     return ValueError, CacheError, CheckpointError, TrainingError, RunExistsError
 
 
-def run(steps: list[Step], echo: Callable[[str], object] = print) -> None:
+def run(steps: list[Step], echo: Callable[[str], object] = print, minutes: float = 0.0,
+        clock: Callable[[], float] = time.monotonic) -> None:
     """Run the steps in order in this process, echoing each one's command line and summary.
+
+    Args:
+        minutes: the whole run's wall-clock budget (0: none); each training step starts with its
+            share of what is left (:func:`rawguard.recipe_budget.training_minutes`).
+        clock: seconds of a monotonic clock.
 
     Raises:
         RecipeStepError: the first step that failed, naming its command line and the error.
     """
     errors = step_errors()
-    for step in steps:
+    started = clock()
+    for index, step in enumerate(steps):
+        if minutes and step.train_minutes and step.with_minutes is not None:
+            step = _budgeted(step, steps[index + 1:], minutes, (clock() - started) / 60, echo)
         echo(f"$ {step.command}")
         try:
             echo(step.call())
         except errors as error:
             raise RecipeStepError(f"recipe stopped at `{step.command}`: {error}") from error
+
+
+def _budgeted(step: Step, later: list[Step], minutes: float, used: float, echo: Callable[[str], object]) -> Step:
+    """``step`` with its share of the ``minutes`` budget left after ``used`` (itself when it is its own)."""
+    from rawguard.recipe_budget import training_minutes
+
+    own = step.train_minutes
+    share = training_minutes(minutes, used, own, sum(other.train_minutes for other in later))
+    if share.minutes >= own:
+        return step
+    over = ", its least share: the recipe will run over its budget" if share.over_budget else ""
+    echo(f"recipe budget: {used:.1f} of {minutes:g} minutes used; this model trains {share.minutes:.2f} of its "
+         f"train.max_minutes={own:g}{over}")
+    return step.with_minutes(share.minutes)

@@ -61,7 +61,12 @@ def register(subparsers, name: str = "recipe", help: str = "") -> argparse.Argum
     parser.add_argument("--vocoder-steps", type=int, default=None, metavar="N",
                         help="training steps of the neural copy-synthesis vocoder (default: the recipe's, 5000)")
     parser.add_argument("--vocoder-minutes", type=float, default=None, metavar="M",
-                        help="wall-clock cap of that training (default: the recipe's, 15)")
+                        help="wall-clock cap of that training (default: the recipe's, 9)")
+    parser.add_argument("--minutes", type=float, default=None, metavar="M",
+                        help="wall-clock budget of the whole run: each model starts training with its share of "
+                             "what the data stages leave, at most its own train.max_minutes, so that a slow machine "
+                             "trains shorter schedules instead of running over (default: the recipe's, 45 for "
+                             "shared-corpus; 0: none)")
     parser.add_argument("--workers", type=int, default=None, help="processes for prepare and synth-spoof")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:N for train-vocoder, train and evaluate (default: train uses CUDA when "
@@ -80,6 +85,8 @@ def main(args: argparse.Namespace) -> int:
         args.parser.error("--vocoder-minutes must be positive")
     if args.vocoder_steps is not None and args.vocoder_steps < 1:
         args.parser.error("--vocoder-steps must be positive")
+    if args.minutes is not None and args.minutes < 0:
+        args.parser.error("--minutes must be >= 0")
     try:
         recipe = with_protocols(get_recipe(args.name), args.protocols)
         if args.single_model:
@@ -94,7 +101,8 @@ def main(args: argparse.Namespace) -> int:
             return 0
         if "prepare" in stages:
             check_layout(recipe, args.root)
-        run(steps, echo=lambda text: print(text, flush=True))
+        run(steps, echo=lambda text: print(text, flush=True),
+            minutes=recipe.minutes if args.minutes is None else args.minutes)
         evaluation = next((step.argv for step in steps if step.argv[0] == "evaluate"), None)
         if evaluation:  # the model the recipe evaluated (one checkpoint or an ensemble), as a scoring command
             checkpoints = [evaluation[i + 1] for i, arg in enumerate(evaluation) if arg == "--checkpoint"]
