@@ -72,20 +72,26 @@ def test_fit_schedule_needs_a_step_budget_and_evaluations():
             tiny("train.fit_schedule=true", *missing)
 
 
-def test_a_run_that_cannot_finish_its_steps_in_time_ends_its_shortened_schedule_at_the_floor(toy, tmp_path,
-                                                                                             monkeypatch):
-    # A slow machine, simulated: the run's clock advances 0.5 s per optimizer step (evaluations
-    # cost what they really cost, milliseconds), so the plan is exact and the test does not
-    # depend on this machine's load.
-    clock = {"seconds": 0.0}
+def simulate_machine(monkeypatch, seconds_of_step) -> dict:
+    """Make the run's clock advance ``seconds_of_step(n)`` for its n-th optimizer step (evaluations
+    cost what they really cost, milliseconds), so plans are exact and do not depend on this
+    machine's load; returns the clock (``seconds``)."""
+    clock = {"seconds": 0.0, "steps": 0}
     real_step = train_module._optimizer_step
 
-    def slow_step(*args, **kwargs):
-        clock["seconds"] += 0.5
+    def timed_step(*args, **kwargs):
+        clock["steps"] += 1
+        clock["seconds"] += seconds_of_step(clock["steps"])
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_optimizer_step", slow_step)
+    monkeypatch.setattr(train_module, "_optimizer_step", timed_step)
     monkeypatch.setattr(RunState, "elapsed", lambda self: self.elapsed_before + clock["seconds"])
+    return clock
+
+
+def test_a_run_that_cannot_finish_its_steps_in_time_ends_its_shortened_schedule_at_the_floor(toy, tmp_path,
+                                                                                             monkeypatch):
+    simulate_machine(monkeypatch, lambda step: 0.5)  # a slow machine
     run = tmp_path / "fit"
     config = tiny("optim.lr=3e-3", "optim.warmup_steps=5", "optim.min_lr_ratio=0.01", "train.max_steps=100000",
                   "train.max_minutes=5", "train.fit_schedule=true", "eval.every=100", "train.log_every=10")
@@ -114,16 +120,7 @@ def test_a_run_that_cannot_finish_its_steps_in_time_ends_its_shortened_schedule_
 def test_a_run_that_speeds_up_gets_its_steps_back_until_select_from(toy, tmp_path, monkeypatch):
     # The simulated machine: 0.5 s a step for the first 150 steps, then 0.1 s (the 2-core VMs'
     # speed doubled within a run's first minutes).
-    clock = {"seconds": 0.0, "steps": 0}
-    real_step = train_module._optimizer_step
-
-    def step_that_speeds_up(*args, **kwargs):
-        clock["steps"] += 1
-        clock["seconds"] += 0.5 if clock["steps"] <= 150 else 0.1
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "_optimizer_step", step_that_speeds_up)
-    monkeypatch.setattr(RunState, "elapsed", lambda self: self.elapsed_before + clock["seconds"])
+    clock = simulate_machine(monkeypatch, lambda step: 0.5 if step <= 150 else 0.1)
     config = tiny("train.max_steps=2000", "train.max_minutes=5", "train.fit_schedule=true", "eval.every=100",
                   "eval.select_from=0.5", "train.log_every=10")
     result = train(config, toy, toy, tmp_path / "r", progress=False)
@@ -134,6 +131,28 @@ def test_a_run_that_speeds_up_gets_its_steps_back_until_select_from(toy, tmp_pat
     assert all(p["step"] < 0.5 * p["max_steps"] for p in plans[1:])  # re-planned only before select_from
     assert (result.stop_reason, result.step) == ("max_steps", horizons[-1])
     assert clock["seconds"] <= 5 * 60 * (1 - FIT_MARGIN)
+
+
+def test_a_run_that_slows_after_select_from_shortens_its_plan_so_the_cosine_ends_in_time(toy, tmp_path,
+                                                                                       monkeypatch):
+    # The simulated machine: 0.1 s a step, then 0.5 s from step 220, after select_from's boundary
+    # (step 200 of 400) has fixed the plan. Kept as it was, the plan would end at 112 s and the hard
+    # stop would cut the cosine at step ~296 at a high learning rate.
+    clock = simulate_machine(monkeypatch, lambda step: 0.1 if step <= 220 else 0.5)
+    config = tiny("optim.lr=3e-3", "optim.min_lr_ratio=0.01", "train.max_steps=400", "train.max_minutes=1",
+                  "train.fit_schedule=true", "eval.every=20", "eval.select_from=0.5", "train.log_every=5")
+    result = train(config, toy, toy, tmp_path / "r", progress=False)
+    records = read_metrics(tmp_path / "r" / "metrics.jsonl")
+    plans = [(r["step"], r["max_steps"]) for r in records if r["type"] == "plan"]
+    # planned before the boundary with every step kept; after it once, when the steps since the last
+    # evaluation (220-240, all slow) showed the overrun: 57 s less the 32 s spent, at 0.5 s a step
+    assert plans[0] == (20, 400) and all(steps == 400 for step, steps in plans if step < 200)
+    late = [(step, steps) for step, steps in plans if step >= 200]
+    assert late and late[0][0] == 240 and 280 <= late[0][1] <= 290
+    assert (result.stop_reason, result.step) == ("max_steps", late[-1][1])  # the plan ended the run, not the clock
+    assert clock["seconds"] <= 60
+    lrs = [r["lr"] for r in records if r["type"] == "train"]
+    assert lrs[-1] < 0.02 * 3e-3  # the cosine ran down
 
 
 def test_select_from_follows_the_plan(toy, tmp_path, monkeypatch):
