@@ -101,12 +101,9 @@ def test_ranks_share_one_fitted_schedule(tmp_path):
     _train_two_ranks(cache, run, TINY + ["train.max_steps=100000", "train.max_minutes=0.1", "train.fit_schedule=true",
                                          "eval.every=20", "train.log_every=10", "train.checkpoint_every=0"])
     plans = [r for r in read_metrics(run / "metrics.jsonl") if r["type"] == "plan"]
-    assert plans[0]["step"] == 20 and 20 < plans[0]["max_steps"] < 100000
-    # select_from 0: any later plan is a late one, made when the pace since the last evaluation would
-    # overrun the budget, and only ever shorter (a busy machine's 6-second run may need one)
-    assert all(later["max_steps"] < earlier["max_steps"] for earlier, later in zip(plans, plans[1:]))
+    assert len(plans) == 1 and plans[0]["step"] == 20 and 20 < plans[0]["max_steps"] < 100000
     last = load_checkpoint(run / "last.pt")
-    assert last["planned_steps"] == plans[-1]["max_steps"] and last["step"] <= last["planned_steps"]
+    assert last["planned_steps"] == plans[0]["max_steps"] and last["step"] <= last["planned_steps"]
     assert last["rank_fingerprints"][0] == last["rank_fingerprints"][1]  # both ranks stopped at the same step
 
 

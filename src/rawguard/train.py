@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from rawguard.atomic import write_text_atomic
 from rawguard.config import RunConfig
 from rawguard.progress import progress_bar
-from rawguard.training.budget import Speed, SpeedMeter, fit_horizon, overruns, projected_seconds
+from rawguard.training.budget import Speed, SpeedMeter, fit_horizon, projected_seconds
 from rawguard.training.build import Parts, as_config, build_parts, configure_torch, open_cache, resolve_device
 from rawguard.training.distributed import (
     DistContext, any_rank, broadcast_object, init_distributed, shutdown_distributed,
@@ -241,9 +241,9 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
                     stop_reason = "early_stopping"
                 if evaluated and speed is not None:
                     speed.evaluation_done(time.monotonic() - eval_started)
-                    plan_at = _plan_due(run, config, ctx, speed)
-                    if plan_at is not None:
-                        _plan_schedule(parts, run, ctx, log, bar, plan_at)
+                    # At the first evaluation, then at each before select_from's boundary; fixed from there.
+                    if (run.planned_steps is None or not can_select(run.step, config)) and speed.speed():
+                        _plan_schedule(parts, run, ctx, log, bar, speed.speed())
                         checkpoints.save_last(run)  # the plan goes into last.pt before another step
                         config, cfg_t = parts.config, parts.config.train
                 if save_due and not evaluated:
@@ -259,22 +259,6 @@ def _loop(parts: Parts, run: RunState, ctx: DistContext, evaluate: DevSelection,
             if not stop_reason:
                 stop_reason = _out_of_budget(run, config, ctx)
     return stop_reason
-
-
-def _plan_due(run: RunState, config: RunConfig, ctx: DistContext, meter: SpeedMeter) -> Speed | None:
-    """The speed to fit the schedule at after this evaluation, or None to keep the plan.
-
-    At the first evaluation, then at each before select_from's boundary (the speed since the first
-    evaluation); after it only when the speed since the last evaluation would take the plan past
-    ``train.max_minutes`` (every rank decides as rank 0 does: the clocks differ)."""
-    speed = meter.speed()
-    if speed is None:
-        return None
-    if run.planned_steps is None or not can_select(run.step, config):
-        return speed
-    recent = meter.recent()
-    late = recent is not None and ctx.is_main and overruns(config, run.step, run.elapsed(), recent)
-    return (recent or speed) if broadcast_object(late if ctx.is_main else None, ctx) else None
 
 
 def _plan_schedule(parts: Parts, run: RunState, ctx: DistContext, log: MetricsLog, bar, speed: Speed) -> None:

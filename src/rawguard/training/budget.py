@@ -9,12 +9,9 @@ its dev evaluations, fits the schedule (``train.max_steps``, and with it the cos
 margin: at the first evaluation, and again at each one before the boundary, from the speed
 measured since the middle of the steps before the first one (a shared VM's speed moved 2x within
 the first minutes of a run, so one early measurement is not enough). From the boundary on the plan
-is fixed, so the weights that can be selected come from one schedule, with one exception: when the
-steps of the last two stretches between evaluations show that the plan would run past
-``max_minutes`` itself (the machine slowed after the last plan: a 1-D recipe model planned 9,100
-steps at step 4,000 and was stopped by the hard stop at step 8,763), the plan is shortened again,
-so that the cosine ends rather than being cut. A machine fast enough keeps the configured steps at every plan, so the run is
-the same run there. ``max_minutes`` stays the hard stop behind the plan.
+is fixed, so the weights that can be selected come from one schedule. A machine fast enough keeps
+the configured steps at every plan, so the run is the same run there. ``max_minutes`` stays the
+hard stop behind the plan.
 
 Plans are made on rank 0, shared with every rank and stored in ``last.pt``: a resumed run goes on
 with the horizon it had.
@@ -27,11 +24,6 @@ from dataclasses import dataclass
 from rawguard.config import RunConfig
 from rawguard.training.build import with_horizon
 from rawguard.training.selection import evaluation_due
-
-RECENT_INTERVALS = 2
-"""Stretches between evaluations that :meth:`SpeedMeter.recent` times. One is too jumpy: on the slow
-2-core VM one 500-step stretch of a recipe model ran at 0.084 s a step between stretches at 0.066,
-and a plan shortened on it alone ended the run 1.6 minutes early."""
 
 FIT_MARGIN = 0.05
 """Share of ``max_minutes`` a plan leaves unused: a shared VM's speed drifts after the last plan too
@@ -99,7 +91,6 @@ class SpeedMeter:
         self._start: tuple[int, float, float] | None = None  # (step, elapsed, evaluation seconds so far)
         self._last: tuple[int, float, float] | None = None
         self._first_evaluation: tuple[int, float, float] | None = None  # the step the first evaluation followed
-        self._evaluated: list[tuple[int, float, float]] = []  # the steps the last evaluations followed
 
     def step_done(self, step: int, elapsed_s: float) -> None:
         """Optimizer step ``step`` ended ``elapsed_s`` seconds into the run."""
@@ -111,7 +102,6 @@ class SpeedMeter:
     def evaluation_done(self, seconds: float) -> None:
         if not self._evaluations:
             self._first_evaluation = self._last  # its step's end, before its own seconds
-        self._evaluated = [*self._evaluated[-RECENT_INTERVALS:], self._last]
         self._eval_seconds += seconds
         self._evaluations += 1
 
@@ -125,21 +115,3 @@ class SpeedMeter:
         (step0, elapsed0, evals0), (step1, elapsed1, evals1) = start, self._last
         return Speed((elapsed1 - elapsed0 - (evals1 - evals0)) / (step1 - step0),
                      self._eval_seconds / self._evaluations)
-
-    def recent(self) -> Speed | None:
-        """The speed over the steps of the last :data:`RECENT_INTERVALS` stretches between evaluations
-        (None before there are as many): what a machine that slowed since the last plan does now."""
-        if len(self._evaluated) < RECENT_INTERVALS + 1:
-            return None
-        (step0, elapsed0, evals0), (step1, elapsed1, evals1) = self._evaluated[0], self._evaluated[-1]
-        if step1 <= step0:
-            return None
-        return Speed((elapsed1 - elapsed0 - (evals1 - evals0)) / (step1 - step0),
-                     self._eval_seconds / self._evaluations)
-
-
-def overruns(config: RunConfig, step: int, elapsed_s: float, speed: Speed) -> bool:
-    """Whether the run's plan (``train.max_steps``) would end past ``train.max_minutes``, the hard
-    stop itself (not the plan's margin), at ``speed``."""
-    horizon = config.train.max_steps
-    return projected_seconds(config, step, elapsed_s, speed, horizon) > 60.0 * config.train.max_minutes
