@@ -71,8 +71,8 @@ def test_run_gives_each_model_its_share_of_what_the_data_stages_left(tmp_path: P
     assert [step.train_minutes for step in steps if step.argv[0] == "train"] == [14, 12]
     assert all(step.train_minutes == 0 for step in steps if step.argv[0] != "train")
 
-    # A slow machine: the vocoder takes its 9 minutes, each copy set and cache 2 (22 before training),
-    # and each model its whole share.
+    # A slow machine: the vocoder takes its 9 minutes, each of the six copy sets 2 and each of the four
+    # prepares 0.5 (23 before training), and each model its whole share.
     clock, ran, echoed = FakeClock(), [], []
     taken = {"train-vocoder": 9, "synth-spoof": 2, "prepare": 0.5}
     before_training = sum(taken.get(step.argv[0], 0) for step in steps if step.argv[0] != "train")
